@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.config import DEFAULT_GENERATION, CandidateBase, Config, RagCandidate
+from harness.loglik import mc_continuations, mc_prompt
 from harness.serving import Request
 from harness.suites import Case, Suite
 
@@ -23,6 +24,8 @@ class Prepared:
 def prepare(config: Config, candidate: CandidateBase, suite: Suite, case: Case, served_name: str,
             index: Index | None = None) -> Prepared:
     """Settings merge from general to specific: defaults < config < suite < candidate."""
+    if case.loglik != "none":
+        return Prepared(_loglik_request(config, case, served_name))
     gen = candidate.generation.over(suite.generation.over(config.generation.over(DEFAULT_GENERATION)))
     messages: list[dict[str, str]] = []
     if candidate.system:
@@ -44,6 +47,17 @@ def prepare(config: Config, candidate: CandidateBase, suite: Suite, case: Case, 
         seed=config.seed,
     )
     return Prepared(request, context)
+
+
+def _loglik_request(config: Config, case: Case, served_name: str) -> Request:
+    """Log-likelihood probes ask what the weights know: the raw text, without the candidate's system
+    prompt, few-shot turns, retrieval or chat template, so every candidate is scored on the same tokens."""
+    question = case.messages[-1].content
+    if case.choices is None:
+        return Request(model=served_name, messages=(("user", question),), max_tokens=1, temperature=0.0, top_p=1.0,
+                       stop=(), seed=config.seed, loglik="text")
+    return Request(model=served_name, messages=(("user", mc_prompt(question)),), max_tokens=1, temperature=0.0,
+                   top_p=1.0, stop=(), seed=config.seed, loglik="choices", choices=tuple(mc_continuations(case.choices)))
 
 
 def _with_context(candidate: RagCandidate, turns: list[dict[str, str]], index: Index) -> tuple[list[dict], list[dict]]:

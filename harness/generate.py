@@ -83,12 +83,20 @@ def execute(plan: Plan, store: Store, run_id: str, run_dir: Path, built: Built, 
                 continue
             progress.console.log(f"{label}: {len(jobs) - len(misses)} cached, {len(misses)} to generate")
             started = time.perf_counter()
+            # Candidates that send the same request to the same weights (log-likelihood probes on one base
+            # model, say) get one answer: each distinct request is asked once.
+            distinct: dict[str, list[Job]] = {}
+            for job in misses:
+                key = job.prepared.request.cache_key(job.fingerprint) if job.fingerprint else str(id(job))
+                distinct.setdefault(key, []).append(job)
+            groups = list(distinct.values())
             with open_engine(target, plan.config.engine, run_dir, plan.config.seed) as engine:
                 store.put_timing(run_id, "engine_start", label, time.perf_counter() - started)
                 started = time.perf_counter()
-                for index, completion in engine.run([j.prepared.request for j in misses]):
-                    record(store, run_id, misses[index], completion, cached=False)
-                    progress.advance(task)
+                for index, completion in engine.run([group[0].prepared.request for group in groups]):
+                    for job in groups[index]:
+                        record(store, run_id, job, completion, cached=False)
+                        progress.advance(task)
                 store.put_timing(run_id, "generate", label, time.perf_counter() - started)
 
 
@@ -99,7 +107,8 @@ def record(store: Store, run_id: str, job: Job, completion: Completion, cached: 
         return
     if not cached and job.fingerprint:
         store.cache_put(job.prepared.request.cache_key(job.fingerprint), job.fingerprint, completion)
-    item = ScoreInput(output=completion.text, reference=job.case.reference)
+    item = ScoreInput(output=completion.text, reference=job.case.reference, logliks=completion.logliks,
+                      answer_index=job.case.answer_index)
     for scorer in job.suite.scorers:
         if scorer.deferred:
             continue

@@ -25,14 +25,16 @@ Definitions (the ones lm-eval-harness uses):
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Literal, NamedTuple, Sequence
+from typing import Any, Iterable, Literal, NamedTuple, Sequence
 
 import httpx
 
 from harness.errors import EngineError
+from harness.serving import Completion, Request, loglik_completion
 
 
 class LogLik(NamedTuple):
@@ -53,7 +55,7 @@ class Span:
 def mc_prompt(question: str) -> str:
     """The question as "Question: ...\\nAnswer:", continued by each choice's text (lm-eval's ARC format).
 
-    The choice text, not its letter, and the choices not listed in the prompt: on mc.jsonl (50 easy
+    The choice text, not its letter, and the choices not listed in the prompt: on builtin:forgetting_mc (50 easy
     questions, 4 choices each) SmolLM2-135M-Instruct picks the right one 58% of the time this way
     (52% by mean per token); with the lettered choices listed above "Answer:" it picked 32% scoring
     the text and 28% scoring " A".." D" (chance is 25%). Answering by letter is a skill models gain
@@ -205,14 +207,20 @@ def _sum_prompt_logprobs(span: Span, positions: list[dict[str, dict] | None]) ->
 class HFScorer(LoglikScorer):
     """The model in-process with transformers, in float32, scoring spans in padded batches."""
 
-    def __init__(self, model_path: str | Path, batch_size: int = 16) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16) -> None:
+        """`model`: any causal LM in eval mode, a peft model included (the transformers engine's own)."""
+        import torch
+
+        self.torch = torch
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    @classmethod
+    def from_path(cls, model_path: str | Path, batch_size: int = 16) -> "HFScorer":
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
-        self.batch_size = batch_size
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        return cls(model, AutoTokenizer.from_pretrained(model_path), batch_size)
 
     def encode(self, text: str, special: bool) -> list[int]:
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
@@ -261,7 +269,7 @@ def hf_scorer(model_path: str | Path) -> HFScorer:
 
 @lru_cache(maxsize=1)
 def _cached_hf_scorer(model_path: str) -> HFScorer:
-    return HFScorer(model_path)
+    return HFScorer.from_path(model_path)
 
 
 def choice_logprobs_hf(model_path: str | Path, prompt: str, choices: Sequence[str]) -> list[LogLik]:
@@ -270,3 +278,17 @@ def choice_logprobs_hf(model_path: str | Path, prompt: str, choices: Sequence[st
 
 def text_logprob_hf(model_path: str | Path, text: str) -> LogLik:
     return hf_scorer(model_path).text_logprob(text)
+
+
+def answer(scorer: LoglikScorer, request: Request) -> Completion:
+    """A log-likelihood request answered by an engine's scorer; a failure is an error row, as for generation.
+    A choice is scored as the continuation of mc_prompt-style text exactly as the request gives it."""
+    started = time.perf_counter()
+    try:
+        if request.loglik == "text":
+            logliks = [scorer.text_logprob(request.prompt)]
+        else:
+            logliks = scorer.choice_logprobs(request.prompt, request.choices)
+    except (EngineError, ValueError, httpx.HTTPError) as exc:
+        return Completion(text="", latency_s=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}"[:500])
+    return loglik_completion(request, logliks, time.perf_counter() - started)

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS cases (
 CREATE TABLE IF NOT EXISTS responses (
     run_id TEXT, candidate TEXT, suite TEXT, case_id TEXT, request_json TEXT, output TEXT, error TEXT,
     latency_s REAL, prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,
-    cached INTEGER, created_at TEXT, context_json TEXT,
+    cached INTEGER, created_at TEXT, context_json TEXT, logliks_json TEXT,
     PRIMARY KEY (run_id, candidate, suite, case_id)
 );
 CREATE TABLE IF NOT EXISTS scores (
@@ -63,6 +63,13 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a store was made; old rows read as NULL there."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(responses)")}
+        if "logliks_json" not in have:
+            self.db.execute("ALTER TABLE responses ADD COLUMN logliks_json TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -110,11 +117,14 @@ class Store:
 
     def put_response(self, run_id: str, candidate: str, suite: str, case_id: str, request_json: str,
                      completion: Completion, cached: bool, context: list[dict] | None = None) -> None:
-        self.db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self.db.execute("INSERT OR REPLACE INTO responses (run_id, candidate, suite, case_id, request_json, output, "
+                        "error, latency_s, prompt_tokens, completion_tokens, finish_reason, cached, created_at, "
+                        "context_json, logliks_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (run_id, candidate, suite, case_id, request_json, completion.text, completion.error,
                          completion.latency_s, completion.prompt_tokens, completion.completion_tokens,
                          completion.finish_reason, int(cached), now(),
-                         json.dumps(context) if context is not None else None))
+                         json.dumps(context) if context is not None else None,
+                         json.dumps(completion.logliks) if completion.logliks else None))
 
     def put_score(self, run_id: str, candidate: str, suite: str, case_id: str, metric: str, value: float,
                   passed: bool | None, detail: str) -> None:
@@ -126,7 +136,11 @@ class Store:
 
     def cache_get(self, key: str) -> Completion | None:
         row = self.db.execute("SELECT completion_json FROM cache WHERE key = ?", (key,)).fetchone()
-        return Completion(**json.loads(row[0])) if row else None
+        if row is None:
+            return None
+        fields = json.loads(row[0])
+        fields["logliks"] = tuple(tuple(pair) for pair in fields.get("logliks", ()))
+        return Completion(**fields)
 
     def cache_put(self, key: str, model_fingerprint: str, completion: Completion) -> None:
         """Only successful answers are cached: an error must be retried next time, not replayed."""

@@ -29,23 +29,45 @@ class Message(Strict):
 
 
 class Case(Strict):
-    """One input (chat messages or a prompt), an optional reference, and free-form tags/metadata."""
+    """One input (chat messages, a prompt, or a `text` to score), an optional reference, and free-form
+    tags/metadata. A multiple-choice case adds `choices` and `answer_index`: it is answered by the
+    log-likelihood of each choice, not by generation; a `text` case is scored for perplexity."""
 
     id: str
     messages: list[Message] = []
     prompt: str | None = None
+    text: str | None = Field(None, description="plain text whose log-likelihood is scored (perplexity probes)")
+    choices: list[str] | None = Field(None, min_length=2)
+    answer_index: int | None = Field(None, ge=0)
     reference: str | None = None
     tags: list[str] = []
     metadata: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _one_input(self) -> "Case":
-        if bool(self.messages) == (self.prompt is not None):
-            raise ValueError("a case needs exactly one of `messages` (a chat) or `prompt` (a string)")
-        if self.prompt is not None:
-            self.messages = [Message(role="user", content=self.prompt)]
+        # (validation runs again on a validated case, whose `text` is also its one message)
+        chat = bool(self.messages) and not (self.text is not None and self.messages == [Message(role="user", content=self.text)])
+        if (chat + (self.prompt is not None) + (self.text is not None)) != 1:
+            raise ValueError("a case needs exactly one of `messages` (a chat), `prompt` (a string) or `text` "
+                             "(plain text to score)")
+        if (self.choices is None) != (self.answer_index is None):
+            raise ValueError("a multiple-choice case needs both `choices` and `answer_index`")
+        if self.choices is not None:
+            if self.prompt is None and [m.role for m in self.messages] != ["user"]:
+                raise ValueError("a multiple-choice case asks its question with `prompt`")
+            if self.answer_index >= len(self.choices):  # type: ignore[operator]
+                raise ValueError(f"`answer_index` {self.answer_index} is past the last of {len(self.choices)} choices "
+                                 "(it counts from 0)")
+            self.reference = self.choices[self.answer_index]  # type: ignore[index]
+        if self.prompt is not None or self.text is not None:
+            self.messages = [Message(role="user", content=self.prompt if self.prompt is not None else self.text)]
             self.prompt = None
         return self
+
+    @property
+    def loglik(self) -> str:
+        """How the case is answered: "none" (generation), "choices" or "text" (log-likelihoods)."""
+        return "choices" if self.choices is not None else "text" if self.text is not None else "none"
 
 
 class SuiteFile(Strict):
@@ -70,8 +92,13 @@ class Suite(BaseModel):
     @property
     def metrics(self) -> list[str]:
         """Scorer metrics, plus retrieval metrics when cases name their gold documents (RAG candidates)."""
-        extra = ["recall_at_k", "mrr"] if any(c.metadata.get("gold_doc_ids") for c in self.cases) else []
-        return [s.metric for s in self.scorers] + extra
+        return list(self.directions)
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        """metric -> whether higher is better, for every metric the suite produces."""
+        extra = {"recall_at_k": True, "mrr": True} if any(c.metadata.get("gold_doc_ids") for c in self.cases) else {}
+        return {**{s.metric: s.higher_is_better for s in self.scorers}, **extra}
 
 
 def resolve_suite_path(ref: str, base_dir: Path) -> Path:
@@ -98,9 +125,31 @@ def load_suite(path: Path) -> Suite:
                           "give each scorer a distinct `name:`")
     cases_path = path.parent / spec.cases
     cases = load_cases(cases_path)
+    _check_probe_scorers(path, node, scorers, cases)
     digest = hashlib.sha256(path.read_bytes() + b"\0" + cases_path.read_bytes())
     return Suite(name=spec.name, description=spec.description, path=path, generation=spec.generation,
                  scorers=scorers, cases=cases, content_hash=digest.hexdigest())
+
+
+# Scorers that read log-likelihoods, and the kind of case each needs.
+PROBE_SCORERS = {"multiple_choice": "choices", "perplexity": "text"}
+PROBE_SHAPES = {"choices": "`prompt`, `choices` and `answer_index`", "text": "`text`"}
+
+
+def _check_probe_scorers(path: Path, node: Any, scorers: list[ScorerSpec], cases: list[Case]) -> None:
+    """Log-likelihood probes are answered with numbers, not text: their cases and scorers must match."""
+    for i, spec in enumerate(scorers):
+        wanted = PROBE_SCORERS.get(spec.type, "none")
+        wrong = next((c for c in cases if c.loglik != wanted), None)
+        if wrong is None:
+            continue
+        where = f"{path}:{line_of(node, ('scorers', i))}"
+        if wanted != "none":
+            raise ConfigError(where, f"scorers[{i}]", f"`{spec.type}` needs cases with {PROBE_SHAPES[wanted]}; "
+                              f"case {wrong.id!r} has none", "put such cases in this suite, or use another scorer")
+        raise ConfigError(where, f"scorers[{i}]", f"`{spec.type}` scores generated text, but case {wrong.id!r} is a "
+                          f"log-likelihood probe ({wrong.loglik})",
+                          "put probes in a suite of their own, scored by multiple_choice or perplexity")
 
 
 HARMBENCH_COLUMNS = ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")

@@ -20,7 +20,7 @@ from harness.loglik import (
 )
 from harness.models import ModelRef
 
-FORGETTING = Path(__file__).resolve().parent.parent / "suites" / "forgetting"
+SUITES = Path(__file__).resolve().parent.parent / "suites"
 PER_TOKEN_TOLERANCE = 1e-3
 
 
@@ -57,12 +57,12 @@ def vllm(vllm_url: str, model: ModelRef) -> Iterator[VLLMScorer]:
 
 
 def _mc_questions(count: int) -> list[tuple[str, list[str]]]:
-    cases = [json.loads(line) for line in (FORGETTING / "mc.jsonl").read_text().splitlines()[:count]]
+    cases = [json.loads(line) for line in (SUITES / "forgetting_mc" / "cases.jsonl").read_text().splitlines()[:count]]
     return [(mc_prompt(case["prompt"]), mc_continuations(case["choices"])) for case in cases]
 
 
 def _paragraphs(count: int) -> list[str]:
-    return (FORGETTING / "general.txt").read_text().splitlines()[:count]
+    return [json.loads(line)["text"] for line in (SUITES / "perplexity" / "cases.jsonl").read_text().splitlines()[:count]]
 
 
 @pytest.mark.slow

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Protocol, Sequence
 
 if TYPE_CHECKING:
     from harness.config import EngineConfig
@@ -30,6 +31,15 @@ class Request:
     stop: tuple[str, ...]
     seed: int
     response_schema: str | None = None  # JSON Schema text: structured output where the engine supports it
+    # Log-likelihood requests score text instead of generating: "text" scores the one message's text,
+    # "choices" scores each of `choices` as its continuation. Nothing is generated.
+    loglik: Literal["none", "text", "choices"] = "none"
+    choices: tuple[str, ...] = ()
+
+    @property
+    def prompt(self) -> str:
+        """A log-likelihood request's raw text (no chat template: the probe asks what the weights know)."""
+        return self.messages[-1][1]
 
     def chat(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
@@ -51,6 +61,27 @@ class Completion:
     latency_s: float = 0.0
     finish_reason: str | None = None
     error: str | None = None
+    logliks: tuple[tuple[float, int], ...] = ()  # log-likelihood requests: (sum log-prob, tokens) per text or choice
+
+
+def loglik_completion(request: Request, logliks: Sequence[tuple[float, int]], latency_s: float) -> Completion:
+    """The answer to a log-likelihood request: the numbers, and a readable text of them for the report."""
+    if request.loglik == "text":
+        (logprob, tokens), = logliks
+        text = f"log-likelihood {logprob:.3f} over {tokens} tokens (perplexity {math.exp(-logprob / tokens):.3f})"
+    else:
+        text = "\n".join(f"{choice.strip()!r}: log-likelihood {lp:.3f} over {n} tokens"
+                         for choice, (lp, n) in zip(request.choices, logliks, strict=True))
+    return Completion(text=text, prompt_tokens=sum(n for _, n in logliks), latency_s=latency_s, finish_reason="loglik",
+                      logliks=tuple((float(lp), int(n)) for lp, n in logliks))
+
+
+def no_loglik(request: Request, engine_name: str) -> Completion | None:
+    """An error row for a log-likelihood request an engine cannot score; None for an ordinary request."""
+    if request.loglik == "none":
+        return None
+    return Completion(text="", error=f"{engine_name} gives no prompt log-probabilities, so it cannot score "
+                                     f"log-likelihood probes; run them on a local candidate (vLLM or transformers)")
 
 
 @dataclass(frozen=True)

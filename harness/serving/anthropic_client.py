@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import anthropic
 
-from harness.serving import Completion, Request
+from harness.serving import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer
 from harness.serving.openai_client import describe
@@ -26,6 +26,9 @@ class AnthropicEngine:
 
     def complete(self, request: Request) -> Completion:
         """The system prompt is a parameter here, not a message; consecutive turns pass through as given."""
+        refused = no_loglik(request, "Anthropic's Messages API")
+        if refused is not None:
+            return refused
         self.pacer.wait()
         system = "\n\n".join(content for role, content in request.messages if role == "system")
         messages = [{"role": role, "content": content} for role, content in request.messages if role != "system"]

@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import openai
 
-from harness.serving import Completion, Request
+from harness.serving import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer, redact
 
 
 class OpenAIEngine:
     def __init__(self, base_url: str, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
-                 requests_per_minute: float | None = None) -> None:
+                 requests_per_minute: float | None = None,
+                 loglik: Callable[[Request], Completion] | None = None) -> None:
+        """`loglik`: how to answer log-likelihood requests; only a server we run ourselves (vLLM) has one."""
+        self.loglik = loglik
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
         self.max_concurrency = max_concurrency
         self.pacer = RatePacer(requests_per_minute)
         self.secrets = (api_key,)
 
     def complete(self, request: Request) -> Completion:
+        if request.loglik != "none":
+            return self.loglik(request) if self.loglik else no_loglik(request, "an OpenAI-compatible endpoint")  # type: ignore[return-value]
         self.pacer.wait()
         started = time.perf_counter()
         extra = {}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from harness.config import EngineConfig
+from harness.loglik import HFScorer, answer
 from harness.models import ModelRef
 from harness.serving import Adapter, Completion, Engine, LocalTarget, Request, engine
 
@@ -37,6 +38,7 @@ class TransformersEngine:
                 self.model.load_adapter(str(adapter.path), adapter_name=adapter.name)
             self.model.eval()
         self.batch_size = batch_size
+        self.scorer = HFScorer(self.model, self.tokenizer, batch_size)
 
     def _use(self, name: str) -> AbstractContextManager:
         """A request names an adapter (served name) or the base model, as it does with vLLM."""
@@ -80,13 +82,23 @@ class TransformersEngine:
             ))
         return results
 
+    def _loglik(self, request: Request) -> Completion:
+        """Log-likelihoods from this engine's own weights (the adapter the request names, if any)."""
+        with self._use(request.model):
+            return answer(self.scorer, request)
+
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """Batch requests that share settings (generate() takes one setting per batch)."""
+        for i, request in enumerate(requests):
+            if request.loglik != "none":
+                yield i, self._loglik(request)
+
         def settings(i: int) -> tuple:
             r = requests[i]
             return (r.model, r.max_tokens, r.temperature, r.top_p, r.stop, r.seed)
 
-        order = sorted(range(len(requests)), key=lambda i: (settings(i), len(str(requests[i].messages))))
+        chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
+        order = sorted(chats, key=lambda i: (settings(i), len(str(requests[i].messages))))
         for key, group in groupby(order, key=settings):
             indices = list(group)
             size = self.batch_size if key[2] == 0 else 1

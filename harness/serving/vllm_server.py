@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,7 +26,8 @@ from harness.console import console
 from harness.config import EngineConfig
 from harness.errors import EngineError
 from harness.models import ModelRef
-from harness.serving import Adapter, Engine, LocalTarget, engine
+from harness.loglik import VLLMScorer, answer
+from harness.serving import Adapter, Completion, Engine, LocalTarget, Request, engine
 from harness.serving.openai_client import OpenAIEngine
 
 
@@ -174,5 +175,15 @@ def _process(pid: int) -> psutil.Process | None:
 @engine("vllm")
 @contextmanager
 def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    with managed_server(target.model, run_dir, config, seed, target.adapters) as base_url:
-        yield OpenAIEngine(base_url, "EMPTY", config.max_concurrency, config.request_timeout_s, config.max_retries)
+    with managed_server(target.model, run_dir, config, seed, target.adapters) as base_url, ExitStack() as stack:
+        scorers: dict[str, VLLMScorer] = {}
+
+        def loglik(request: Request) -> Completion:
+            """Prompt log-probabilities from the same server, for the base model or an adapter by name."""
+            if request.model not in scorers:
+                scorers[request.model] = stack.enter_context(
+                    VLLMScorer(base_url, request.model, timeout_s=config.request_timeout_s))
+            return answer(scorers[request.model], request)
+
+        yield OpenAIEngine(base_url, "EMPTY", config.max_concurrency, config.request_timeout_s, config.max_retries,
+                           loglik=loglik)

@@ -1,0 +1,114 @@
+"""Forgetting probes answered by log-likelihood: case shapes, suite checks, scorers, requests, engines."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.candidates import prepare
+from harness.config import Config
+from harness.errors import ConfigError
+from harness.loglik import mc_prompt
+from harness.models import ModelRef
+from harness.serving import Request
+from harness.serving.openai_client import OpenAIEngine
+from harness.serving.anthropic_client import AnthropicEngine
+from harness.serving.transformers_engine import TransformersEngine
+from harness.suites import Case, load_suite
+from harness.scorers import ScoreInput
+from harness.scorers.likelihood import ChoiceParams, multiple_choice, perplexity
+from harness.scorers import Params
+
+MC = {"id": "q1", "prompt": "What is 9 + 6?", "choices": ["13", "15", "16"], "answer_index": 1, "tags": ["arithmetic"]}
+
+
+def test_a_multiple_choice_case_takes_its_reference_from_the_right_choice() -> None:
+    case = Case.model_validate(MC)
+    assert case.loglik == "choices" and case.reference == "15" and case.messages[0].content == "What is 9 + 6?"
+    assert Case.model_validate(case.model_dump()).loglik == "choices"  # validating again changes nothing
+    text = Case.model_validate({"id": "t", "text": "Plain words here."})
+    assert text.loglik == "text" and Case.model_validate(text.model_dump()).text == "Plain words here."
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"answer_index": 3}, "past the last of 3 choices"),
+    ({"answer_index": None}, "both `choices` and `answer_index`"),
+    ({"text": "also text"}, "exactly one of"),
+    ({"choices": ["only one"], "answer_index": 0}, "at least 2"),
+])
+def test_bad_multiple_choice_cases_say_what_is_wrong(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Case.model_validate({**MC, **change})
+
+
+def suite(tmp_path: Path, scorers: str, cases: list[dict]) -> Path:
+    (tmp_path / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"name: probes\ncases: cases.jsonl\nscorers:\n{scorers}")
+    return path
+
+
+@pytest.mark.parametrize("scorers, cases, message", [
+    ("  - multiple_choice\n", [{"id": "a", "prompt": "hi", "reference": "x"}], "needs cases with `prompt`, `choices`"),
+    ("  - perplexity\n", [MC], "needs cases with `text`"),
+    ("  - {type: equals, name: exact}\n", [MC], "scores generated text, but case 'q1' is a log-likelihood probe"),
+])
+def test_probe_scorers_and_cases_must_match(tmp_path: Path, scorers: str, cases: list[dict], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_suite(suite(tmp_path, scorers, cases))
+    assert "suite.yaml:4" in str(info.value) and "scorers[0]" in str(info.value)
+
+
+def test_scorers_read_the_engine_numbers() -> None:
+    logliks = ((-4.0, 1), (-5.0, 4), (-9.0, 2))
+    right = multiple_choice(ChoiceParams(type="multiple_choice"), ScoreInput("", "15", logliks, answer_index=0))
+    assert right.value == 1.0 and right.passed and "picked choice 0 by sum" in right.detail
+    by_mean = multiple_choice(ChoiceParams(type="multiple_choice", normalise="mean"),
+                              ScoreInput("", "15", logliks, answer_index=0))
+    assert by_mean.value == 0.0 and "picked choice 1 by mean" in by_mean.detail
+    ppl = perplexity(Params(type="perplexity"), ScoreInput("", None, ((-20.0, 10),)))
+    assert ppl.value == pytest.approx(math.exp(2.0)) and ppl.passed is None
+
+
+def test_probe_requests_are_the_raw_text_for_every_candidate() -> None:
+    config = Config.model_validate({"name": "t", "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
+                                    "candidates": [{"name": "a", "kind": "prompt", "system": "Be terse.",
+                                                    "few_shot": [{"user": "1+1?", "assistant": "2"}]}]})
+    loaded = load_suite(Path(__file__).resolve().parent.parent / "suites" / "forgetting_mc" / "suite.yaml")
+    case = loaded.cases[0]
+    request = prepare(config, config.candidates[0], loaded, case, "served").request
+    assert request.loglik == "choices" and request.messages == (("user", mc_prompt(case.messages[0].content)),)
+    assert request.choices == tuple(" " + c for c in case.choices)
+
+
+def test_endpoints_refuse_log_likelihood_requests_as_error_rows() -> None:
+    request = Request("m", (("user", "Some text."),), 1, 0.0, 1.0, (), 0, loglik="text")
+    for engine in (OpenAIEngine("http://127.0.0.1:9/v1", "k", 1, 1, 0), AnthropicEngine("http://127.0.0.1:9", "k", 1, 1, 0)):
+        completion = engine.complete(request)
+        assert completion.error and "cannot score log-likelihood probes" in completion.error
+
+
+@pytest.mark.slow
+def test_vllm_and_transformers_engines_answer_probes_alike(tmp_path: Path, model: ModelRef) -> None:
+    """Both local engines answer probe requests with the same numbers (float32 on CPU)."""
+    from harness.config import EngineConfig
+    from harness.serving import LocalTarget, open_engine
+
+    loaded = load_suite(Path(__file__).resolve().parent.parent / "suites" / "forgetting_mc" / "suite.yaml")
+    config = Config.model_validate({"name": "t", "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
+                                    "candidates": [{"name": "a", "kind": "prompt"}]})
+    reqs = [prepare(config, config.candidates[0], loaded, c, model.name).request for c in loaded.cases[:6]]
+    reqs.append(Request(model.name, (("user", "The Sun rises in the east and sets in the west."),), 1, 0.0, 1.0, (), 0,
+                        loglik="text"))
+    hf = dict(TransformersEngine(model, 8, "auto").run(reqs))
+    with open_engine(LocalTarget(model), EngineConfig(), tmp_path, 0) as engine:
+        served = dict(engine.run(reqs))
+    for i, request in enumerate(reqs):
+        a, b = hf[i], served[i]
+        assert a.error is None and b.error is None and a.finish_reason == b.finish_reason == "loglik"
+        assert len(a.logliks) == len(b.logliks) == (len(request.choices) or 1)
+        for (lp_a, n_a), (lp_b, n_b) in zip(a.logliks, b.logliks):
+            assert n_a == n_b and abs(lp_a - lp_b) / n_a < 1e-3
