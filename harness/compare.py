@@ -33,15 +33,26 @@ def summarize(scores: pd.DataFrame, stats: StatsConfig | None = None, seed: int 
 def per_case(scores: pd.DataFrame, candidate: str, suite: str, metric: str) -> pd.Series:
     """One value per case id for (candidate, suite, metric)."""
     rows = scores[(scores.candidate == candidate) & (scores.suite == suite) & (scores.metric == metric)]
-    return pd.Series(rows["value"].to_numpy(float), index=rows["case_id"].to_numpy(), name=metric)
+    values = pd.Series(rows["value"].to_numpy(float), index=rows["case_id"].to_numpy(), name=metric)
+    return values.dropna()  # a judge error is a missing value, never a 0: the gate counts those apart
+
+
+Directions = dict[tuple[str, str], bool]  # (suite, metric) -> higher is better; absent means higher
+
+
+def better(direction: bool, delta: float) -> float:
+    """A delta turned into an improvement: positive is better whichever way the metric points."""
+    return delta if direction else -delta
 
 
 def comparisons(scores: pd.DataFrame, candidates: list[str], baseline: str, stats: StatsConfig,
-                seed: int, reference: pd.DataFrame | None = None) -> list[dict]:
+                seed: int, reference: pd.DataFrame | None = None, directions: Directions | None = None) -> list[dict]:
     """Every (candidate ≠ baseline, suite, metric) the baseline also has, as plain dicts.
 
     With `reference` (a drift run's pinned scores), each candidate is compared with itself there.
+    `outcome` reads the delta's CI in the metric's direction: better, worse, or unclear.
     """
+    directions = directions or {}
     rows = []
     keys = scores[["suite", "metric"]].drop_duplicates().itertuples(index=False)
     for suite, metric in list(keys):
@@ -52,9 +63,12 @@ def comparisons(scores: pd.DataFrame, candidates: list[str], baseline: str, stat
             if (reference is None and candidate == baseline) or cand.empty or base.empty \
                     or cand.index.intersection(base.index).empty:
                 continue
+            higher = directions.get((suite, metric), True)
             result = compare_paired(cand, base, resamples=stats.resamples, confidence=stats.confidence,
-                                    seed=seed, alpha=stats.alpha, power=stats.power)
+                                    seed=seed, alpha=stats.alpha, power=stats.power, higher_is_better=higher)
+            low, high = sorted((better(higher, result.ci_low), better(higher, result.ci_high)))
             rows.append({"candidate": candidate, "baseline": other if reference is None else f"{other} (pinned)",
-                         "suite": suite, "metric": metric, **result.as_dict(),
+                         "suite": suite, "metric": metric, **result.as_dict(), "higher_is_better": higher,
+                         "outcome": "better" if low > 0 else "worse" if high < 0 else "unclear",
                          "mde_note": mde_sentence(result.mde, result.n)})
     return rows

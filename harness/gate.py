@@ -33,6 +33,7 @@ class Check:
     p_value: float | None = None
     p_adjusted: float | None = None
     passed: bool = False
+    flipped: bool = False  # a relative bound on a lower-is-better metric: the statistic is baseline - candidate
 
     @property
     def lower(self) -> bool:
@@ -79,8 +80,11 @@ class Verdict:
         return asdict(self)
 
 
-def _statistic_checks(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config) -> list[Check]:
-    """A check per bound. p tests 'statistic differs from the bound' (paired when relative)."""
+def _statistic_checks(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config,
+                      higher: bool) -> list[Check]:
+    """A check per bound. p tests 'statistic differs from the bound' (paired when relative). Relative
+    bounds read the delta as a gain: for a lower-is-better metric (TER, perplexity, attack success)
+    `max_drop` limits how far it may RISE, `min_delta` how far it must fall."""
     s, seed = config.stats, config.seed
     checks = []
     for kind in ("min", "max", "min_delta", "max_drop"):
@@ -93,17 +97,22 @@ def _statistic_checks(gate: Gate, cand: pd.Series, base: pd.Series | None, confi
         else:
             common = cand.index.intersection(base.index).sort_values()
             values, reference = cand.loc[common].to_numpy(float), base.loc[common].to_numpy(float)
+            if not higher:
+                values, reference = -values, -reference
             bound = bound if kind == "min_delta" else -bound
             reference = reference + bound
         # the interval of (statistic - bound), shifted back: one bootstrap gives CI and p
         interval = paired_bootstrap(values, reference, resamples=s.resamples, confidence=s.confidence, seed=seed)
         checks.append(Check(kind, bound, interval.delta + bound, interval.low + bound, interval.high + bound,
-                            p_value=interval.p_value if gate.significant else None))
+                            p_value=interval.p_value if gate.significant else None,
+                            flipped=not higher and kind not in ("min", "max")))
     return checks
 
 
-def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.DataFrame | None = None) -> GateResult:
-    """`reference`: the scores relative rules compare with when they are not this run's (drift)."""
+def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.DataFrame | None = None,
+             higher: bool = True) -> GateResult:
+    """`reference`: the scores relative rules compare with when they are not this run's (drift);
+    `higher`: whether a higher value of the metric is better."""
     baseline = config.gate_baseline(gate) if gate.relative else None
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
     base = per_case(reference if reference is not None else scores, baseline, gate.suite, gate.metric) \
@@ -113,11 +122,11 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.Dat
     if cand.empty or (base is not None and cand.index.intersection(base.index).empty):
         return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge (every request failed?)")
     result = GateResult(**head, value=float(cand.mean()), n=len(cand), passed=False, reason="",
-                        checks=_statistic_checks(gate, cand, base, config))
+                        checks=_statistic_checks(gate, cand, base, config, higher))
     if base is not None:
         s = config.stats
         comparison = compare_paired(cand, base, resamples=s.resamples, confidence=s.confidence, seed=config.seed,
-                                    alpha=s.alpha, power=s.power)
+                                    alpha=s.alpha, power=s.power, higher_is_better=higher)
         effect = gate.min_delta if gate.min_delta else (gate.max_drop or None)
         result.n = comparison.n
         result.delta, result.ci_low, result.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
@@ -135,7 +144,8 @@ def _failure(check: Check, alpha: float) -> str | None:
     if check.bound_kind in ("min", "max"):
         name, stat, bound = "mean", f"{check.statistic:.3f}", f"{check.bound:g}"
     else:
-        name, stat, bound = "Δ", f"{check.statistic:+.3f}", f"{check.bound:+g}"
+        name = "gain (baseline - candidate: lower is better)" if check.flipped else "Δ"
+        stat, bound = f"{check.statistic:+.3f}", f"{check.bound:+g}"
     if not check.point_ok():
         return f"{name} {stat} is {'below' if check.lower else 'above'} {bound}"
     if check.p_adjusted is None:
@@ -165,9 +175,20 @@ def _settle(result: GateResult, alpha: float) -> None:
     result.reason = ", ".join(parts)
 
 
+def missing_gated(config: Config, scores: pd.DataFrame) -> pd.DataFrame:
+    """Score rows of gated (candidate, suite, metric) with no value: judgements that failed."""
+    gated = {(g.candidate, g.suite, g.metric) for g in config.gates}
+    empty = scores[scores["value"].isna()]
+    keep = [(c, s, m) in gated for c, s, m in zip(empty["candidate"], empty["suite"], empty["metric"])]
+    return empty[keep]
+
+
 def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
-           reference: pd.DataFrame | None = None) -> Verdict:
-    results = [evaluate(g, config, scores, reference) for g in config.gates]
+           reference: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None) -> Verdict:
+    """`errors`: failed requests. A gated metric with a missing value (a judge error) is as fatal: the
+    rule would otherwise be decided on the cases the judge happened to manage."""
+    directions = directions or {}
+    results = [evaluate(g, config, scores, reference, directions.get((g.suite, g.metric), True)) for g in config.gates]
     significant = [c for r in results for c in r.checks if c.p_value is not None]
     for check, adjusted in zip(significant, holm([c.p_value for c in significant], config.stats.alpha)):
         check.p_adjusted = adjusted.adjusted
@@ -176,6 +197,12 @@ def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
             _settle(result, config.stats.alpha)
     if errors:
         return Verdict(ERROR, f"{errors} of {requests} requests failed; no verdict on partial results", results, errors)
+    missing = missing_gated(config, scores)
+    if not missing.empty:
+        first = missing.iloc[0]
+        return Verdict(ERROR, f"{len(missing)} scores of gated metrics have no value (e.g. {first.candidate} / "
+                              f"{first.suite} / {first.case_id} / {first.metric}: {first.detail}); no verdict on "
+                              "partial results", results, len(missing))
     failed = [r for r in results if not r.passed]
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""

@@ -44,6 +44,10 @@ class Plan:
             groups.setdefault(ref.fingerprint, (ref, []))[1].append(candidate)
         return list(groups.values())
 
+    def directions(self) -> dict[tuple[str, str], bool]:
+        """(suite, metric) -> whether higher is better, for the gates and comparisons."""
+        return {(s.name, metric): higher for s in self.suites for metric, higher in s.directions.items()}
+
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.loaded.base_dir / path).resolve()
@@ -64,6 +68,10 @@ def make_plan(loaded: LoadedConfig) -> Plan:
                               "give each suite a distinct `name:` in its suite.yaml")
         plan.suites.append(suite)
     by_name = {s.name: s for s in plan.suites}
+    for i, name in enumerate(config.report.redact_suites):
+        if name not in by_name:
+            raise ConfigError(plan.where("report", "redact_suites", i), f"report.redact_suites[{i}]",
+                              f"unknown suite {name!r}", f"use one of: {', '.join(by_name)}")
     for i, gate in enumerate(config.gates):
         if gate.suite not in by_name:
             raise ConfigError(plan.where("gates", i, "suite"), f"gates[{i}].suite", f"unknown suite {gate.suite!r}",

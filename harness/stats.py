@@ -198,13 +198,15 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[HolmResult]:
 
 def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | None = None,
                    resamples: int = 10000, confidence: float = 0.95, seed: int = 0,
-                   alpha: float = 0.05, power: float = 0.8, worst: int = 5) -> Comparison:
+                   alpha: float = 0.05, power: float = 0.8, worst: int = 5,
+                   higher_is_better: bool = True) -> Comparison:
     """Compare per-case scores indexed by case id, on the cases both sides scored.
 
     Cases missing on either side (or NaN: not scored) are dropped and counted, since a silent
     mismatch would compare different questions. Common ids are sorted so the seeded bootstrap does
     not depend on row order. Binary metrics (auto: every value is 0 or 1) get the exact McNemar
-    p-value; others the bootstrap's. The CI is the paired bootstrap's either way.
+    p-value; others the bootstrap's. The CI is the paired bootstrap's either way. `delta` is always
+    candidate - baseline; which cases improved or regressed follows `higher_is_better`.
     """
     for name, series in (("candidate", candidate), ("baseline", baseline)):
         if series.index.has_duplicates:
@@ -230,14 +232,15 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
         base_sd = float(base_v.std(ddof=1)) if len(base_v) > 1 else 0.0
         fallback = base_sd if base_sd > 0 else PASS_FAIL_SD
     deltas = cand_v - base_v
-    drops = pd.Series(-deltas, index=common)
+    gains = deltas if higher_is_better else -deltas
+    drops = pd.Series(-gains, index=common)
     return Comparison(
         n=len(common), dropped=dropped, binary=binary,
         candidate_mean=float(cand_v.mean()), baseline_mean=float(base_v.mean()),
         delta=interval.delta, ci_low=interval.low, ci_high=interval.high, confidence=confidence,
         p_value=p, test=test,
         mde=minimum_detectable_effect(deltas, alpha, power, fallback_sd=fallback),
-        improved=int(np.count_nonzero(deltas > 0)), regressed=int(np.count_nonzero(deltas < 0)),
+        improved=int(np.count_nonzero(gains > 0)), regressed=int(np.count_nonzero(gains < 0)),
         worst_regressions=drops[drops > 0].sort_values(ascending=False, kind="stable").head(worst).index.tolist(),
     )
 

@@ -105,3 +105,32 @@ def test_relative_gate_on_the_baseline_itself_is_rejected(tmp_path: Path) -> Non
                     "gates:\n  - {candidate: base, suite: s, metric: m, min_delta: 0}\n")
     with pytest.raises(ConfigError, match="compare 'base' with itself"):
         load_config(path)
+
+
+def test_relative_bounds_follow_a_lower_is_better_metric() -> None:
+    """TER, perplexity, attack success: a rise is the regression `max_drop` limits."""
+    base = [10.0] * 20
+    risen, fallen = [13.0] * 20, [7.0] * 20
+    rule = config(gate(max_drop=2.0))
+    lower = {("s", "m"): False}
+    assert decide(rule, scores({"base": base, "new": fallen}), 0, 40, directions=lower).decision == SHIP
+    failing = decide(rule, scores({"base": base, "new": risen}), 0, 40, directions=lower)
+    assert failing.decision == DO_NOT_SHIP and "lower is better" in failing.reason and "-3.000" in failing.reason
+    assert failing.gates[0].delta == pytest.approx(3.0)  # the reported delta stays candidate - baseline
+    # read as higher-is-better, the same numbers pass: the direction is what decides
+    assert decide(rule, scores({"base": base, "new": risen}), 0, 40).decision == SHIP
+    improve = config(gate(min_delta=2.0))
+    assert decide(improve, scores({"base": base, "new": fallen}), 0, 40, directions=lower).decision == SHIP
+
+
+def test_a_missing_value_on_a_gated_metric_is_no_verdict() -> None:
+    """A judge error is a NULL score: never a 0, and never a rule decided on the cases that were judged."""
+    data = scores({"base": BASE, "new": BETTER})
+    data.loc[data.index[-1], "value"] = None
+    data["detail"] = ""
+    data.loc[data.index[-1], "detail"] = "judge error: no usable answer after 3 attempt(s)"
+    verdict = decide(config(gate(min=0.5)), data, 0, 120)
+    assert verdict.decision == ERROR and verdict.errors == 1 and "judge error" in verdict.reason
+    assert verdict.gates[0].n == 59  # the missing value is dropped, not counted as a failure
+    data.loc[data.index[-1], "metric"] = "other"  # missing on an ungated metric: still a verdict
+    assert decide(config(gate(min=0.5)), data, 0, 120).decision == SHIP

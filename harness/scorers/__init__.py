@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.errors import ConfigError
 
@@ -21,6 +21,8 @@ class Params(BaseModel):
 
     type: str
     name: str | None = None
+    higher_is_better: bool | None = Field(
+        None, description="whether a higher value is better; default: the scorer's own (TER, perplexity: lower)")
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,13 @@ class Score:
 
 @dataclass(frozen=True)
 class ScoreInput:
-    """What a scorer sees: the output text and the case's reference."""
+    """What a scorer sees: the output text and the case's reference; for log-likelihood probes also the
+    (log-prob, tokens) of each choice or of the text, and the index of the right choice."""
 
     output: str
     reference: str | None
+    logliks: tuple[tuple[float, int], ...] = ()
+    answer_index: int | None = None
 
 
 ScoreFn = Callable[[Any, ScoreInput], Score]
@@ -48,7 +53,8 @@ class ScorerSpec:
     type: str
     metric: str
     params: Params
-    fn: ScoreFn | None  # None: a model-backed scorer (judge, log-likelihood) run after generation
+    fn: ScoreFn | None  # None: a model-backed scorer (a judge) run after generation
+    higher_is_better: bool = True
 
     @property
     def deferred(self) -> bool:
@@ -59,21 +65,23 @@ class ScorerSpec:
         return self.fn(self.params, item)
 
 
-_REGISTRY: dict[str, tuple[type[Params], ScoreFn | None]] = {}
+_REGISTRY: dict[str, tuple[type[Params], ScoreFn | None, bool]] = {}
 
 
-def scorer(type_name: str, params: type[Params]) -> Callable[[ScoreFn], ScoreFn]:
+def scorer(type_name: str, params: type[Params], higher_is_better: bool = True) -> Callable[[ScoreFn], ScoreFn]:
+    """`higher_is_better`: the metric's direction unless a suite says otherwise; comparisons, the
+    report's colours and relative gates (`min_delta`, `max_drop`) follow it."""
     def register(fn: ScoreFn) -> ScoreFn:
-        _REGISTRY[type_name] = (params, fn)
+        _REGISTRY[type_name] = (params, fn, higher_is_better)
         return fn
 
     return register
 
 
 def deferred_scorer(type_name: str, params: type[Params]) -> None:
-    """Register a scorer that needs a model to score (a judge, log-likelihoods): the judging stage
-    runs it after generation, with an engine; inline scoring skips it."""
-    _REGISTRY[type_name] = (params, None)
+    """Register a scorer that needs a model to score (a judge): the judging stage runs it after
+    generation, with an engine; inline scoring skips it. Its params set `higher_is_better` themselves."""
+    _REGISTRY[type_name] = (params, None, True)
 
 
 def known_types() -> list[str]:
@@ -91,12 +99,14 @@ def build_scorer(raw: Any, suite_path: Path, line: int | None, key: str) -> Scor
     if type_name not in _REGISTRY:
         raise ConfigError(where, f"{key}.type", f"unknown scorer type {type_name!r}",
                           f"use one of: {', '.join(known_types())}")
-    params_model, fn = _REGISTRY[type_name]
+    params_model, fn, higher = _REGISTRY[type_name]
     params = validate(params_model, raw, suite_path, None, context={"suite_dir": suite_path.parent},
                       loc_prefix=(key,), line_offset=line)
-    return ScorerSpec(type=type_name, metric=params.name or type_name, params=params, fn=fn)
+    return ScorerSpec(type=type_name, metric=params.name or type_name, params=params, fn=fn,
+                      higher_is_better=higher if params.higher_is_better is None else params.higher_is_better)
 
 
 from harness.scorers import assertions  # noqa: E402,F401  (registers the built-in scorers)
 from harness.scorers import overlap, refusal  # noqa: E402,F401  (overlap metrics and the refusal detector)
+from harness.scorers import likelihood  # noqa: E402,F401  (multiple choice and perplexity by log-likelihood)
 from harness import judging  # noqa: E402,F401  (the deferred `judge` scorer: LLM-as-judge rubrics)

@@ -35,11 +35,6 @@ SACREBLEU_TYPES = ("bleu", "chrf", "ter")
 NEEDS_REFERENCE = frozenset(ROUGE_VARIANTS + SACREBLEU_TYPES)
 
 
-def higher_is_better(metric_type: str) -> bool:
-    """TER counts edits, so a drop is an improvement; every other overlap metric rises with quality."""
-    return metric_type != "ter"
-
-
 def _reference(metric_type: str, item: ScoreInput) -> str:
     if item.reference is None:
         raise HarnessError(f"the `{metric_type}` scorer compares with the case's reference, and a case has none\n"
@@ -129,7 +124,7 @@ class TerParams(_SacrebleuParams):
 
 def _metric(p: Params, sentence: bool) -> Metric:
     """The sacrebleu metric for these params, built once per distinct setting."""
-    return _build(p.type, sentence, tuple(sorted(p.model_dump(exclude={"type", "name"}).items())))
+    return _build(p.type, sentence, tuple(sorted(p.model_dump(exclude={"type", "name", "higher_is_better"}).items())))
 
 
 @lru_cache(maxsize=None)
@@ -149,7 +144,7 @@ def _sentence(p: Params, item: ScoreInput) -> Score:
 
 scorer("bleu", BleuParams)(_sentence)
 scorer("chrf", ChrfParams)(_sentence)
-scorer("ter", TerParams)(_sentence)
+scorer("ter", TerParams, higher_is_better=False)(_sentence)  # TER counts edits: a drop is an improvement
 
 _PARAMS: dict[str, type[Params]] = {
     **{v: RougeParams for v in ROUGE_VARIANTS}, "bleu": BleuParams, "chrf": ChrfParams, "ter": TerParams,
@@ -164,6 +159,11 @@ def _params(metric_type: str, params: Params | None) -> Params:
     if params.type != metric_type:
         raise ValueError(f"params are for {params.type!r}, not {metric_type!r}")
     return params
+
+
+def params_from(settings: dict[str, Any]) -> Params:
+    """An overlap scorer's params from their stored form (a run's metadata), for re-scoring a corpus."""
+    return _PARAMS[settings["type"]].model_validate(settings)
 
 
 def corpus_score(metric_type: str, params: Params | None, hypotheses: list[str], references: list[str]) -> float:
