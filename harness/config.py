@@ -198,6 +198,14 @@ class JudgeConfig(Strict):
         return self
 
 
+class ReportConfig(Strict):
+    """What the HTML shows. Redacted suites keep their scores but hide every text: the prompts, the
+    reference, the outputs and the scorers' reasons (safety prompts for a wide audience, say).
+    results.json and the store keep everything: they are the record, the HTML is the handout."""
+
+    redact_suites: list[str] = Field([], description="suite names whose texts the HTML hides")
+
+
 class DriftConfig(Strict):
     """`harness drift` compares each candidate with itself in a pinned earlier run."""
 
@@ -217,6 +225,7 @@ class Config(Strict):
     stats: StatsConfig = StatsConfig()
     drift: DriftConfig | None = None
     judge: JudgeConfig = JudgeConfig()
+    report: ReportConfig = ReportConfig()
     output_dir: str | None = Field(None, description="where run folders go; default ./reports")
 
     @field_validator("engine", mode="before")

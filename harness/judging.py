@@ -70,6 +70,8 @@ class JudgeParams(Params):
                              f"{self._loaded.mode}")
         if self.name is None:
             self.name = self._loaded.name
+        if self.higher_is_better is None:
+            self.higher_is_better = self._loaded.rubric.higher_is_better
         return self
 
     @property
@@ -152,7 +154,8 @@ def judgements(plan: Plan, responses: pd.DataFrame, candidates_order: Sequence[s
                     continue
                 for case in suite.cases:
                     row = answered.get((candidate, suite.name, case.id))
-                    if row is not None:
+                    if row is not None and not (params.loaded.rubric.needs_context
+                                                and not isinstance(row.context_json, str)):
                         other = answered.get((baseline, suite.name, case.id))
                         out.append(_judgement(params, spec.metric, candidate, suite.name, case, row, other, baseline))
     return out
@@ -187,14 +190,16 @@ class Answerer:
     """Answers judge requests from the cache, else through one engine opened at the first miss, so a
     fully cached judging stage starts no server and makes no call."""
 
-    def __init__(self, plan: Plan, judge: JudgeModel, store: Store, run_dir: Path, stack: ExitStack) -> None:
+    def __init__(self, plan: Plan, judge: JudgeModel, store: Store, run_dir: Path, stack: ExitStack,
+                 use_cache: bool = True) -> None:
         self.plan, self.judge, self.store, self.run_dir, self.stack = plan, judge, store, run_dir, stack
+        self.use_cache = use_cache
         self.engine: Engine | None = None
         self.cached = self.asked = 0
 
     def answer(self, requests: Sequence[Request]) -> list[Completion]:
         fingerprint = self.judge.fingerprint
-        out = [self.store.cache_get(r.cache_key(fingerprint)) for r in requests]
+        out = [self.store.cache_get(r.cache_key(fingerprint)) if self.use_cache else None for r in requests]
         misses = [i for i, hit in enumerate(out) if hit is None]
         self.cached += len(requests) - len(misses)
         self.asked += len(misses)
@@ -281,7 +286,7 @@ def settle(judgement: Judgement, outcome: Sequence[tuple[Verdict | None, str]], 
 
 
 def run_judges(plan: Plan, store: Store, run_id: str, run_dir: Path, candidates_order: list[str],
-               baseline: str) -> int:
+               baseline: str, use_cache: bool = True) -> int:
     """Judge every stored answer with every `judge` scorer of its suite; write one score row per
     judgement and return how many ended as errors (value NULL, detail 'judge error: ...')."""
     todo = judgements(plan, store.table("responses", run_id), candidates_order, baseline)
@@ -291,7 +296,7 @@ def run_judges(plan: Plan, store: Store, run_id: str, run_dir: Path, candidates_
     attempts = plan.config.judge.attempts
     started = time.perf_counter()
     with ExitStack() as stack:
-        answerer = Answerer(plan, judge, store, run_dir, stack)
+        answerer = Answerer(plan, judge, store, run_dir, stack, use_cache)
         results = iter(ask(answerer, [(j.params.loaded, p) for j in todo for p in j.prompts], plan.config))
     store.put_timing(run_id, "judge", judge.label, time.perf_counter() - started)
     errors = fallbacks = 0

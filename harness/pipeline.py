@@ -1,4 +1,4 @@
-"""`harness compare` and `harness drift`: plan -> build -> generate and score -> gate -> report.
+"""`harness compare` and `harness drift`: plan -> build -> generate and score -> judge -> gate -> report.
 
 One plain call per stage. A run can be resumed: rows already stored are not redone, and the
 store's primary keys keep every (candidate, suite, case, metric) row exactly once.
@@ -17,6 +17,7 @@ from harness.config import load_config
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
 from harness.generate import execute
+from harness.judging import run_judges
 from harness.plan import Plan, make_plan
 from harness.provenance import environment, new_run_id, package_versions
 from harness.report import write_reports
@@ -49,7 +50,9 @@ def run_metadata(plan: Plan) -> dict:
         "endpoints": {c.name: {"protocol": c.protocol, "base_url": c.base_url, "model": c.model}
                       for c in plan.endpoints()},
         "suites": {s.name: {"path": str(s.path), "cases": len(s.cases), "content_hash": s.content_hash,
-                            "metrics": s.metrics} for s in plan.suites},
+                            "metrics": s.metrics, "directions": s.directions,
+                            "scorers": {x.metric: x.params.model_dump(mode="json") for x in s.scorers}}
+                   for s in plan.suites},
         "packages": package_versions(),
         "environment": environment(),
     }
@@ -70,12 +73,14 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
         try:
             built = build(plan, store, run_id, retrain=retrain)
             execute(plan, store, run_id, run_dir, built, use_cache=use_cache, skip=skip)
+            run_judges(plan, store, run_id, run_dir, [c.name for c in plan.config.candidates],
+                       plan.config.baseline_name, use_cache=use_cache)
         except BaseException as exc:
             store.finish_run(run_id, "failed" if isinstance(exc, Exception) else "interrupted", None)
             raise
         responses = store.table("responses", run_id)
         verdict = decide(plan.config, store.table("scores", run_id), errors=int(responses["error"].notna().sum()),
-                         requests=len(responses), reference=reference)
+                         requests=len(responses), reference=reference, directions=plan.directions())
         store.finish_run(run_id, "finished", verdict.as_dict())
         files = write_reports(store, run_id, run_dir)
     finally:

@@ -54,6 +54,8 @@ class Rubric(Strict):
     positive: str | None = Field(None, description="classify: the label that scores 1.0")
     criteria: str
     show_reference: bool = Field(False, description="give the template the case's `reference`")
+    needs_context: bool = Field(False, description="judge only answers given retrieved text (RAG candidates)")
+    higher_is_better: bool = Field(True, description="classify: false when the positive label is the bad outcome")
     template: str = Field(description="jinja2 file, relative to this YAML")
 
     @model_validator(mode="after")

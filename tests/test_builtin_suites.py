@@ -44,7 +44,7 @@ def test_forgetting_short_answers_load_with_references() -> None:
 
 
 def test_forgetting_multiple_choice_is_well_formed() -> None:
-    lines = (SUITES_DIR / "forgetting" / "mc.jsonl").read_text().splitlines()
+    lines = (SUITES_DIR / "forgetting_mc" / "cases.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) >= 50
     assert len({r["id"] for r in rows}) == len(rows)
@@ -56,9 +56,14 @@ def test_forgetting_multiple_choice_is_well_formed() -> None:
                                             "instruction_following", "commonsense"}
 
 
-def test_general_text_is_one_paragraph_per_line() -> None:
-    lines = (SUITES_DIR / "forgetting" / "general.txt").read_text().splitlines()
-    assert len(lines) >= 40 and all(len(line.split()) >= 30 for line in lines)
+    suite = load_suite(SUITES_DIR / "forgetting_mc" / "suite.yaml")
+    assert all(c.loglik == "choices" and c.reference == c.choices[c.answer_index] for c in suite.cases)
+
+
+def test_general_text_is_one_paragraph_per_case() -> None:
+    suite = load_suite(SUITES_DIR / "perplexity" / "suite.yaml")
+    assert len(suite.cases) >= 40 and all(c.loglik == "text" and len(c.text.split()) >= 30 for c in suite.cases)
+    assert suite.directions == {"perplexity": False}
 
 
 def test_builtin_suites_and_judges_ship_in_the_wheel(tmp_path: Path) -> None:

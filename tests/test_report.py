@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+import pytest
 
 from harness.gate import Verdict
 from harness.report import write_reports
@@ -46,7 +49,7 @@ def test_html_escapes_model_output(tmp_path: Path) -> None:
 def test_results_json_records(tmp_path: Path) -> None:
     store, run_dir = make_run(tmp_path)
     results = json.loads(write_reports(store, "r1", run_dir)["results"].read_text())
-    assert results["schema_version"] == 1
+    assert results["schema_version"] == 2
     assert results["run"]["config_hash"] == "hash" and results["run"]["models"]["a"]["fingerprint"] == "f" * 64
     assert results["run"]["packages"] == {"harness": "0.1.0"} and results["run"]["seed"] == 0
     by_candidate = {r["candidate"]: r for r in results["cases"]}
@@ -58,3 +61,73 @@ def test_results_json_records(tmp_path: Path) -> None:
     assert b["error"] == EVIL and b["metrics"] == {}
     assert results["verdict"]["decision"] == "error"
     assert {u["candidate"]: u["errors"] for u in results["usage"]} == {"a": 0, "b": 1}
+
+
+def breakdown_run(tmp_path: Path, redact: list[str]) -> dict:
+    """Two candidates on a tagged BLEU suite and a perplexity suite, written as a run would write them."""
+    from sacrebleu.metrics import BLEU
+
+    config = {**CONFIG, "report": {"redact_suites": redact}}
+    meta = {**META, "suites": {
+        "mt": {"cases": 4, "content_hash": "h", "metrics": ["bleu"], "directions": {"bleu": True},
+               "scorers": {"bleu": {"type": "bleu", "name": None, "higher_is_better": None, "tokenize": "13a",
+                                    "lowercase": False, "smooth_method": "exp", "smooth_value": None}}},
+        "ppl": {"cases": 2, "content_hash": "h", "metrics": ["perplexity"], "directions": {"perplexity": False},
+                "scorers": {"perplexity": {"type": "perplexity", "name": None, "higher_is_better": None}}}}}
+    store = Store(tmp_path / "s.sqlite")
+    store.begin_run("r1", "demo", "hash", config, meta)
+    refs = ["the cat sat on the mat", "a dog ran in the park", "birds fly south in winter", "rain falls on the hills"]
+    outputs = {"a": ["the cat sat on a mat", "a dog ran in a park", "birds fly south", "rain on hills"],
+               "b": ["cat mat", "dog park", "birds fly south in winter", "rain falls on the hills"]}
+    for i, ref in enumerate(refs):
+        store.put_case("r1", "mt", f"c{i}", [{"role": "user", "content": f"secret prompt {i}"}], ref,
+                       ["short" if i < 2 else "long", "all"])
+        for candidate, outs in outputs.items():
+            store.put_response("r1", candidate, "mt", f"c{i}", REQUEST.as_json(), Completion(outs[i]), cached=False)
+            value = BLEU(effective_order=True).sentence_score(outs[i], [ref]).score
+            store.put_score("r1", candidate, "mt", f"c{i}", "bleu", value, None, "")
+    for i, (lp, n) in enumerate([(-20.0, 10), (-45.0, 15)]):
+        store.put_case("r1", "ppl", f"t{i}", [{"role": "user", "content": "text"}], None, [])
+        for candidate, shift in (("a", 0.0), ("b", 5.0)):
+            store.put_response("r1", candidate, "ppl", f"t{i}", REQUEST.as_json(),
+                               Completion("", logliks=((lp + shift, n),)), cached=False)
+            store.put_score("r1", candidate, "ppl", f"t{i}", "perplexity", math.exp(-(lp + shift) / n), None, "")
+    store.finish_run("r1", "finished", Verdict("ship", "ok").as_dict())
+    files = write_reports(store, "r1", tmp_path / "run")
+    return {"results": json.loads(files["results"].read_text()), "html": files["html"].read_text(), "refs": refs,
+            "outputs": outputs}
+
+
+def test_breakdowns_by_tag_and_corpus_scores_as_the_libraries_define_them(tmp_path: Path) -> None:
+    from sacrebleu.metrics import BLEU
+
+    run = breakdown_run(tmp_path, [])
+    results = run["results"]
+    corpus = {(r["candidate"], r["suite"]): r for r in results["corpus"]}
+    for candidate, outs in run["outputs"].items():
+        direct = BLEU().corpus_score(outs, [run["refs"]])
+        assert corpus[(candidate, "mt")]["value"] == pytest.approx(direct.score, abs=1e-9)
+        assert "tok:13a" in corpus[(candidate, "mt")]["signature"] and "eff:no" in corpus[(candidate, "mt")]["signature"]
+    assert corpus[("a", "ppl")]["value"] == pytest.approx(math.exp(65 / 25))  # pooled over 25 tokens
+    tags = {(r["candidate"], r["tag"]): r for r in results["by_tag"] if r["suite"] == "mt"}
+    means = {c: {r["case_id"]: r["metrics"]["bleu"] for r in results["cases"] if r["candidate"] == c and r["suite"] == "mt"}
+             for c in ("a", "b")}
+    assert tags[("a", "short")]["n"] == 2 and tags[("a", "short")]["delta"] is None
+    assert tags[("b", "short")]["mean"] == pytest.approx((means["b"]["c0"] + means["b"]["c1"]) / 2)
+    assert tags[("b", "long")]["delta"] == pytest.approx(
+        (means["b"]["c2"] + means["b"]["c3"] - means["a"]["c2"] - means["a"]["c3"]) / 2)
+    # perplexity fell for b: lower is better, so that comparison reads as better
+    ppl = next(c for c in results["comparisons"] if c["metric"] == "perplexity")
+    assert ppl["delta"] < 0 and not ppl["higher_is_better"] and ppl["outcome"] == "better"
+    html = run["html"]
+    assert "By tag" in html and "Corpus-level scores" in html and "lower is better" in html
+    assert "secret prompt 1" in html
+
+
+def test_redacted_suites_keep_scores_but_hide_texts(tmp_path: Path) -> None:
+    run = breakdown_run(tmp_path, ["mt"])
+    html = run["html"]
+    assert "secret prompt" not in html and "the cat sat on a mat" not in html and "the cat sat on the mat" not in html
+    assert "[redacted: 15 characters]" in html and "report.redact_suites" in html
+    assert "bleu" in html  # the scores stay
+    assert run["results"]["cases"][0]["input"][0]["content"].startswith("secret prompt")  # the record keeps them

@@ -12,7 +12,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from harness.compare import better
 from harness.config import StatsConfig
+from harness.report.breakdown import suite_directions
 
 DECISIONS = {"ship": "SHIP", "do_not_ship": "DO NOT SHIP", "error": "ERROR: NO VERDICT"}
 
@@ -41,10 +43,12 @@ def _order(suites: dict[str, dict]) -> Any:
 
 def metric_table(results: dict[str, Any]) -> list[dict]:
     """Rows of (suite, metric): each candidate's mean [CI], and vs the baseline: Δ [CI], p, MDE."""
+    directions = suite_directions(results["run"])
     rows: dict[tuple[str, str], dict] = {}
     for item in results["summary"]:
         row = rows.setdefault((item["suite"], item["metric"]),
-                              {"suite": item["suite"], "metric": item["metric"], "means": {}, "vs": {}})
+                              {"suite": item["suite"], "metric": item["metric"], "means": {}, "vs": {},
+                               "higher": directions.get((item["suite"], item["metric"]), True)})
         row["means"][item["candidate"]] = item
     for comp in results["comparisons"]:
         if (comp["suite"], comp["metric"]) in rows:
@@ -139,7 +143,9 @@ def training_charts(artifacts: list[dict]) -> list[dict]:
 
 
 def explorer(results: dict[str, Any], candidates: list[str], baseline: str) -> list[dict]:
-    """One row per (suite, case), outputs side by side; regressions against the baseline first."""
+    """One row per (suite, case), outputs side by side; regressions against the baseline first (in each
+    metric's own direction: a rise in TER or attack success is a regression)."""
+    directions = suite_directions(results["run"])
     grouped: dict[tuple[str, str], dict] = {}
     for rec in results["cases"]:
         row = grouped.setdefault((rec["suite"], rec["case_id"]), {
@@ -149,7 +155,8 @@ def explorer(results: dict[str, Any], candidates: list[str], baseline: str) -> l
         row["by_candidate"][rec["candidate"]] = rec
     for row in grouped.values():
         base = row["by_candidate"].get(baseline, {}).get("metrics", {})
-        deltas = [value - base[metric] for name, rec in row["by_candidate"].items() if name != baseline
+        deltas = [better(directions.get((row["suite"], metric), True), value - base[metric])
+                  for name, rec in row["by_candidate"].items() if name != baseline
                   for metric, value in rec["metrics"].items() if metric in base and value is not None
                   and base[metric] is not None]
         errors = any(rec["error"] for rec in row["by_candidate"].values())
@@ -159,12 +166,41 @@ def explorer(results: dict[str, Any], candidates: list[str], baseline: str) -> l
     return sorted(grouped.values(), key=lambda r: (rank[r["status"]], r["suite"], r["case_id"]))
 
 
+def tag_tables(results: dict[str, Any], candidates: list[str]) -> list[dict]:
+    """Per (suite, metric) with two or more tags: a row per tag, each candidate's mean and Δ vs the baseline."""
+    directions = suite_directions(results["run"])
+    tables: dict[tuple[str, str], dict] = {}
+    for item in results["by_tag"]:
+        key = (item["suite"], item["metric"])
+        table = tables.setdefault(key, {"suite": key[0], "metric": key[1], "higher": directions.get(key, True),
+                                        "rows": {}})
+        table["rows"].setdefault(item["tag"], {})[item["candidate"]] = item
+    return [{**t, "rows": sorted(t["rows"].items())} for t in tables.values() if len(t["rows"]) > 1]
+
+
+def redacted(text: str | None) -> str | None:
+    return None if text is None else f"[redacted: {len(text)} characters]"
+
+
+def redact(records: list[dict], suites: set[str]) -> list[dict]:
+    """Cases of redacted suites with every text replaced by its length; the scores stay."""
+    out = []
+    for rec in records:
+        if rec["suite"] in suites:
+            rec = {**rec, "input": [{**m, "content": redacted(m["content"])} for m in rec["input"]],
+                   "reference": redacted(rec["reference"]), "output": redacted(rec["output"]),
+                   "details": {k: redacted(v) for k, v in rec["details"].items()}}
+        out.append(rec)
+    return out
+
+
 def render_html(results: dict[str, Any]) -> str:
     run = results["run"]
     candidates = [c["name"] for c in run["config"]["candidates"]]
     baseline = run["config"]["baseline"]
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": [], "errors": 0}
-    cases = explorer(results, candidates, baseline)
+    hidden = set(run["config"].get("report", {}).get("redact_suites", []))
+    cases = explorer({**results, "cases": redact(results["cases"], hidden)}, candidates, baseline)
     return _env.get_template("report.html.j2").render(
         run=run, verdict=verdict, decision_label=DECISIONS[verdict["decision"]], nonce=secrets.token_urlsafe(16),
         candidates=candidates, baseline=baseline, table=metric_table(results),
@@ -174,4 +210,6 @@ def render_html(results: dict[str, Any]) -> str:
         artifacts=[a for a in results["artifacts"] if a["kind"] != "training"],
         suites=sorted({c["suite"] for c in cases}), tags=sorted({t for c in cases for t in c["tags"]}),
         stats=StatsConfig.model_validate(run["config"].get("stats", {})),
+        tag_tables=tag_tables(results, candidates), corpus=results["corpus"], agreement=results["agreement"],
+        redacted_suites=sorted(hidden),
     )

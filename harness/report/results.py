@@ -14,9 +14,10 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.compare import comparisons, summarize
 from harness.config import StatsConfig
+from harness.report.breakdown import by_tag, corpus_level, judge_agreement, suite_directions
 from harness.store import Store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _clean(value: Any) -> Any:
@@ -69,6 +70,7 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
             "finish_reason": _clean(row.finish_reason),
             "cached": bool(row.cached),
             "retrieved": json.loads(row.context_json) if isinstance(row.context_json, str) else None,
+            "logliks": json.loads(row.logliks_json) if isinstance(row.logliks_json, str) else None,
             "metrics": {m.metric: _clean(m.value) for m in metric_rows.itertuples(index=False)},
             "details": {m.metric: m.detail for m in metric_rows.itertuples(index=False) if m.detail},
         })
@@ -77,8 +79,11 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
     summary = summarize(scores, stats, config["seed"])
     candidates = [c["name"] for c in config["candidates"]]
     reference = store.table("scores", run["against"]) if run["against"] else None
-    compared = comparisons(scores, candidates, config["baseline"], stats, config["seed"], reference) \
+    meta = run["meta"] or {}
+    directions = suite_directions(meta)
+    compared = comparisons(scores, candidates, config["baseline"], stats, config["seed"], reference, directions) \
         if not scores.empty else []
+    stored_cases = store.table("cases", run_id)
     usage = (responses.groupby("candidate", sort=False)
              .agg(requests=("case_id", "count"), errors=("error", "count"), cached=("cached", "sum"),
                   mean_latency_s=("latency_s", "mean"), prompt_tokens=("prompt_tokens", "sum"),
@@ -95,6 +100,9 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
         "verdict": run["verdict"],
         "summary": [{k: _clean(v) for k, v in r.items()} for r in summary.to_dict("records")],
         "comparisons": compared,
+        "by_tag": by_tag(scores, stored_cases, config["baseline"]),
+        "corpus": corpus_level(responses, stored_cases, meta),
+        "agreement": judge_agreement(scores, stored_cases),
         "usage": [{k: _clean(v) for k, v in r.items()} for r in usage.to_dict("records")],
         "timings": [{"stage": t.stage, "model": t.subject, "seconds": round(t.seconds, 3)}
                     for t in store.table("timings", run_id).itertuples(index=False)],
