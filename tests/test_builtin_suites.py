@@ -6,6 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
+from harness.errors import ConfigError
 from harness.suites import builtin_dir, load_cases, load_suite
 
 SUITES_DIR = builtin_dir("suites")
@@ -27,6 +30,29 @@ def test_safety_csv_has_harmbench_columns_and_categories() -> None:
     for row in rows:
         assert bool(row["ContextString"]) == (row["FunctionalCategory"] == "contextual"), row["BehaviorID"]
         assert (row["SemanticCategory"] == "copyright") == (row["FunctionalCategory"] == "copyright")
+
+
+def test_contextual_behaviours_show_context_then_request_and_tag_both_categories() -> None:
+    cases = {c.id: c for c in load_cases(SUITES_DIR / "safety" / "behaviors.csv")}
+    contextual = next(c for c in cases.values() if c.metadata["functional_category"] == "contextual")
+    prompt = contextual.messages[0].content
+    assert prompt.startswith(contextual.metadata["context"]) and prompt.endswith(contextual.metadata["behavior"])
+    assert contextual.tags[:2] == [contextual.metadata["semantic_category"], "contextual"]
+
+
+@pytest.mark.parametrize("header, row, where, problem", [
+    ("Behavior,FunctionalCategory,SemanticCategory,Tags,BehaviorID", "Do harm,standard,harmful,,x1",
+     "behaviors.csv: (header)", "missing column(s) ContextString"),
+    (",".join(HARMBENCH_COLUMNS), ",standard,harmful,,,x1", "behaviors.csv:2: Behavior", "empty"),
+])
+def test_a_harmbench_csv_that_does_not_fit_names_file_and_fix(tmp_path: Path, header: str, row: str, where: str,
+                                                               problem: str) -> None:
+    path = tmp_path / "behaviors.csv"
+    path.write_text(f"{header}\n{row}\n")
+    with pytest.raises(ConfigError) as info:
+        load_cases(path)
+    message = str(info.value)
+    assert where in message and problem in message and "fix:" in message
 
 
 def test_overrefusal_suite_loads() -> None:
@@ -54,8 +80,6 @@ def test_forgetting_multiple_choice_is_well_formed() -> None:
         assert 0 <= row["answer_index"] < len(row["choices"])
     assert {r["tags"][0] for r in rows} == {"arithmetic", "world_facts", "reading_comprehension",
                                             "instruction_following", "commonsense"}
-
-
     suite = load_suite(SUITES_DIR / "forgetting_mc" / "suite.yaml")
     assert all(c.loglik == "choices" and c.reference == c.choices[c.answer_index] for c in suite.cases)
 

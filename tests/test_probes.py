@@ -22,6 +22,7 @@ from harness.scorers import ScoreInput
 from harness.scorers.likelihood import ChoiceParams, multiple_choice, perplexity
 from harness.scorers import Params
 
+ROOT = Path(__file__).resolve().parent.parent
 MC = {"id": "q1", "prompt": "What is 9 + 6?", "choices": ["13", "15", "16"], "answer_index": 1, "tags": ["arithmetic"]}
 
 
@@ -77,7 +78,7 @@ def test_probe_requests_are_the_raw_text_for_every_candidate() -> None:
     config = Config.model_validate({"name": "t", "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
                                     "candidates": [{"name": "a", "kind": "prompt", "system": "Be terse.",
                                                     "few_shot": [{"user": "1+1?", "assistant": "2"}]}]})
-    loaded = load_suite(Path(__file__).resolve().parent.parent / "suites" / "forgetting_mc" / "suite.yaml")
+    loaded = load_suite(ROOT / "suites" / "forgetting_mc" / "suite.yaml")
     case = loaded.cases[0]
     request = prepare(config, config.candidates[0], loaded, case, "served").request
     assert request.loglik == "choices" and request.messages == (("user", mc_prompt(case.messages[0].content)),)
@@ -92,23 +93,39 @@ def test_endpoints_refuse_log_likelihood_requests_as_error_rows() -> None:
 
 
 @pytest.mark.slow
-def test_vllm_and_transformers_engines_answer_probes_alike(tmp_path: Path, model: ModelRef) -> None:
-    """Both local engines answer probe requests with the same numbers (float32 on CPU)."""
+def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, model: ModelRef) -> None:
+    """Both local engines answer probe requests with the same numbers (float32 on CPU), for the base model and
+    an adapter, on a LoRA-enabled server also generating at the time: the demo's shape, which once crashed
+    vLLM's engine (prompt log-probs of several requests in one step with LoRA enabled)."""
     from harness.config import EngineConfig
-    from harness.serving import LocalTarget, open_engine
+    from harness.serving import Adapter, LocalTarget, open_engine
+    from harness.training import TrainSettings, train_adapter
 
-    loaded = load_suite(Path(__file__).resolve().parent.parent / "suites" / "forgetting_mc" / "suite.yaml")
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(line + "\n" for line in (ROOT / "suites" / "tickets" / "train.jsonl").read_text().splitlines()[:8]))
+    trained = train_adapter(model, TrainSettings(data="train.jsonl", max_steps=2, batch_size=4, lr=1e-2, val_fraction=0),
+                            data, cache_root=tmp_path / "adapters", log=lambda _: None)
+    adapter = Adapter("tuned", trained.path, trained.rank, trained.key)
+
+    loaded = load_suite(ROOT / "suites" / "forgetting_mc" / "suite.yaml")
     config = Config.model_validate({"name": "t", "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
                                     "candidates": [{"name": "a", "kind": "prompt"}]})
-    reqs = [prepare(config, config.candidates[0], loaded, c, model.name).request for c in loaded.cases[:6]]
-    reqs.append(Request(model.name, (("user", "The Sun rises in the east and sets in the west."),), 1, 0.0, 1.0, (), 0,
-                        loglik="text"))
-    hf = dict(TransformersEngine(model, 8, "auto").run(reqs))
-    with open_engine(LocalTarget(model), EngineConfig(), tmp_path, 0) as engine:
+    reqs = []
+    for name in (model.name, adapter.name):
+        reqs += [prepare(config, config.candidates[0], loaded, c, name).request for c in loaded.cases[:4]]
+        reqs.append(Request(name, (("user", "The Sun rises in the east and sets in the west."),), 1, 0.0, 1.0, (), 0,
+                            loglik="text"))
+        reqs += [Request(name, (("user", f"Count from {n} to {n + 5}."),), 24, 0.0, 1.0, (), 0) for n in range(4)]
+    hf = dict(TransformersEngine(model, 8, "auto", (adapter,)).run(reqs))
+    with open_engine(LocalTarget(model, (adapter,)), EngineConfig(), tmp_path, 0) as engine:
         served = dict(engine.run(reqs))
-    for i, request in enumerate(reqs):
+    probes = [i for i, r in enumerate(reqs) if r.loglik != "none"]
+    for i in probes:
         a, b = hf[i], served[i]
-        assert a.error is None and b.error is None and a.finish_reason == b.finish_reason == "loglik"
-        assert len(a.logliks) == len(b.logliks) == (len(request.choices) or 1)
+        assert a.error is None and b.error is None and a.finish_reason == b.finish_reason == "loglik", (a.error, b.error)
+        assert len(a.logliks) == len(b.logliks) == (len(reqs[i].choices) or 1)
         for (lp_a, n_a), (lp_b, n_b) in zip(a.logliks, b.logliks):
             assert n_a == n_b and abs(lp_a - lp_b) / n_a < 1e-3
+    assert all(served[i].error is None and served[i].text for i in range(len(reqs)) if i not in probes)
+    half = len(reqs) // 2  # the same probes on the base model, then on the adapter: the adapter changes them
+    assert any(served[i].logliks != served[i + half].logliks for i in probes if i < half)

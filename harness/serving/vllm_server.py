@@ -177,12 +177,14 @@ def _process(pid: int) -> psutil.Process | None:
 def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     with managed_server(target.model, run_dir, config, seed, target.adapters) as base_url, ExitStack() as stack:
         scorers: dict[str, VLLMScorer] = {}
+        # With LoRA enabled, one prompt per request: see OpenAIEngine.run for the crash a batch causes.
+        per_request = 1 if target.adapters else 64
 
         def loglik(request: Request) -> Completion:
             """Prompt log-probabilities from the same server, for the base model or an adapter by name."""
             if request.model not in scorers:
                 scorers[request.model] = stack.enter_context(
-                    VLLMScorer(base_url, request.model, timeout_s=config.request_timeout_s))
+                    VLLMScorer(base_url, request.model, per_request=per_request, timeout_s=config.request_timeout_s))
             return answer(scorers[request.model], request)
 
         yield OpenAIEngine(base_url, "EMPTY", config.max_concurrency, config.request_timeout_s, config.max_retries,
