@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import StatsConfig
-from harness.stats import compare_paired, mde_sentence, paired_bootstrap
+from harness.stats import compare_paired, mde_sentence, mde_unit, paired_bootstrap
 
 
 def summarize(scores: pd.DataFrame, stats: StatsConfig | None = None, seed: int = 0) -> pd.DataFrame:
@@ -67,8 +67,9 @@ def comparisons(scores: pd.DataFrame, candidates: list[str], baseline: str, stat
             result = compare_paired(cand, base, resamples=stats.resamples, confidence=stats.confidence,
                                     seed=seed, alpha=stats.alpha, power=stats.power, higher_is_better=higher)
             low, high = sorted((better(higher, result.ci_low), better(higher, result.ci_high)))
+            unit, per_unit = mde_unit(cand, base)
             rows.append({"candidate": candidate, "baseline": other if reference is None else f"{other} (pinned)",
                          "suite": suite, "metric": metric, **result.as_dict(), "higher_is_better": higher,
-                         "outcome": "better" if low > 0 else "worse" if high < 0 else "unclear",
-                         "mde_note": mde_sentence(result.mde, result.n)})
+                         "outcome": "better" if low > 0 else "worse" if high < 0 else "unclear", "mde_unit": unit,
+                         "mde_note": mde_sentence(result.mde, result.n, unit=unit, per_unit=per_unit)})
     return rows

@@ -149,17 +149,17 @@ class Gate(Strict):
     def relative(self) -> bool:
         return self.min_delta is not None or self.max_drop is not None
 
-    @property
-    def label(self) -> str:
+    def label(self, higher: bool = True) -> str:
+        """The rule as people read it; on a lower-is-better metric a drop is a rise and a gain a fall."""
         parts = []
         if self.min is not None:
             parts.append(f">= {self.min:g}")
         if self.max is not None:
             parts.append(f"<= {self.max:g}")
         if self.min_delta is not None:
-            parts.append(f"Δ >= {self.min_delta:+g}")
+            parts.append(f"Δ >= {self.min_delta:+g}" if higher else f"Δ <= {-self.min_delta:+g}")
         if self.max_drop is not None:
-            parts.append(f"drop <= {self.max_drop:g}")
+            parts.append(f"{'drop' if higher else 'rise'} <= {self.max_drop:g}")
         significant = " (significant)" if self.significant else ""
         return f"{self.candidate} / {self.suite} / {self.metric} {' and '.join(parts)}{significant}"
 

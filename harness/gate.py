@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.compare import per_case
 from harness.config import Config, Gate
-from harness.stats import compare_paired, holm, mde_sentence, paired_bootstrap
+from harness.stats import compare_paired, holm, mde_sentence, mde_unit, paired_bootstrap
 
 SHIP, DO_NOT_SHIP, ERROR = "ship", "do_not_ship", "error"
 EXIT_CODES = {SHIP: 0, DO_NOT_SHIP: 1, ERROR: 2}
@@ -118,7 +118,7 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.Dat
     base = per_case(reference if reference is not None else scores, baseline, gate.suite, gate.metric) \
         if baseline else None
     label = f"{baseline} (pinned run)" if baseline and reference is not None else baseline
-    head = dict(rule=gate.label, candidate=gate.candidate, suite=gate.suite, metric=gate.metric, baseline=label)
+    head = dict(rule=gate.label(higher), candidate=gate.candidate, suite=gate.suite, metric=gate.metric, baseline=label)
     if cand.empty or (base is not None and cand.index.intersection(base.index).empty):
         return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge (every request failed?)")
     result = GateResult(**head, value=float(cand.mean()), n=len(cand), passed=False, reason="",
@@ -131,7 +131,8 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.Dat
         result.n = comparison.n
         result.delta, result.ci_low, result.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
         result.p_value, result.test, result.mde = comparison.p_value, comparison.test, comparison.mde
-        result.mde_note = mde_sentence(comparison.mde, comparison.n, effect)
+        unit, per_unit = mde_unit(cand, base)
+        result.mde_note = mde_sentence(comparison.mde, comparison.n, effect, unit=unit, per_unit=per_unit)
         result.worst_regressions = comparison.worst_regressions
     else:
         only = result.checks[0]
@@ -141,17 +142,20 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.Dat
 
 def _failure(check: Check, alpha: float) -> str | None:
     """Why a check fails, or None. A significant check needs the CI and the adjusted p too."""
+    # a flipped check works on the gain (baseline - candidate); it is told as the change Δ (candidate - baseline)
+    sign = -1 if check.flipped else 1
+    low, high = sorted((sign * check.ci_low, sign * check.ci_high))
     if check.bound_kind in ("min", "max"):
         name, stat, bound = "mean", f"{check.statistic:.3f}", f"{check.bound:g}"
     else:
-        name = "gain (baseline - candidate: lower is better)" if check.flipped else "Δ"
-        stat, bound = f"{check.statistic:+.3f}", f"{check.bound:+g}"
+        name, stat, bound = "Δ", f"{sign * check.statistic:+.3f}", f"{sign * check.bound:+g}"
     if not check.point_ok():
-        return f"{name} {stat} is {'below' if check.lower else 'above'} {bound}"
+        beyond = "below" if check.lower != check.flipped else "above"
+        return f"{name} {stat} is {beyond} {bound}{' (lower is better)' if check.flipped else ''}"
     if check.p_adjusted is None:
         return None
     if not check.ci_ok():
-        return f"{name} {stat} but its CI [{check.ci_low:.3f}, {check.ci_high:.3f}] does not clear {bound}"
+        return f"{name} {stat} but its CI [{low:.3f}, {high:.3f}] does not clear {bound}"
     if check.p_adjusted > alpha:
         return f"{name} {stat} is not significant (Holm-adjusted p = {check.p_adjusted:.3g})"
     return None

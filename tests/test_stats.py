@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest, norm
 
 from harness.stats import (
-    compare_paired, detectable, holm, mcnemar_exact, mde_sentence, minimum_detectable_effect, paired_bootstrap,
+    compare_paired, detectable, holm, mcnemar_exact, mde_sentence, mde_unit, minimum_detectable_effect, paired_bootstrap,
 )
 
 Z = norm.ppf(0.975) + norm.ppf(0.8)  # 2.8016: alpha 0.05 two-sided, power 0.8
@@ -164,6 +164,14 @@ def test_mde_sentences() -> None:
     assert mde_sentence(0.5, 1).startswith("1 case can")
     nats = mde_sentence(0.3, 50, 1.0, unit="nats", per_unit=1.0)
     assert nats.startswith("50 cases are enough to detect a change of 1 nats")
+
+
+def test_effects_are_points_on_a_unit_scale_and_raw_units_elsewhere() -> None:
+    assert mde_unit(pd.Series([0.0, 1.0, 0.5]), pd.Series([1.0, np.nan])) == ("points", 0.01)
+    perplexity = (pd.Series([18.9, 21.2]), pd.Series([17.0, 19.5]))
+    assert mde_unit(*perplexity) == ("units", 1.0)
+    assert mde_sentence(0.9, 40, 2.0, unit="units", per_unit=1.0).startswith(
+        "40 cases are enough to detect a change of 2 units (smallest detectable: 0.9 units)")
 
 
 def test_compare_binary_uses_mcnemar_and_aligns_by_case_id() -> None:

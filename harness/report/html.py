@@ -167,7 +167,8 @@ def explorer(results: dict[str, Any], candidates: list[str], baseline: str) -> l
 
 
 def tag_tables(results: dict[str, Any], candidates: list[str]) -> list[dict]:
-    """Per (suite, metric) with two or more tags: a row per tag, each candidate's mean and Δ vs the baseline."""
+    """Per (suite, metric) with two or more tags: a row per tag, each candidate's mean and Δ vs the baseline;
+    `regressed` when some candidate is worse than the baseline on some tag (the report opens those)."""
     directions = suite_directions(results["run"])
     tables: dict[tuple[str, str], dict] = {}
     for item in results["by_tag"]:
@@ -175,7 +176,13 @@ def tag_tables(results: dict[str, Any], candidates: list[str]) -> list[dict]:
         table = tables.setdefault(key, {"suite": key[0], "metric": key[1], "higher": directions.get(key, True),
                                         "rows": {}})
         table["rows"].setdefault(item["tag"], {})[item["candidate"]] = item
-    return [{**t, "rows": sorted(t["rows"].items())} for t in tables.values() if len(t["rows"]) > 1]
+    out = []
+    for t in tables.values():
+        if len(t["rows"]) > 1:
+            deltas = [better(t["higher"], x["delta"]) for cells in t["rows"].values() for x in cells.values()
+                      if x["delta"] is not None]
+            out.append({**t, "rows": sorted(t["rows"].items()), "regressed": any(d < 0 for d in deltas)})
+    return out
 
 
 def redacted(text: str | None) -> str | None:
