@@ -210,9 +210,12 @@ class Answerer:
         return out  # type: ignore[return-value]  (every miss was filled)
 
     def _engine(self) -> Engine:
+        """The judge's server keeps its log in run_dir/judge/: the same model's generation server wrote
+        run_dir/vllm-<model>.log before it, and that log must survive."""
         if self.engine is None:
             config = self.plan.config
-            self.engine = self.stack.enter_context(open_engine(self.judge.target, config.engine, self.run_dir, config.seed))
+            self.engine = self.stack.enter_context(
+                open_engine(self.judge.target, config.engine, self.run_dir / "judge", config.seed))
         return self.engine
 
 

