@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -51,7 +52,7 @@ def main() -> None:
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
     questions, texts = workload()
     spans = sum(len(c) for _, c in questions) + len(texts)
-    run = lambda scorer: timed(scorer, questions, texts)  # noqa: E731
+    run = partial(timed, questions=questions, texts=texts)
 
     base_s, base = run(HFScorer.from_path(model.path))
     batched_s, batched = on_server(model, (), 64, run)
