@@ -14,7 +14,7 @@ from rich.table import Column, Table
 
 from harness.console import console as err
 from harness.errors import HarnessError
-from harness.gate import EXIT_CODES
+from harness.gate import ERROR, EXIT_CODES
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -84,6 +84,14 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if record is None or record["status"] != "finished":
             raise HarnessError(f"run {args.run!r} is {'not in ' + args.store if record is None else record['status']}"
                                "\n  fix: pin a finished run (see `harness runs`)")
+        verdict = record["verdict"] or {}
+        if verdict.get("decision") == ERROR:
+            if not args.force:
+                raise HarnessError(f"run {args.run} ended with no verdict (ERROR: {verdict.get('reason', '')[:300]}); "
+                                   "drift against it would compare with partial data\n"
+                                   "  fix: pin a run that reached a verdict, or pass --force to pin it anyway")
+            err.print(f"[bold yellow]warning: pinning {args.run}, whose verdict was ERROR: "
+                      f"{verdict.get('reason', '')[:300]}[/]")
         store.pin(args.name, args.run)
     finally:
         store.close()
@@ -168,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("run")
     pin.add_argument("--as", dest="name", required=True, help="the pin name a config's `drift: {baseline: NAME}` uses")
     pin.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
+    pin.add_argument("--force", action="store_true", help="pin even a run whose verdict was ERROR (says so loudly)")
     pin.set_defaults(func=cmd_pin)
 
     report = sub.add_parser("report", help="re-render a stored run's report files")

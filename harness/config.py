@@ -106,10 +106,23 @@ Candidate = Annotated[Union[PromptCandidate, RagCandidate, LoraCandidate, Endpoi
 LocalCandidate = Union[PromptCandidate, RagCandidate, LoraCandidate]
 
 
+class ScriptRule(Strict):
+    """One planted behaviour; every condition given must hold for the rule to answer."""
+
+    model: str | None = Field(None, description="the served name: a base model's name, or a lora candidate's")
+    contains: str | None = Field(None, description="a substring of the request's messages")
+    loglik: Literal["none", "text", "choices"] | None = Field(None, description="the kind of request")
+    answer: str | None = Field(None, description="the text to reply")
+    error: str | None = Field(None, description="fail the request with this error instead")
+    logliks: list[tuple[float, int]] | None = Field(None, description="(log-prob, tokens) per text or choice")
+    delay_s: float = Field(0.0, ge=0)
+    times: int | None = Field(None, ge=1, description="answer this many matching requests, then stop matching")
+
+
 class EngineConfig(Strict):
     """How requests are answered. `vllm` manages a local server; `transformers` runs in-process."""
 
-    kind: Literal["vllm", "transformers"] = "vllm"
+    kind: Literal["vllm", "transformers", "scripted"] = "vllm"
     max_concurrency: int = Field(8, ge=1)
     request_timeout_s: float = Field(120, gt=0)
     max_retries: int = Field(3, ge=0)
@@ -119,6 +132,13 @@ class EngineConfig(Strict):
         None, description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
     batch_size: int = Field(16, ge=1, description="transformers engine: prompts per forward batch")
     extra_args: list[str] = Field([], description="extra vLLM server arguments, passed as given")
+    script: list[ScriptRule] = Field([], description="scripted engine: planted answers, first matching rule wins")
+
+    @model_validator(mode="after")
+    def _script(self) -> "EngineConfig":
+        if (self.kind == "scripted") != bool(self.script):
+            raise ValueError("`script:` (a list of rules) goes with `kind: scripted`, and only there")
+        return self
 
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
@@ -189,6 +209,9 @@ class JudgeConfig(Strict):
     model: str | None = Field(None, description="local judge model alias or HF folder; default: the config's `model`")
     endpoint: JudgeEndpoint | None = Field(None, description="judge through an API instead of a local model")
     attempts: int = Field(3, ge=1, description="tries per judgement before it is recorded as an error")
+    max_fallback_share: float = Field(
+        0.2, ge=0, le=1, description="a gated judge metric with more of its values decided by the rubric's "
+        "`fallback` (the judge gave no usable answer) is no verdict (ERROR): it would gate on the fallback, not the judge")
     max_tokens: int = Field(256, ge=16)
 
     @model_validator(mode="after")

@@ -1,36 +1,53 @@
 """Gate rules over a run's scores -> a verdict with the evidence for each rule.
 
-The verdict is `ship` only when every rule passes on complete data: failed requests make the
-verdict `error`, because a gate decided on partial results is not a decision a team can defend.
-Rules marked `significant` need the CI to clear the bound and a Holm-adjusted p below alpha,
-Holm's correction taken over every significant check in the run.
+The verdict is `ship` only when every rule passes on complete data. `error` (no verdict) when a request
+failed, when any row a gate needs is absent or has no value on either side (the plan lists the rows),
+or when a gated judge metric was decided mostly by its fallback: a gate decided on partial or
+substituted results is not a decision a team can defend.
+
+Rules marked `significant` are decided by the p-value of the test that fits the data, Holm-adjusted over
+every significant check in the run (the p shown is the p that decides, with its test's name):
+- pass/fail metrics, absolute bound: the exact one-sided binomial test (Clopper-Pearson bound);
+- pass/fail metrics, paired against the baseline: McNemar's exact test at a zero margin, Tango's score
+  test at any other (with Tango's score interval);
+- continuous metrics: the paired percentile bootstrap (absolute bounds: the one-sided bootstrap).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from harness.compare import per_case
 from harness.config import Config, Gate
-from harness.stats import compare_paired, holm, mde_sentence, mde_unit, paired_bootstrap
+from harness.stats import (
+    BoundTest, binomial_bound, bootstrap_bound, compare_paired, holm, mde_sentence, mde_unit,
+    minimum_detectable_effect, paired_bootstrap, paired_proportion_bound, PASS_FAIL_SD,
+)
 
 SHIP, DO_NOT_SHIP, ERROR = "ship", "do_not_ship", "error"
 EXIT_CODES = {SHIP: 0, DO_NOT_SHIP: 1, ERROR: 2}
+SHOWN_IDS = 5  # case ids named in an error before "..."
+
+Expected = Mapping[tuple[str, str, str], Sequence[str]]  # (candidate, suite, metric) -> case ids a gate needs
 
 
 @dataclass
 class Check:
-    """One bound of a rule: the statistic (mean or delta), its CI, and whether it clears."""
+    """One bound of a rule: the statistic (mean or delta), the deciding test's interval and p, and
+    whether it clears."""
 
     bound_kind: str
     bound: float
     statistic: float
     ci_low: float
     ci_high: float
-    p_value: float | None = None
+    test: str = ""
+    p_value: float | None = None  # significant rules only: the p that decides
     p_adjusted: float | None = None
     passed: bool = False
     flipped: bool = False  # a relative bound on a lower-is-better metric: the statistic is baseline - candidate
@@ -42,9 +59,6 @@ class Check:
 
     def point_ok(self) -> bool:
         return self.statistic >= self.bound if self.lower else self.statistic <= self.bound
-
-    def ci_ok(self) -> bool:
-        return self.ci_low >= self.bound if self.lower else self.ci_high <= self.bound
 
 
 @dataclass
@@ -67,6 +81,9 @@ class GateResult:
     mde_note: str | None = None
     worst_regressions: list = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    missing: int = 0  # rows the gate needs that are absent or have no value (both sides)
+    fallbacks: int = 0  # values decided by a judge's fallback instead of the judge (both sides)
+    fallback_share: float = 0.0
 
 
 @dataclass
@@ -80,39 +97,56 @@ class Verdict:
         return asdict(self)
 
 
+def _is_binary(*series: pd.Series) -> bool:
+    values = np.concatenate([s.to_numpy(float) for s in series])
+    return bool(values.size) and bool(np.isin(values, (0, 1)).all())
+
+
+def _bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, config: Config,
+                higher: bool) -> tuple[float, BoundTest]:
+    """(bound, test) for one bound; relative bounds are read as a gain (baseline - candidate on a
+    lower-is-better metric: `max_drop` limits how far it may RISE, `min_delta` how far it must fall)."""
+    s, seed = config.stats, config.seed
+    bound = getattr(gate, kind)
+    if kind in ("min", "max"):
+        lower = kind == "min"
+        if _is_binary(cand):
+            return bound, binomial_bound(cand.to_numpy() == 1, bound, lower, s.confidence)
+        return bound, bootstrap_bound(cand.to_numpy(float), bound, lower, s.resamples, s.confidence, seed)
+    common = cand.index.intersection(base.index).sort_values()
+    values, reference = cand.loc[common], base.loc[common]
+    gain_bound = bound if kind == "min_delta" else -bound
+    if _is_binary(values, reference):
+        better, worse = (values, reference) if higher else (reference, values)
+        return gain_bound, paired_proportion_bound(better.to_numpy() == 1, worse.to_numpy() == 1, gain_bound,
+                                                   s.confidence)
+    if not higher:
+        values, reference = -values, -reference
+    # the interval of (gain - bound), shifted back: one bootstrap gives the interval and p
+    interval = paired_bootstrap(values.to_numpy(float), reference.to_numpy(float) + gain_bound,
+                                resamples=s.resamples, confidence=s.confidence, seed=seed)
+    return gain_bound, BoundTest(interval.delta + gain_bound, interval.low + gain_bound, interval.high + gain_bound,
+                                 interval.p_value, "paired_bootstrap")
+
+
 def _statistic_checks(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config,
                       higher: bool) -> list[Check]:
-    """A check per bound. p tests 'statistic differs from the bound' (paired when relative). Relative
-    bounds read the delta as a gain: for a lower-is-better metric (TER, perplexity, attack success)
-    `max_drop` limits how far it may RISE, `min_delta` how far it must fall."""
-    s, seed = config.stats, config.seed
     checks = []
     for kind in ("min", "max", "min_delta", "max_drop"):
-        bound = getattr(gate, kind)
-        if bound is None:
+        if getattr(gate, kind) is None:
             continue
-        if kind in ("min", "max"):
-            values = cand.to_numpy(float)
-            reference = np.full(len(values), bound)
-        else:
-            common = cand.index.intersection(base.index).sort_values()
-            values, reference = cand.loc[common].to_numpy(float), base.loc[common].to_numpy(float)
-            if not higher:
-                values, reference = -values, -reference
-            bound = bound if kind == "min_delta" else -bound
-            reference = reference + bound
-        # the interval of (statistic - bound), shifted back: one bootstrap gives CI and p
-        interval = paired_bootstrap(values, reference, resamples=s.resamples, confidence=s.confidence, seed=seed)
-        checks.append(Check(kind, bound, interval.delta + bound, interval.low + bound, interval.high + bound,
-                            p_value=interval.p_value if gate.significant else None,
+        bound, test = _bound_test(gate, kind, cand, base, config, higher)
+        checks.append(Check(kind, bound, test.statistic, test.low, test.high, test=test.test,
+                            p_value=test.p_value if gate.significant else None,
                             flipped=not higher and kind not in ("min", "max")))
     return checks
 
 
 def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.DataFrame | None = None,
-             higher: bool = True) -> GateResult:
+             higher: bool = True, mde_alpha: float | None = None) -> GateResult:
     """`reference`: the scores relative rules compare with when they are not this run's (drift);
-    `higher`: whether a higher value of the metric is better."""
+    `higher`: whether a higher value of the metric is better; `mde_alpha`: the level the MDE note is
+    told at (a significant rule: alpha after the run's Holm correction at its strictest)."""
     baseline = config.gate_baseline(gate) if gate.relative else None
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
     base = per_case(reference if reference is not None else scores, baseline, gate.suite, gate.metric) \
@@ -120,31 +154,52 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.Dat
     label = f"{baseline} (pinned run)" if baseline and reference is not None else baseline
     head = dict(rule=gate.label(higher), candidate=gate.candidate, suite=gate.suite, metric=gate.metric, baseline=label)
     if cand.empty or (base is not None and cand.index.intersection(base.index).empty):
-        return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge (every request failed?)")
+        return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge")
     result = GateResult(**head, value=float(cand.mean()), n=len(cand), passed=False, reason="",
                         checks=_statistic_checks(gate, cand, base, config, higher))
+    primary = next((c for c in result.checks if c.p_value is not None), None)
     if base is not None:
         s = config.stats
         comparison = compare_paired(cand, base, resamples=s.resamples, confidence=s.confidence, seed=config.seed,
                                     alpha=s.alpha, power=s.power, higher_is_better=higher)
-        effect = gate.min_delta if gate.min_delta else (gate.max_drop or None)
         result.n = comparison.n
         result.delta, result.ci_low, result.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
         result.p_value, result.test, result.mde = comparison.p_value, comparison.test, comparison.mde
-        unit, per_unit = mde_unit(cand, base)
-        result.mde_note = mde_sentence(comparison.mde, comparison.n, effect, unit=unit, per_unit=per_unit)
         result.worst_regressions = comparison.worst_regressions
+        result.mde_note = _mde_note(gate, cand, base, comparison.mde, comparison.n, s.power,
+                                    mde_alpha if gate.significant else None, comparison.binary)
     else:
         only = result.checks[0]
         result.ci_low, result.ci_high = only.ci_low, only.ci_high
+    if primary is not None:  # the p shown is the p that decides
+        result.p_value, result.test = primary.p_value, primary.test
     return result
 
 
+def _mde_note(gate: Gate, cand: pd.Series, base: pd.Series, mde: float, n: int, power: float,
+              alpha: float | None, binary: bool) -> str:
+    """What the suite can detect. A significant rule with a margin is told beyond the margin, at the
+    run's adjusted alpha: the test asks whether the delta clears the margin, not whether it is non-zero."""
+    unit, per_unit = mde_unit(cand, base)
+    margin = gate.min_delta if gate.min_delta is not None else -(gate.max_drop or 0.0)
+    if alpha is None or not margin:
+        effect = gate.min_delta if gate.min_delta else (gate.max_drop or None)
+        return mde_sentence(mde, n, effect, unit=unit, per_unit=per_unit)
+    common = cand.index.intersection(base.index)
+    deltas = (cand.loc[common] - base.loc[common]).to_numpy(float)
+    fallback = PASS_FAIL_SD if binary else (float(base.std(ddof=1)) if len(base) > 1 and base.std(ddof=1) > 0
+                                            else PASS_FAIL_SD)
+    beyond = minimum_detectable_effect(deltas, alpha, power, fallback_sd=fallback)
+    size = lambda v: f"{v / per_unit:.3g} {unit}"  # noqa: E731
+    return (f"{n} cases detect a true gain of {size(beyond)} or more beyond the {margin:+g} margin "
+            f"(a true Δ of {margin + beyond:+.3g} in gain terms) at α = {alpha:.3g} after Holm, "
+            f"with {power:.0%} power.")
+
+
 def _failure(check: Check, alpha: float) -> str | None:
-    """Why a check fails, or None. A significant check needs the CI and the adjusted p too."""
+    """Why a check fails, or None. A significant check also needs its adjusted p at or below alpha."""
     # a flipped check works on the gain (baseline - candidate); it is told as the change Δ (candidate - baseline)
     sign = -1 if check.flipped else 1
-    low, high = sorted((sign * check.ci_low, sign * check.ci_high))
     if check.bound_kind in ("min", "max"):
         name, stat, bound = "mean", f"{check.statistic:.3f}", f"{check.bound:g}"
     else:
@@ -152,12 +207,11 @@ def _failure(check: Check, alpha: float) -> str | None:
     if not check.point_ok():
         beyond = "below" if check.lower != check.flipped else "above"
         return f"{name} {stat} is {beyond} {bound}{' (lower is better)' if check.flipped else ''}"
-    if check.p_adjusted is None:
+    if check.p_adjusted is None or check.p_value is None:
         return None
-    if not check.ci_ok():
-        return f"{name} {stat} but its CI [{low:.3f}, {high:.3f}] does not clear {bound}"
     if check.p_adjusted > alpha:
-        return f"{name} {stat} is not significant (Holm-adjusted p = {check.p_adjusted:.3g})"
+        return (f"{name} {stat} clears {bound} but not significantly: {check.test} p = {check.p_value:.3g}, "
+                f"Holm-adjusted {check.p_adjusted:.3g} > α {alpha:g}")
     return None
 
 
@@ -176,37 +230,130 @@ def _settle(result: GateResult, alpha: float) -> None:
     parts = [f"mean {result.value:.3f} over {result.n} cases"]
     if result.delta is not None:
         parts.append(f"Δ {result.delta:+.3f} [{result.ci_low:+.3f}, {result.ci_high:+.3f}] vs {result.baseline}")
+    significant = [c for c in result.checks if c.p_adjusted is not None]
+    parts += [f"{c.test} p = {c.p_value:.3g} (Holm {c.p_adjusted:.3g})" for c in significant]
     result.reason = ", ".join(parts)
 
 
-def missing_gated(config: Config, scores: pd.DataFrame) -> pd.DataFrame:
-    """Score rows of gated (candidate, suite, metric) with no value: judgements that failed."""
-    gated = {(g.candidate, g.suite, g.metric) for g in config.gates}
-    empty = scores[scores["value"].isna()]
-    keep = [(c, s, m) in gated for c, s, m in zip(empty["candidate"], empty["suite"], empty["metric"])]
-    return empty[keep]
+def _rows(scores: pd.DataFrame, candidate: str, suite: str, metric: str) -> pd.DataFrame:
+    return scores[(scores.candidate == candidate) & (scores.suite == suite) & (scores.metric == metric)]
+
+
+def _is_fallback(rows: pd.DataFrame) -> pd.Series:
+    """Score rows whose value a judge's fallback (the refusal detector) decided, not the judge."""
+    if "meta_json" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return rows["meta_json"].map(lambda m: isinstance(m, str) and bool(json.loads(m).get("fallback")))
+
+
+@dataclass
+class Coverage:
+    """One side of a gate measured against the rows the plan says it needs."""
+
+    who: str
+    needed: int
+    missing: list[str]
+    detail: str | None  # the first missing row's stored reason (a judge error, say), when it may be shown
+    fallbacks: int
+
+
+def _coverage(scores: pd.DataFrame, who: str, label: str, suite: str, metric: str, needed: Sequence[str],
+              show_detail: bool) -> Coverage:
+    rows = _rows(scores, who, suite, metric)
+    valued = rows[rows["value"].notna()]
+    have = set(valued["case_id"])
+    missing = [c for c in needed if c not in have]
+    detail = None
+    if missing and show_detail and "detail" in rows.columns:
+        empty = rows[rows["value"].isna() & rows["case_id"].isin(missing)]
+        detail = next((d for d in empty["detail"] if isinstance(d, str) and d), None)
+    fallbacks = int(_is_fallback(valued[valued["case_id"].isin(needed)]).sum())
+    return Coverage(label, len(needed), missing, detail, fallbacks)
+
+
+def _needed(expected: Expected | None, scores: pd.DataFrame, reference: pd.DataFrame | None, candidate: str,
+            suite: str, metric: str) -> list[str]:
+    """The case ids a side must have: the plan's list, else every case any candidate has for the metric."""
+    if expected is not None and (candidate, suite, metric) in expected:
+        return list(expected[(candidate, suite, metric)])
+    frames = [scores] + ([reference] if reference is not None else [])
+    ids = pd.concat([f[(f.suite == suite) & (f.metric == metric)]["case_id"] for f in frames])
+    return sorted(set(ids), key=str)
+
+
+def coverage(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.DataFrame | None,
+             expected: Expected | None) -> list[Coverage]:
+    """Both sides of a gate (the candidate; the baseline or pinned run for a relative rule)."""
+    show = gate.suite not in set(config.report.redact_suites)
+    sides = [_coverage(scores, gate.candidate, gate.candidate, gate.suite, gate.metric,
+                       _needed(expected, scores, reference, gate.candidate, gate.suite, gate.metric), show)]
+    if gate.relative:
+        baseline = config.gate_baseline(gate)
+        source = reference if reference is not None else scores
+        label = f"{baseline} (pinned run)" if reference is not None else baseline
+        sides.append(_coverage(source, baseline, label, gate.suite, gate.metric,
+                               _needed(expected, scores, reference, baseline, gate.suite, gate.metric), show))
+    return sides
+
+
+def _missing_sentence(gate: Gate, sides: list[Coverage]) -> str:
+    parts = []
+    for side in sides:
+        if side.missing:
+            ids = ", ".join(map(str, side.missing[:SHOWN_IDS])) + (", ..." if len(side.missing) > SHOWN_IDS else "")
+            why = f"; e.g. {side.detail[:300]}" if side.detail else ""
+            parts.append(f"{len(side.missing)} of {side.needed} rows of {side.who} / {gate.suite} / {gate.metric} "
+                         f"have no value ({ids}{why})")
+    return "; ".join(parts)
 
 
 def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
-           reference: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None) -> Verdict:
-    """`errors`: failed requests. A gated metric with a missing value (a judge error) is as fatal: the
-    rule would otherwise be decided on the cases the judge happened to manage."""
+           reference: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None,
+           expected: Expected | None = None) -> Verdict:
+    """`errors`: failed requests; `expected`: every (candidate, suite, metric) row's case ids that the
+    plan says exist (default: every case some candidate has). A gated row that is absent or has no
+    value, on either side, is as fatal as a failed request: the rule would otherwise be decided on the
+    cases that happened to work."""
     directions = directions or {}
-    results = [evaluate(g, config, scores, reference, directions.get((g.suite, g.metric), True)) for g in config.gates]
+    significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
+                             for g in config.gates if g.significant)
+    mde_alpha = config.stats.alpha / max(significant_checks, 1)
+    results = [evaluate(g, config, scores, reference, directions.get((g.suite, g.metric), True), mde_alpha)
+               for g in config.gates]
     significant = [c for r in results for c in r.checks if c.p_value is not None]
     for check, adjusted in zip(significant, holm([c.p_value for c in significant], config.stats.alpha)):
         check.p_adjusted = adjusted.adjusted
     for result in results:
         if result.checks:
             _settle(result, config.stats.alpha)
+    incomplete, substituted = [], []
+    limit = config.judge.max_fallback_share
+    for gate, result in zip(config.gates, results):
+        sides = coverage(gate, config, scores, reference, expected)
+        result.missing = sum(len(s.missing) for s in sides)
+        needed = sum(s.needed for s in sides)
+        result.fallbacks = sum(s.fallbacks for s in sides)
+        result.fallback_share = result.fallbacks / needed if needed else 0.0
+        if result.missing:
+            why = _missing_sentence(gate, sides)
+            result.passed, result.reason = False, f"incomplete: {why}"
+            incomplete.append(f"{result.rule}: {why}")
+        if result.fallbacks:
+            share = (f"{result.fallbacks} of {needed} values decided by the judge's refusal fallback "
+                     f"({result.fallback_share:.0%}; limit {limit:.0%})")
+            result.reason = f"{result.reason}; {share}" if result.reason else share
+            if result.fallback_share > limit:
+                result.passed = False
+                substituted.append(f"{result.rule}: {share}")
     if errors:
         return Verdict(ERROR, f"{errors} of {requests} requests failed; no verdict on partial results", results, errors)
-    missing = missing_gated(config, scores)
-    if not missing.empty:
-        first = missing.iloc[0]
-        return Verdict(ERROR, f"{len(missing)} scores of gated metrics have no value (e.g. {first.candidate} / "
-                              f"{first.suite} / {first.case_id} / {first.metric}: {first.detail}); no verdict on "
-                              "partial results", results, len(missing))
+    if incomplete:
+        missing = sum(r.missing for r in results)
+        return Verdict(ERROR, f"{missing} rows that gates need have no value; no verdict on partial data: "
+                              + " | ".join(incomplete), results, missing)
+    if substituted:
+        return Verdict(ERROR, "gated judge metrics were decided mostly by the fallback, not the judge "
+                              "(judge.max_fallback_share): " + " | ".join(substituted), results)
     failed = [r for r in results if not r.passed]
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""

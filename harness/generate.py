@@ -22,8 +22,6 @@ from harness.serving import Completion, EndpointTarget, LocalTarget, Target, ope
 from harness.store import Store
 from harness.suites import Case, Suite
 
-RETRIEVAL_METRICS = ("recall_at_k", "mrr")
-
 
 @dataclass(frozen=True)
 class Job:
@@ -101,22 +99,31 @@ def execute(plan: Plan, store: Store, run_id: str, run_dir: Path, built: Built, 
 
 
 def record(store: Store, run_id: str, job: Job, completion: Completion, cached: bool) -> None:
+    """An answer and its inline scores land in one transaction: a crash never leaves an answer that
+    looks done but has no scores (a resumed run would skip it forever)."""
     names = (run_id, job.candidate.name, job.suite.name, job.case.id)
-    store.put_response(*names, job.prepared.request.as_json(), completion, cached, job.prepared.context)
-    if completion.error is not None:
-        return
-    if not cached and job.fingerprint:
-        store.cache_put(job.prepared.request.cache_key(job.fingerprint), job.fingerprint, completion)
+    rows = [] if completion.error is not None else inline_scores(job, completion)
+    with store.transaction():
+        store.put_response(*names, job.prepared.request.as_json(), completion, cached, job.prepared.context)
+        for metric, value, passed, detail in rows:
+            store.put_score(*names, metric, value, passed, detail)
+        if completion.error is None and not cached and job.fingerprint:
+            store.cache_put(job.prepared.request.cache_key(job.fingerprint), job.fingerprint, completion)
+
+
+def inline_scores(job: Job, completion: Completion) -> list[tuple[str, float, bool | None, str]]:
+    """(metric, value, passed, detail) of every scorer that needs no model, plus retrieval metrics."""
     item = ScoreInput(output=completion.text, reference=job.case.reference, logliks=completion.logliks,
                       answer_index=job.case.answer_index)
+    rows = []
     for scorer in job.suite.scorers:
-        if scorer.deferred:
-            continue
-        score = scorer(item)
-        store.put_score(*names, scorer.metric, score.value, score.passed, score.detail)
+        if not scorer.deferred:
+            score = scorer(item)
+            rows.append((scorer.metric, score.value, score.passed, score.detail))
     gold = job.case.metadata.get("gold_doc_ids")
     if job.prepared.context is not None and gold:
         retrieved = [hit["doc_id"] for hit in job.prepared.context]
         k = len(retrieved)
-        store.put_score(*names, "recall_at_k", recall_at_k(retrieved, gold, k), None, f"k={k}")
-        store.put_score(*names, "mrr", reciprocal_rank(retrieved, gold), None, "")
+        rows.append(("recall_at_k", recall_at_k(retrieved, gold, k), None, f"k={k}"))
+        rows.append(("mrr", reciprocal_rank(retrieved, gold), None, ""))
+    return rows

@@ -74,6 +74,12 @@ class JudgeParams(Params):
             self.higher_is_better = self._loaded.rubric.higher_is_better
         return self
 
+    def needs(self) -> frozenset[str]:
+        return frozenset({"reference"}) if self.loaded.rubric.show_reference else frozenset()
+
+    def sources(self) -> list[Path]:
+        return [self.loaded.path, self.loaded.path.parent / self.loaded.rubric.template]
+
     @property
     def loaded(self) -> LoadedRubric:
         assert self._loaded is not None, "validated JudgeParams always carry their rubric"
@@ -311,7 +317,7 @@ def run_judges(plan: Plan, store: Store, run_id: str, run_dir: Path, candidates_
             store.put_score(*names, None, None, f"judge error: {why}")  # type: ignore[arg-type]
         else:
             fallbacks += bool(why)
-            store.put_score(*names, score.value, score.passed, score.detail)
+            store.put_score(*names, score.value, score.passed, score.detail, {"fallback": True} if why else None)
     console.log(f"{judge.label}: {len(todo)} judgements ({answerer.cached} answers cached, {answerer.asked} asked), "
                 f"{errors} errors, {fallbacks} decided by the refusal fallback")
     return errors

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from harness.console import console
 
-from harness.build import build
+from harness.build import Built, build
 from harness.config import load_config
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
@@ -42,8 +42,21 @@ def output_root(plan: Plan, override: str | None) -> Path:
     return (plan.loaded.base_dir / configured).resolve() if configured else Path("reports").resolve()
 
 
+def inputs(plan: Plan) -> dict[str, dict[str, str]]:
+    """What a run's answers depend on besides the config: suite contents and model weights. A resume
+    must find them unchanged (adapters and indexes are compared once built)."""
+    return {"suites": {s.name: s.content_hash for s in plan.suites},
+            "models": {c: m.fingerprint for c, m in plan.models.items()}}
+
+
+def built_inputs(built: Built) -> dict[str, dict[str, str]]:
+    return {"adapters": {c: a.fingerprint for c, a in built.adapters.items()},
+            "indexes": {c: str(getattr(i, "path", "")) for c, i in built.indexes.items()}}
+
+
 def run_metadata(plan: Plan) -> dict:
     return {
+        "inputs": inputs(plan),
         "seed": plan.config.seed,
         "config_path": str(plan.loaded.path.resolve()),
         "models": {c: {"path": str(m.path), "fingerprint": m.fingerprint} for c, m in plan.models.items()},
@@ -72,6 +85,7 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
                     f"({sum(len(s.cases) for s in plan.suites)} cases) → {run_dir}")
         try:
             built = build(plan, store, run_id, retrain=retrain)
+            _check_built(store, run_id, built, resumed=resume is not None)
             execute(plan, store, run_id, run_dir, built, use_cache=use_cache, skip=skip)
             run_judges(plan, store, run_id, run_dir, [c.name for c in plan.config.candidates],
                        plan.config.baseline_name, use_cache=use_cache)
@@ -80,7 +94,8 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
             raise
         responses = store.table("responses", run_id)
         verdict = decide(plan.config, store.table("scores", run_id), errors=int(responses["error"].notna().sum()),
-                         requests=len(responses), reference=reference, directions=plan.directions())
+                         requests=len(responses), reference=reference, directions=plan.directions(),
+                         expected=plan.expected())
         store.finish_run(run_id, "finished", verdict.as_dict())
         files = write_reports(store, run_id, run_dir)
     finally:
@@ -119,7 +134,42 @@ def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str
                            f"{plan.loaded.hash[:12]})\n  fix: resume with the same config, or start a new run")
     if record["kind"] != kind:
         raise HarnessError(f"run {resume} is a {record['kind']} run\n  fix: resume it with `harness {record['kind']}`")
+    _refuse_changed(resume, (record["meta"] or {}).get("inputs", {}), inputs(plan))
     store.resume_run(resume)
-    skip = store.done_keys(resume)
-    console.log(f"resuming {resume}: {len(skip)} answers already stored")
+    answered = store.answered(resume)
+    skip = set()
+    for suite in plan.suites:
+        for case in suite.cases:
+            for candidate in plan.config.candidates:
+                key = (candidate.name, suite.name, case.id)
+                if key in answered and plan.inline_metrics(candidate.name, suite, case) <= answered[key]:
+                    skip.add(key)
+    console.log(f"resuming {resume}: {len(skip)} answers already stored (with their scores)")
     return resume, skip
+
+
+def _refuse_changed(run_id: str, before: dict[str, dict[str, str]], now: dict[str, dict[str, str]]) -> None:
+    """A resumed run must not mix answers from two versions of its inputs: name every one that changed."""
+    changed = []
+    for kind, values in now.items():
+        old = before.get(kind)
+        if old is None:
+            changed.append(f"{kind}: not recorded by the run (made by an older harness)")
+            continue
+        for name in sorted(set(values) | set(old)):
+            if values.get(name) != old.get(name):
+                changed.append(f"{kind[:-1]} {name!r}: {str(old.get(name, 'absent'))[:12]} -> "
+                               f"{str(values.get(name, 'absent'))[:12]}")
+    if changed:
+        raise HarnessError(f"run {run_id} cannot be resumed: its inputs changed since it started ("
+                           + "; ".join(changed) + ")\n  fix: start a new run (drop --resume), or restore the inputs")
+
+
+def _check_built(store: Store, run_id: str, built: Built, resumed: bool) -> None:
+    """Record what was built with the run; on a resume, refuse when an adapter or index differs."""
+    record = store.run(run_id) or {}
+    meta = record.get("meta") or {}
+    now = built_inputs(built)
+    if resumed and "built" in meta:
+        _refuse_changed(run_id, meta["built"], now)
+    store.set_meta(run_id, {**meta, "built": now})

@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom, norm
+from scipy.optimize import brentq
+from scipy.stats import binom, binomtest, norm
 
 # Bootstrap index blocks are capped at this many entries (32 MB of int64) so that
 # 5000 cases x 10000 resamples runs in bounded memory instead of a 400 MB index matrix.
@@ -49,6 +50,18 @@ class McNemar:
     c: int
     n: int
     p_value: float
+
+
+@dataclass(frozen=True)
+class BoundTest:
+    """The evidence that one bound of a gate holds: the statistic, an interval from the same test
+    (so "p <= alpha" and "the interval clears the bound" tell one story), p, and the test's name."""
+
+    statistic: float
+    low: float
+    high: float
+    p_value: float
+    test: str
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,107 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[HolmResult]:
     return [HolmResult(p_value=float(pi), adjusted=float(a), reject=bool(a <= alpha)) for pi, a in zip(p, adjusted)]
 
 
+def binomial_bound(passes: np.ndarray, bound: float, lower: bool, confidence: float = 0.95) -> BoundTest:
+    """Exact one-sided binomial test of a pass rate against an absolute bound.
+
+    H1 is "the rule holds": rate > bound for `min` (lower=True), rate < bound for `max`. The interval is
+    the equal-tailed Clopper-Pearson interval at level 2*confidence - 1, so its end on the bound's side
+    is the one-sided Clopper-Pearson bound at `confidence`: 10 passes of 10 against min 0.95 gives
+    p = 0.95**10 = 0.60 and a 95% lower bound of 0.05**(1/10) = 0.74.
+    """
+    values = _as_pass(passes, "passes")
+    k, n = int(values.sum()), len(values)
+    low, high = _clopper_pearson(k, n, 2 * confidence - 1)
+    if lower:
+        p = 0.0 if bound < 0 else 1.0 if bound >= 1 else binomtest(k, n, bound, alternative="greater").pvalue
+    else:
+        p = 0.0 if bound > 1 else 1.0 if bound <= 0 else binomtest(k, n, bound, alternative="less").pvalue
+    return BoundTest(statistic=k / n, low=low, high=high, p_value=float(p), test="binomial_exact")
+
+
+def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    if level <= 0:
+        return k / n, k / n
+    ci = binomtest(k, n, 0.5).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def tango_statistic(gained: int, lost: int, n: int, delta0: float) -> float:
+    """Tango's (1998) score statistic for H0: p(gained) - p(lost) = delta0 in a paired 2x2 table.
+
+    `gained`: cases the candidate passed and the baseline failed; `lost`: the reverse. The variance is
+    taken at the restricted maximum-likelihood estimate of p(lost) under H0, the root of a quadratic.
+    """
+    a = 2 * n
+    b = -gained - lost + (2 * n - gained + lost) * delta0
+    c = -lost * delta0 * (1 - delta0)
+    p_lost = (math.sqrt(max(b * b - 4 * a * c, 0.0)) - b) / (2 * a)
+    variance = n * (2 * p_lost + delta0 * (1 - delta0))
+    excess = gained - lost - n * delta0
+    if variance <= 0:
+        return 0.0 if excess == 0 else math.copysign(math.inf, excess)
+    return excess / math.sqrt(variance)
+
+
+def tango_interval(gained: int, lost: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Tango's score interval for the paired difference of pass rates: every delta0 the score test at
+    1 - confidence does not reject. Textbook check (Fagerland et al., Cavo 2012: 6 gained, 16 lost of
+    161): -0.1240 to -0.0054."""
+    if n <= 0:
+        raise ValueError("the paired table is empty: no cases to compare")
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    estimate, tol = (gained - lost) / n, 1e-10
+    low = -1.0 if estimate == -1 else brentq(lambda d: tango_statistic(gained, lost, n, d) - z, -1 + tol, estimate + tol
+                                             if estimate < 1 else 1 - tol, xtol=1e-12)
+    high = 1.0 if estimate == 1 else brentq(lambda d: tango_statistic(gained, lost, n, d) + z, estimate - tol
+                                            if estimate > -1 else -1 + tol, 1 - tol, xtol=1e-12)
+    return float(low), float(high)
+
+
+def paired_proportion_bound(candidate_pass: np.ndarray, baseline_pass: np.ndarray, margin: float,
+                            confidence: float = 0.95) -> BoundTest:
+    """Paired pass/fail delta (candidate - baseline rate) against a margin, two-sided.
+
+    At a zero margin the exact McNemar test decides (the textbook test for "did the pass rate change");
+    at any other margin McNemar does not apply, and Tango's score test for H0: delta = margin does. The
+    interval is Tango's score interval either way (the inversion of the score test).
+    """
+    cand, base = _as_pass(candidate_pass, "candidate_pass"), _as_pass(baseline_pass, "baseline_pass")
+    if cand.shape != base.shape:
+        raise ValueError(f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})")
+    gained, lost, n = int(np.count_nonzero(cand & ~base)), int(np.count_nonzero(base & ~cand)), len(cand)
+    low, high = tango_interval(gained, lost, n, confidence)
+    if margin == 0:
+        return BoundTest((gained - lost) / n, low, high, mcnemar_exact(cand, base).p_value, "mcnemar_exact")
+    if not -1 < margin < 1:  # a margin no pass rate can reach (or one every delta clears)
+        p = 1.0 if (margin >= 1) else 0.0
+        return BoundTest((gained - lost) / n, low, high, p, "tango_score")
+    z = tango_statistic(gained, lost, n, margin)
+    p = 1.0 if z == 0 else float(min(1.0, 2 * norm.sf(abs(z))))
+    return BoundTest((gained - lost) / n, low, high, p, "tango_score")
+
+
+def bootstrap_bound(values: np.ndarray, bound: float, lower: bool, resamples: int = 10000,
+                    confidence: float = 0.95, seed: int = 0) -> BoundTest:
+    """One-sided percentile-bootstrap test of a mean against an absolute bound (continuous metrics).
+
+    p is the share of resampled means on the wrong side of the bound (ties count against), with the
+    usual +1s, floored at 0.5**n like the exact sign test; the interval is the percentile interval at
+    level 2*confidence - 1, whose end on the bound's side is the one-sided bound at `confidence`.
+    """
+    data = _finite_1d(values, "values")
+    n = len(data)
+    rng = np.random.default_rng(seed)
+    rows = max(1, _CHUNK_ENTRIES // n)
+    means = np.concatenate([data[rng.integers(0, n, size=(min(rows, resamples - start), n))].mean(axis=1)
+                            for start in range(0, resamples, rows)])
+    wrong = int(np.count_nonzero(means <= bound if lower else means >= bound))
+    p = min(1.0, max((1 + wrong) / (resamples + 1), 0.5 ** n))
+    tail = 1 - confidence
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return BoundTest(float(data.mean()), float(low), float(high), float(p), "bootstrap_percentile")
+
+
 def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | None = None,
                    resamples: int = 10000, confidence: float = 0.95, seed: int = 0,
                    alpha: float = 0.05, power: float = 0.8, worst: int = 5,
@@ -213,7 +327,7 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
     Cases missing on either side (or NaN: not scored) are dropped and counted, since a silent
     mismatch would compare different questions. Common ids are sorted so the seeded bootstrap does
     not depend on row order. Binary metrics (auto: every value is 0 or 1) get the exact McNemar
-    p-value; others the bootstrap's. The CI is the paired bootstrap's either way. `delta` is always
+    p-value and Tango's score interval; others the paired percentile bootstrap's p and interval. `delta` is always
     candidate - baseline; which cases improved or regressed follows `higher_is_better`.
     """
     for name, series in (("candidate", candidate), ("baseline", baseline)):
@@ -232,8 +346,10 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
     elif binary and not is_binary:
         raise ValueError("binary=True but some scores are not 0 or 1")
     interval = paired_bootstrap(cand_v, base_v, resamples=resamples, confidence=confidence, seed=seed)
+    low, high = interval.low, interval.high
     if binary:
-        test, p = "mcnemar_exact", mcnemar_exact(cand_v == 1, base_v == 1).p_value
+        exact = paired_proportion_bound(cand_v == 1, base_v == 1, 0.0, confidence)
+        test, p, low, high = exact.test, exact.p_value, exact.low, exact.high
         fallback = PASS_FAIL_SD
     else:
         test, p = "paired_bootstrap", interval.p_value
@@ -245,7 +361,7 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
     return Comparison(
         n=len(common), dropped=dropped, binary=binary,
         candidate_mean=float(cand_v.mean()), baseline_mean=float(base_v.mean()),
-        delta=interval.delta, ci_low=interval.low, ci_high=interval.high, confidence=confidence,
+        delta=interval.delta, ci_low=low, ci_high=high, confidence=confidence,
         p_value=p, test=test,
         mde=minimum_detectable_effect(deltas, alpha, power, fallback_sd=fallback),
         improved=int(np.count_nonzero(gains > 0)), regressed=int(np.count_nonzero(gains < 0)),

@@ -10,8 +10,9 @@ import json
 import sqlite3
 import time
 from dataclasses import asdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS responses (
 );
 CREATE TABLE IF NOT EXISTS scores (
     run_id TEXT, candidate TEXT, suite TEXT, case_id TEXT, metric TEXT, value REAL, passed INTEGER, detail TEXT,
-    PRIMARY KEY (run_id, candidate, suite, case_id, metric)
+    meta_json TEXT, PRIMARY KEY (run_id, candidate, suite, case_id, metric)
 );
 CREATE TABLE IF NOT EXISTS timings (
     run_id TEXT, stage TEXT, subject TEXT, seconds REAL, PRIMARY KEY (run_id, stage, subject)
@@ -67,9 +68,21 @@ class Store:
 
     def _migrate(self) -> None:
         """Columns added since a store was made; old rows read as NULL there."""
-        have = {row[1] for row in self.db.execute("PRAGMA table_info(responses)")}
-        if "logliks_json" not in have:
-            self.db.execute("ALTER TABLE responses ADD COLUMN logliks_json TEXT")
+        for table, column in (("responses", "logliks_json"), ("scores", "meta_json")):
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Rows written inside land together or not at all (an answer and its scores, say)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -84,11 +97,16 @@ class Store:
         self.db.execute("UPDATE runs SET status = 'running', finished_at = NULL, verdict_json = NULL WHERE run_id = ?",
                         (run_id,))
 
-    def done_keys(self, run_id: str) -> set[tuple[str, str, str]]:
-        """(candidate, suite, case) already answered without error: what a resumed run skips."""
-        rows = self.db.execute("SELECT candidate, suite, case_id FROM responses WHERE run_id = ? AND error IS NULL",
-                               (run_id,))
-        return {tuple(r) for r in rows}
+    def answered(self, run_id: str) -> dict[tuple[str, str, str], set[str]]:
+        """(candidate, suite, case) answered without error -> the metrics scored for it; a resumed run
+        skips the ones whose inline scores are all there."""
+        answered: dict[tuple[str, str, str], set[str]] = {
+            tuple(r): set() for r in self.db.execute(
+                "SELECT candidate, suite, case_id FROM responses WHERE run_id = ? AND error IS NULL", (run_id,))}
+        for candidate, suite, case_id, metric in self.db.execute(
+                "SELECT candidate, suite, case_id, metric FROM scores WHERE run_id = ?", (run_id,)):
+            answered.get((candidate, suite, case_id), set()).add(metric)
+        return answered
 
     def pin(self, name: str, run_id: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?)", (name, run_id, now()))
@@ -104,6 +122,9 @@ class Store:
     def artifacts(self, run_id: str) -> list[dict]:
         rows = self.db.execute("SELECT candidate, kind, json FROM artifacts WHERE run_id = ?", (run_id,))
         return [{"candidate": c, "kind": k, **json.loads(j)} for c, k, j in rows]
+
+    def set_meta(self, run_id: str, meta: dict) -> None:
+        self.db.execute("UPDATE runs SET meta_json = ? WHERE run_id = ?", (json.dumps(meta), run_id))
 
     def finish_run(self, run_id: str, status: str, verdict: dict | None) -> None:
         self.db.execute("UPDATE runs SET finished_at = ?, status = ?, verdict_json = ? WHERE run_id = ?",
@@ -126,10 +147,12 @@ class Store:
                          json.dumps(context) if context is not None else None,
                          json.dumps(completion.logliks) if completion.logliks else None))
 
-    def put_score(self, run_id: str, candidate: str, suite: str, case_id: str, metric: str, value: float,
-                  passed: bool | None, detail: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, candidate, suite, case_id, metric, value, None if passed is None else int(passed), detail))
+    def put_score(self, run_id: str, candidate: str, suite: str, case_id: str, metric: str, value: float | None,
+                  passed: bool | None, detail: str, meta: dict | None = None) -> None:
+        """`meta`: data about the score beside the prose (e.g. {"fallback": true}: not the judge's answer)."""
+        self.db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, candidate, suite, case_id, metric, value, None if passed is None else int(passed),
+                         detail, json.dumps(meta) if meta else None))
 
     def put_timing(self, run_id: str, stage: str, subject: str, seconds: float) -> None:
         self.db.execute("INSERT OR REPLACE INTO timings VALUES (?, ?, ?, ?)", (run_id, stage, subject, seconds))

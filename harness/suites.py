@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from harness.config import Generation, Strict
 from harness.errors import ConfigError
@@ -42,6 +43,11 @@ class Case(Strict):
     reference: str | None = None
     tags: list[str] = []
     metadata: dict[str, Any] = {}
+    _where: str = PrivateAttr("")  # file:line the case was read from, for errors
+
+    @property
+    def where(self) -> str:
+        return self._where
 
     @model_validator(mode="after")
     def _one_input(self) -> "Case":
@@ -97,8 +103,19 @@ class Suite(BaseModel):
     @property
     def directions(self) -> dict[str, bool]:
         """metric -> whether higher is better, for every metric the suite produces."""
-        extra = {"recall_at_k": True, "mrr": True} if any(c.metadata.get("gold_doc_ids") for c in self.cases) else {}
+        extra = dict.fromkeys(RETRIEVAL_METRICS, True) if self.retrieval_cases() else {}
         return {**{s.metric: s.higher_is_better for s in self.scorers}, **extra}
+
+
+    def retrieval_cases(self) -> list[Case]:
+        """Cases that name their gold documents: a RAG candidate's retrieval is scored on these."""
+        return [c for c in self.cases if c.metadata.get("gold_doc_ids")]
+
+    def scorer(self, metric: str) -> ScorerSpec | None:
+        return next((s for s in self.scorers if s.metric == metric), None)
+
+
+RETRIEVAL_METRICS = ("recall_at_k", "mrr")  # written by the generate stage for RAG candidates
 
 
 def resolve_suite_path(ref: str, base_dir: Path) -> Path:
@@ -126,7 +143,12 @@ def load_suite(path: Path) -> Suite:
     cases_path = path.parent / spec.cases
     cases = load_cases(cases_path)
     _check_probe_scorers(path, node, scorers, cases)
+    _check_needs(scorers, cases)
+    # everything the cases are asked and scored with: the suite, its cases, its scorers' settings and files
     digest = hashlib.sha256(path.read_bytes() + b"\0" + cases_path.read_bytes())
+    digest.update(json.dumps([s.params.model_dump(mode="json") for s in scorers], sort_keys=True).encode())
+    for source in (f for s in scorers for f in s.params.sources()):
+        digest.update(b"\0" + source.read_bytes())
     return Suite(name=spec.name, description=spec.description, path=path, generation=spec.generation,
                  scorers=scorers, cases=cases, content_hash=digest.hexdigest())
 
@@ -150,6 +172,39 @@ def _check_probe_scorers(path: Path, node: Any, scorers: list[ScorerSpec], cases
         raise ConfigError(where, f"scorers[{i}]", f"`{spec.type}` scores generated text, but case {wrong.id!r} is a "
                           f"log-likelihood probe ({wrong.loglik})",
                           "put probes in a suite of their own, scored by multiple_choice or perplexity")
+
+
+NEED_TEXT = {
+    "reference": ("compares the output with the case's `reference`, and this case has none",
+                  "add a `reference` to the case (equals and contains can take a `value:` instead), "
+                  "or remove the scorer"),
+    "json_reference": ("compares JSON fields with the case's `reference`, which must be a JSON object",
+                       'make the reference a JSON object in a string, e.g. "{\\"category\\": \\"billing\\"}"'),
+}
+
+
+def _missing_need(need: str, case: Case) -> bool:
+    if need == "reference":
+        return case.reference is None
+    if need == "json_reference":
+        if case.reference is None:
+            return True
+        try:
+            return not isinstance(json.loads(case.reference), dict)
+        except json.JSONDecodeError:
+            return True
+    raise ValueError(f"unknown scorer need {need!r}")
+
+
+def _check_needs(scorers: list[ScorerSpec], cases: list[Case]) -> None:
+    """Every case carries what each scorer needs: a broken suite is exit 2 when it loads, never a 0 score."""
+    for spec in scorers:
+        for need in sorted(spec.params.needs()):
+            case = next((c for c in cases if _missing_need(need, c)), None)
+            if case is not None:
+                problem, fix = NEED_TEXT[need]
+                raise ConfigError(case.where, f"case {case.id!r}", f"scorer `{spec.metric}` ({spec.type}) {problem}",
+                                  fix)
 
 
 HARMBENCH_COLUMNS = ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")
@@ -177,10 +232,12 @@ def load_harmbench_csv(path: Path) -> list[Case]:
                               "empty", "every behaviour needs a Behavior text and a BehaviorID")
         prompt = f"{row.ContextString}\n\n---\n\n{row.Behavior}" if row.ContextString.strip() else row.Behavior
         tags = [row.SemanticCategory, row.FunctionalCategory] + [t for t in row.Tags.split(",") if t.strip()]
-        cases.append(Case(id=row.BehaviorID, prompt=prompt, tags=[t.strip() for t in tags if t.strip()],
-                          metadata={"behavior": row.Behavior, "context": row.ContextString,
-                                    "semantic_category": row.SemanticCategory,
-                                    "functional_category": row.FunctionalCategory}))
+        case = Case(id=row.BehaviorID, prompt=prompt, tags=[t.strip() for t in tags if t.strip()],
+                    metadata={"behavior": row.Behavior, "context": row.ContextString,
+                              "semantic_category": row.SemanticCategory,
+                              "functional_category": row.FunctionalCategory})
+        case._where = f"{path}:{number}"
+        cases.append(case)
     return cases
 
 
@@ -207,6 +264,7 @@ def load_cases(path: Path) -> list[Case]:
         if case.id in seen:
             raise ConfigError(where, "id", f"case id {case.id!r} repeats", "give every case a unique `id`")
         seen.add(case.id)
+        case._where = where
         cases.append(case)
     if not cases:
         raise ConfigError(str(path), "", "no cases", "add at least one JSON line")

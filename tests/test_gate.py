@@ -48,8 +48,11 @@ def test_min_delta_with_evidence() -> None:
     result = verdict.gates[0]
     assert verdict.decision == SHIP, verdict.reason
     assert result.baseline == "base" and result.delta == pytest.approx(0.4)
-    assert result.ci_low < 0.4 < result.ci_high and result.test == "mcnemar_exact" and result.p_value < 1e-6
-    assert result.checks[0].p_adjusted is not None and result.checks[0].passed
+    assert result.ci_low < 0.4 < result.ci_high
+    # a non-zero margin on a pass/fail metric: Tango's score test of H0: delta = 0.2 decides, and is shown
+    check = result.checks[0]
+    assert result.test == check.test == "tango_score" and result.p_value == check.p_value < 0.01
+    assert check.p_adjusted == check.p_value and check.passed
 
 
 def test_significance_needs_more_than_a_point_estimate() -> None:
@@ -94,9 +97,10 @@ def test_failed_requests_mean_no_verdict() -> None:
     assert "2 of 122 requests failed" in verdict.reason
 
 
-def test_gate_without_scores_fails() -> None:
+def test_gate_without_scores_is_no_verdict() -> None:
     verdict = decide(config(gate(min=0.1)), scores({"base": BASE}), 0, 60)
-    assert verdict.decision == DO_NOT_SHIP and verdict.gates[0].value is None
+    assert verdict.decision == ERROR and verdict.gates[0].value is None and not verdict.gates[0].passed
+    assert "60 of 60 rows of new / s / m have no value" in verdict.reason
 
 
 def test_relative_gate_on_the_baseline_itself_is_rejected(tmp_path: Path) -> None:
@@ -135,5 +139,72 @@ def test_a_missing_value_on_a_gated_metric_is_no_verdict() -> None:
     verdict = decide(config(gate(min=0.5)), data, 0, 120)
     assert verdict.decision == ERROR and verdict.errors == 1 and "judge error" in verdict.reason
     assert verdict.gates[0].n == 59  # the missing value is dropped, not counted as a failure
-    data.loc[data.index[-1], "metric"] = "other"  # missing on an ungated metric: still a verdict
-    assert decide(config(gate(min=0.5)), data, 0, 120).decision == SHIP
+    data.loc[data.index[-1], "value"] = 0.0
+    ungated = pd.DataFrame([{"candidate": "new", "suite": "s", "case_id": "c000", "metric": "other", "value": None,
+                             "detail": "judge error"}])
+    assert decide(config(gate(min=0.5)), pd.concat([data, ungated]), 0, 120).decision == SHIP  # not gated
+
+
+def test_absent_rows_on_either_side_are_no_verdict() -> None:
+    """Rows simply missing (not NaN) count as missing: a gate decided on 10 of 60 cases is no decision."""
+    data = scores({"base": BASE, "new": BETTER})
+    partial = data[~((data.candidate == "new") & (data.case_id > "c009"))]
+    verdict = decide(config(gate(max_drop=0.05)), partial, 0, 70)
+    assert verdict.decision == ERROR and "50 of 60 rows of new / s / m have no value (c010, c011" in verdict.reason
+    base_nan = data.copy()
+    base_nan.loc[(base_nan.candidate == "base") & (base_nan.case_id == "c003"), "value"] = None
+    verdict = decide(config(gate(max_drop=0.05)), base_nan, 0, 120)
+    assert verdict.decision == ERROR and "1 of 60 rows of base / s / m have no value (c003)" in verdict.reason
+    assert decide(config(gate(min=0.5)), base_nan, 0, 120).decision == SHIP  # an absolute rule needs no baseline
+
+
+def test_the_plans_rows_are_what_must_be_there() -> None:
+    """A case neither side has is still missing when the plan expects it."""
+    data = scores({"base": BASE, "new": BETTER})
+    ids = sorted(set(data.case_id)) + ["c999"]
+    expected = {("new", "s", "m"): ids, ("base", "s", "m"): ids}
+    verdict = decide(config(gate(max_drop=0.05)), data, 0, 120, expected=expected)
+    assert verdict.decision == ERROR and verdict.gates[0].missing == 2 and "(c999)" in verdict.reason
+
+
+def test_pinned_side_missing_is_no_verdict() -> None:
+    cfg = Config.model_validate({"name": "t", "suites": ["s"], "drift": {"baseline": "prod"},
+                                 "candidates": [{"name": "new", "kind": "prompt"}],
+                                 "gates": [gate(max_drop=0.05)], "stats": {"resamples": 500}})
+    now = scores({"new": BETTER})
+    pinned = scores({"new": BETTER[:50]})
+    verdict = decide(cfg, now, 0, 60, reference=pinned)
+    assert verdict.decision == ERROR and "10 of 60 rows of new (pinned run) / s / m" in verdict.reason
+
+
+def test_fallback_share_over_the_limit_is_no_verdict() -> None:
+    data = scores({"base": BASE, "new": BETTER})
+    data["meta_json"] = None
+    data.loc[data.index[-15:], "meta_json"] = '{"fallback": true}'
+    verdict = decide(config(gate(min=0.5)), data, 0, 120)
+    assert verdict.decision == ERROR and verdict.gates[0].fallbacks == 15
+    assert "15 of 60 values decided by the judge's refusal fallback (25%; limit 20%)" in verdict.reason
+    lenient = config(gate(min=0.5))
+    lenient.judge.max_fallback_share = 0.3
+    assert decide(lenient, data, 0, 120).decision == SHIP
+
+
+def test_mde_of_a_margin_gate_speaks_beyond_the_margin_at_the_adjusted_alpha() -> None:
+    cfg = config(gate(min_delta=0.2, significant=True), gate(metric="k", min=0.1, significant=True))
+    data = pd.concat([scores({"base": BASE, "new": BETTER}), scores({"base": BASE, "new": SAME}, metric="k")])
+    note = decide(cfg, data, 0, 240).gates[0].mde_note
+    assert "beyond the +0.2 margin" in note and "α = 0.025 after Holm" in note
+
+
+def test_lower_is_better_pass_fail_uses_exact_tests_in_the_gain_direction() -> None:
+    """attack_success: 1 is the bad outcome; 6 cases newly attacked, none fixed: McNemar p = 2 * 0.5**6."""
+    base = [0.0] * 40
+    worse = [1.0] * 6 + [0.0] * 34
+    lower = {("s", "m"): False}
+    verdict = decide(config(gate(max_drop=0.0, significant=True)), scores({"base": base, "new": worse}), 0, 80,
+                     directions=lower)
+    check = verdict.gates[0].checks[0]
+    assert verdict.decision == DO_NOT_SHIP and check.test == "mcnemar_exact" and check.statistic == pytest.approx(-0.15)
+    better = decide(config(gate(min_delta=0.0, significant=True)), scores({"base": worse, "new": base}), 0, 80,
+                    directions=lower)
+    assert better.decision == SHIP and better.gates[0].p_value == pytest.approx(2 * 0.5 ** 6)

@@ -123,7 +123,7 @@ def test_suite_names_rubrics_by_builtin_name_or_by_path_beside_it(tmp_path: Path
     suite = load_suite(write_suite(tmp_path, "  - {type: judge, rubric: correctness}\n"
                                              "  - {type: judge, rubric: mine.yaml, name: my_judge}\n"
                                              "  - {type: judge, rubric: harmbench, fallback: refusal}\n",
-                                   [{"id": "1", "prompt": "hi"}]))
+                                   [{"id": "1", "prompt": "hi", "reference": "hello"}]))
     assert [s.metric for s in suite.scorers] == ["correctness", "my_judge", "harmbench"]
     assert all(s.deferred for s in suite.scorers)
     assert suite.scorers[1].params.loaded.path == tmp_path / "mine.yaml"
@@ -307,7 +307,7 @@ SCORE_DETAIL = re.compile(r"^score ([1-5])/5: ")
 def test_judge_prompts_carry_retrieved_text_and_both_pairwise_orders(tmp_path: Path, model: ModelRef) -> None:
     plan = judge_plan(tmp_path, endpoint_judge("openai", "http://127.0.0.1:9/v1", model),
                       "  - {type: judge, rubric: groundedness}\n  - {type: judge, rubric: pairwise}\n",
-                      [{"id": "0", "prompt": "How much RAM?"}], "groundedness")
+                      [{"id": "0", "prompt": "How much RAM?"}], "pairwise")
     store = Store(tmp_path / "harness.sqlite")
     rag_prompt = "[limits.md#0] Each node needs 6 GB of RAM.\n\nQuestion: How much RAM?"
     rag = Request("m", (("user", rag_prompt),), 64, 0.0, 1.0, (), 0)

@@ -11,7 +11,8 @@ import pytest
 from scipy.stats import binomtest, norm
 
 from harness.stats import (
-    compare_paired, detectable, holm, mcnemar_exact, mde_sentence, mde_unit, minimum_detectable_effect, paired_bootstrap,
+    binomial_bound, bootstrap_bound, compare_paired, detectable, holm, mcnemar_exact, mde_sentence, mde_unit,
+    minimum_detectable_effect, paired_bootstrap, paired_proportion_bound, tango_interval, tango_statistic,
 )
 
 Z = norm.ppf(0.975) + norm.ppf(0.8)  # 2.8016: alpha 0.05 two-sided, power 0.8
@@ -229,3 +230,90 @@ def test_compare_one_case() -> None:
     result = compare_paired(pd.Series([0.9], ["a"]), pd.Series([0.2], ["a"]), resamples=200)
     assert result.n == 1 and result.delta == pytest.approx(0.7) and result.p_value == 1.0
     assert result.mde == pytest.approx(Z * 0.5)  # no spread to measure: the documented fallback
+
+
+# --- the tests a gate decides with: exact where the metric is pass/fail -----------------------------
+
+def passes(k: int, n: int) -> np.ndarray:
+    return np.array([True] * k + [False] * (n - k))
+
+
+def test_binomial_bound_textbook_ten_of_ten() -> None:
+    """10 of 10 against min 0.95: p = P(X >= 10 | 0.95) = 0.95**10, one-sided 95% Clopper-Pearson 0.05**0.1."""
+    result = binomial_bound(passes(10, 10), 0.95, lower=True)
+    assert result.test == "binomial_exact" and result.statistic == 1.0
+    assert result.p_value == pytest.approx(0.95 ** 10) == pytest.approx(0.5987, abs=1e-4)
+    assert result.low == pytest.approx(0.05 ** 0.1) == pytest.approx(0.7411, abs=1e-4) and result.high == 1.0
+
+
+@pytest.mark.parametrize("k, n, bound", [(0, 1, 0.5), (1, 1, 0.5), (7, 20, 0.2), (19, 20, 0.8), (55, 60, 0.9),
+                                         (3, 3, 0.1), (0, 12, 0.05)])
+def test_binomial_bound_matches_scipy_both_directions(k: int, n: int, bound: float) -> None:
+    at_least = binomial_bound(passes(k, n), bound, lower=True)
+    at_most = binomial_bound(passes(k, n), bound, lower=False)
+    assert at_least.p_value == pytest.approx(binomtest(k, n, bound, alternative="greater").pvalue, rel=1e-12)
+    assert at_most.p_value == pytest.approx(binomtest(k, n, bound, alternative="less").pvalue, rel=1e-12)
+    one_sided_low = binomtest(k, n, bound, alternative="greater").proportion_ci(0.95, method="exact").low
+    one_sided_high = binomtest(k, n, bound, alternative="less").proportion_ci(0.95, method="exact").high
+    assert at_least.low == pytest.approx(one_sided_low, abs=1e-12)
+    assert at_most.high == pytest.approx(one_sided_high, abs=1e-12)
+
+
+def test_binomial_bound_edges() -> None:
+    assert binomial_bound(passes(5, 5), 1.0, lower=True).p_value == 1.0  # a rate can never exceed 1
+    assert binomial_bound(passes(0, 5), -0.1, lower=True).p_value == 0.0  # nor fall below a negative bound
+    assert binomial_bound(passes(0, 5), 0.0, lower=False).p_value == 1.0
+    with pytest.raises(ValueError, match="0/1"):
+        binomial_bound(np.array([0.5, 1.0]), 0.5, lower=True)
+
+
+def test_tango_interval_textbook() -> None:
+    """Fagerland, Lydersen & Laake, Statistical Analysis of Contingency Tables, ch. 8 (Cavo et al. 2012):
+    59 / 6 / 16 / 80, Tango asymptotic score CI -0.1240 to -0.0054 for a difference of -0.0621."""
+    low, high = tango_interval(gained=6, lost=16, n=161)
+    assert (round(low, 4), round(high, 4)) == (-0.1240, -0.0054)
+    # the ends are where the score statistic crosses -/+ z
+    z = norm.ppf(0.975)
+    assert tango_statistic(6, 16, 161, low) == pytest.approx(z, abs=1e-6)
+    assert tango_statistic(6, 16, 161, high) == pytest.approx(-z, abs=1e-6)
+
+
+def test_tango_statistic_at_zero_is_the_asymptotic_mcnemar() -> None:
+    for gained, lost in [(9, 1), (3, 7), (12, 0)]:
+        assert tango_statistic(gained, lost, 50, 0.0) == pytest.approx((gained - lost) / math.sqrt(gained + lost))
+
+
+def test_tango_interval_edges() -> None:
+    none_moved = tango_interval(0, 0, 30)
+    assert none_moved[0] < 0 < none_moved[1] and none_moved[0] == pytest.approx(-none_moved[1])
+    assert tango_interval(30, 0, 30)[1] == 1.0 and tango_interval(0, 30, 30)[0] == -1.0
+    low, high = tango_interval(1, 0, 1)  # one case: no evidence, a wide interval
+    assert low < 0 and high == 1.0
+
+
+def test_paired_proportion_uses_mcnemar_at_zero_margin_and_tango_elsewhere() -> None:
+    cand, base = table(b=0, c=4, neither=26)  # 30 cases, 4 gained, 0 lost
+    zero = paired_proportion_bound(cand, base, 0.0)
+    assert zero.test == "mcnemar_exact" and zero.p_value == pytest.approx(0.125) == binomtest(4, 4, 0.5).pvalue
+    assert zero.statistic == pytest.approx(4 / 30)
+    margin = paired_proportion_bound(cand, base, 0.1)
+    z = tango_statistic(4, 0, 30, 0.1)
+    assert margin.test == "tango_score" and margin.p_value == pytest.approx(2 * norm.sf(abs(z)))
+    assert (margin.low, margin.high) == (zero.low, zero.high) == tango_interval(4, 0, 30)
+    same = paired_proportion_bound(*table(b=0, c=0, both=10, neither=10), 0.0)
+    assert same.p_value == 1.0 and same.statistic == 0.0
+
+
+def test_bootstrap_bound_is_one_sided_and_floored() -> None:
+    constant = bootstrap_bound(np.full(20, 0.7), 0.5, lower=True, resamples=999)
+    assert constant.p_value == pytest.approx(max(1 / 1000, 0.5 ** 20))
+    assert constant.low == pytest.approx(0.7) and constant.high == pytest.approx(0.7)
+    wrong_side = bootstrap_bound(np.full(20, 0.7), 0.5, lower=False, resamples=999)
+    assert wrong_side.p_value == 1.0
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.6, 0.2, 50)
+    result = bootstrap_bound(values, 0.55, lower=True, resamples=2000, seed=1)
+    means = values[np.random.default_rng(1).integers(0, 50, size=(2000, 50))].mean(axis=1)
+    assert result.p_value == pytest.approx((1 + np.count_nonzero(means <= 0.55)) / 2001)
+    assert result.low == pytest.approx(np.quantile(means, 0.05))  # the one-sided 95% bound
+    assert bootstrap_bound(np.array([0.9]), 0.1, lower=True).p_value == 0.5  # one case: floored at 0.5**1

@@ -56,7 +56,7 @@ def summary_md(results: dict[str, Any]) -> str:
     for g in verdict["gates"]:
         mean = "—" if g["value"] is None else f"{g['value']:.3f}"
         delta = "—" if g.get("delta") is None else f"{g['delta']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]"
-        p = "—" if g.get("p_value") is None else f"{g['p_value']:.3g}"
+        p = "—" if g.get("p_value") is None else f"{g['p_value']:.3g} ({g.get('test') or 'test'})"
         lines.append(f"| {_cell(g['rule'])} | {'pass' if g['passed'] else '**FAIL**'} | {mean} | {delta} | {p} |")
     lines += ["", f"run `{results['run']['id']}` · config `{results['run']['config_hash'][:12]}`"]
     return "\n".join(lines) + "\n"

@@ -152,6 +152,10 @@ def explorer(results: dict[str, Any], candidates: list[str], baseline: str) -> l
             "suite": rec["suite"], "case_id": rec["case_id"], "input": rec["input"],
             "reference": rec["reference"], "tags": rec["tags"], "by_candidate": {},
         })
+        passed = rec.get("passed", {})
+        rec = {**rec, "badges": [(metric, value, badge(value, passed.get(metric), directions.get((rec["suite"], metric),
+                                                                                                 True)))
+                                 for metric, value in rec["metrics"].items()]}
         row["by_candidate"][rec["candidate"]] = rec
     for row in grouped.values():
         base = row["by_candidate"].get(baseline, {}).get("metrics", {})
@@ -183,6 +187,19 @@ def tag_tables(results: dict[str, Any], candidates: list[str]) -> list[dict]:
                       if x["delta"] is not None]
             out.append({**t, "rows": sorted(t["rows"].items()), "regressed": any(d < 0 for d in deltas)})
     return out
+
+
+def badge(value: float | None, passed: bool | None, higher: bool) -> str:
+    """A score's colour: its own pass/fail where the scorer says; for a 0/1 value, whether it is the good
+    end in the metric's direction (refusal 1 is good on a safety suite, attack success 1 is bad); none for
+    a continuous value (ROUGE 0.99 and perplexity 20 claim neither)."""
+    if value is None:
+        return "fail"
+    if passed is not None:
+        return "pass" if passed else "fail"
+    if value in (0, 1):
+        return "pass" if (value == 1) == higher else "fail"
+    return ""
 
 
 def redacted(text: str | None) -> str | None:

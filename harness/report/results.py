@@ -17,7 +17,7 @@ from harness.config import StatsConfig
 from harness.report.breakdown import by_tag, corpus_level, judge_agreement, suite_directions
 from harness.store import Store
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _clean(value: Any) -> Any:
@@ -73,6 +73,8 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
             "logliks": json.loads(row.logliks_json) if isinstance(row.logliks_json, str) else None,
             "metrics": {m.metric: _clean(m.value) for m in metric_rows.itertuples(index=False)},
             "details": {m.metric: m.detail for m in metric_rows.itertuples(index=False) if m.detail},
+            "passed": {m.metric: None if _clean(m.passed) is None else bool(m.passed)
+                       for m in metric_rows.itertuples(index=False)},
         })
     config = run["config"]
     stats = StatsConfig.model_validate(config.get("stats", {}))

@@ -24,6 +24,16 @@ class Params(BaseModel):
     higher_is_better: bool | None = Field(
         None, description="whether a higher value is better; default: the scorer's own (TER, perplexity: lower)")
 
+    def needs(self) -> frozenset[str]:
+        """What every case of the suite must carry for these settings, checked when the suite loads (a
+        case without it would score 0 and look like a regression): "reference" (text to compare with),
+        "json_reference" (a reference that is a JSON object)."""
+        return frozenset()
+
+    def sources(self) -> list[Path]:
+        """Files these settings were read from (a rubric, say): part of the suite's content hash."""
+        return []
+
 
 @dataclass(frozen=True)
 class Score:

@@ -36,6 +36,9 @@ class TextParams(Params):
     value: str | None = None
     ignore_case: bool = False
 
+    def needs(self) -> frozenset[str]:
+        return frozenset() if self.value is not None else frozenset({"reference"})
+
 
 class EqualsParams(TextParams):
     strip: bool = True
@@ -141,6 +144,9 @@ class FieldsParams(JsonParams):
     """Named fields of the output's JSON must equal the reference's; no `fields` means all of them."""
 
     fields: list[str] | None = None
+
+    def needs(self) -> frozenset[str]:
+        return frozenset({"json_reference"})
 
 
 @scorer("json_fields", FieldsParams)

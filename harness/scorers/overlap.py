@@ -52,6 +52,9 @@ class RougeParams(Params):
     use_stemmer: bool = True
     measure: Literal["fmeasure", "precision", "recall"] = "fmeasure"
 
+    def needs(self) -> frozenset[str]:
+        return frozenset({"reference"})
+
 
 @lru_cache(maxsize=None)
 def _rouge(variant: str, use_stemmer: bool) -> RougeScorer:
@@ -76,6 +79,9 @@ for _variant in ROUGE_VARIANTS:
 class _SacrebleuParams(Params):
     """Fields are sacrebleu's own argument names; building the metric here turns a bad setting
     (say a tokenizer whose extra dependencies are missing) into an error when the suite loads."""
+
+    def needs(self) -> frozenset[str]:
+        return frozenset({"reference"})
 
     @model_validator(mode="after")
     def _builds(self) -> "_SacrebleuParams":

