@@ -19,7 +19,9 @@ demo: setup
 	@$(VENV)/bin/harness compare configs/demo.yaml; rc=$$?; \
 	  if [ $$rc -le 1 ]; then echo "demo finished: exit code $$rc is the verdict (0 ship, 1 do not ship)"; else exit $$rc; fi
 
+# Lint first (ruff: pyflakes, bugbear, import order, line length; settings in pyproject.toml), then every test.
 test: setup
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -v
 
 bench: setup

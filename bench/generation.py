@@ -85,7 +85,7 @@ def raw_vllm_child(n: int, max_tokens: int) -> None:
 
 def bench_hf_one_by_one(n: int, max_tokens: int) -> dict:
     from harness.models import pull
-    from harness.serving import Request
+    from harness.request import Request
     from harness.serving.transformers_engine import TransformersEngine
 
     model = pull(log=lambda *_: None)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from harness.config import EngineConfig
 from harness.models import DEFAULT_MODEL, ModelRef, fingerprint_folder, pull
-from harness.serving import Adapter, Completion, Request
+from harness.request import Completion, Request
+from harness.serving.base import Adapter
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_server import managed_server
 

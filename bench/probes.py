@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Callable
 
 from harness.config import EngineConfig
-from harness.loglik import HFScorer, LogLik, LoglikScorer, VLLMScorer, mc_continuations, mc_prompt
+from harness.loglik import LogLik, LoglikScorer, mc_continuations, mc_prompt
 from harness.models import DEFAULT_MODEL, pull
-from harness.serving import Adapter
+from harness.paths import builtin_dir
+from harness.serving.base import Adapter
+from harness.serving.transformers_loglik import HFScorer
+from harness.serving.vllm_loglik import VLLMScorer
 from harness.serving.vllm_server import managed_server
-from harness.suites import builtin_dir, load_suite
+from harness.suites import load_suite
 from harness.training import TrainSettings, train_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +46,8 @@ def timed(scorer: LoglikScorer, questions: list[tuple[str, list[str]]], texts: l
 
 
 def on_server(model, adapters: tuple[Adapter, ...], per_request: int, run: Callable) -> tuple[float, list[LogLik]]:
-    with tempfile.TemporaryDirectory() as folder, managed_server(model, Path(folder), EngineConfig(), 0, adapters) as url:
+    with tempfile.TemporaryDirectory() as folder, managed_server(model, Path(folder), EngineConfig(), 0,
+                                                                 adapters) as url:
         with VLLMScorer(url, model.name, per_request=per_request) as scorer:
             return run(scorer)
 
@@ -58,7 +62,8 @@ def main() -> None:
     batched_s, batched = on_server(model, (), 64, run)
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "train.jsonl"
-        data.write_text("".join(line + "\n" for line in (ROOT / "suites/tickets/train.jsonl").read_text().splitlines()[:8]))
+        data.write_text("".join(line + "\n"
+                                for line in (ROOT / "suites/tickets/train.jsonl").read_text().splitlines()[:8]))
         trained = train_adapter(model, TrainSettings(data="train.jsonl", max_steps=1, batch_size=4, val_fraction=0),
                                 data, cache_root=Path(folder) / "adapters", log=lambda _: None)
         single_s, single = on_server(model, (Adapter("tuned", trained.path, trained.rank, trained.key),), 1, run)
@@ -68,7 +73,8 @@ def main() -> None:
         assert worst < 1e-3, f"{name} disagrees with transformers by {worst:.2g} nats/token"
     print(f"workload: {len(questions)} multiple-choice questions + {len(texts)} texts = {spans} scored spans")
     print(f"baseline transformers in-process: {base_s:.1f} s")
-    print(f"vLLM batched (no LoRA, a question's choices in one call): {batched_s:.1f} s = {base_s / batched_s:.2f}x the baseline's speed")
+    print(f"vLLM batched (no LoRA, a question's choices in one call): {batched_s:.1f} s = "
+          f"{base_s / batched_s:.2f}x the baseline's speed")
     print(f"vLLM one at a time (LoRA on, as the harness sends probes there): {single_s:.1f} s = "
           f"{base_s / single_s:.2f}x the baseline's speed, {single_s / batched_s:.2f}x the batched time")
 

@@ -20,8 +20,14 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
-from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainerCallback,
-                          TrainingArguments)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from harness.models import pull
 from harness.training.data import IGNORE, Tokens, encode, load_examples
@@ -86,7 +92,8 @@ def main() -> None:
     settings = TrainSettings(data=str(DATA), max_steps=opts.steps, val_fraction=0)
     data = [encode(tokenizer, e.messages, settings.max_length)[0] for e in load_examples(DATA)]
     print(f"{len(data)} examples, batch {settings.batch_size}, {opts.steps} steps, LoRA r={settings.lora.r} "
-          f"{settings.lora.target_modules}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+          f"{settings.lora.target_modules}, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     rates: dict[str, list[float]] = {"ours": [], "stock Trainer": []}
     for _ in range(opts.rounds):
         rates["stock Trainer"].append(stock(base.path, data, settings, tokenizer))

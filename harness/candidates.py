@@ -1,18 +1,17 @@
-"""How a case becomes a request for a candidate: its prompt, few-shot turns, retrieved context
-and merged settings. Pure: what to send is decided here, who answers it is decided by serving."""
+"""How a case becomes a request for a candidate: its prompt, few-shot turns, what its kind adds (retrieved
+context) and merged settings. Pure: what to send is decided here, who answers it is decided by serving."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-from harness.config import DEFAULT_GENERATION, CandidateBase, Config, RagCandidate
+from harness.config import Config
+from harness.generation import DEFAULT_GENERATION
+from harness.kinds import CandidateBase, kind_of
 from harness.loglik import mc_continuations, mc_prompt
-from harness.serving import Request
+from harness.request import Request
 from harness.suites import Case, Suite
-
-if TYPE_CHECKING:
-    from harness.retrieval import Index
 
 
 @dataclass(frozen=True)
@@ -22,8 +21,9 @@ class Prepared:
 
 
 def prepare(config: Config, candidate: CandidateBase, suite: Suite, case: Case, served_name: str,
-            index: Index | None = None) -> Prepared:
-    """Settings merge from general to specific: defaults < config < suite < candidate."""
+            artifact: Any = None) -> Prepared:
+    """Settings merge from general to specific: defaults < config < suite < candidate. `artifact`: what the
+    candidate's kind built (a RAG index, say)."""
     if case.loglik != "none":
         return Prepared(_loglik_request(config, case, served_name))
     gen = candidate.generation.over(suite.generation.over(config.generation.over(DEFAULT_GENERATION)))
@@ -34,8 +34,9 @@ def prepare(config: Config, candidate: CandidateBase, suite: Suite, case: Case, 
         messages += [{"role": "user", "content": shot.user}, {"role": "assistant", "content": shot.assistant}]
     turns = [m.model_dump() for m in case.messages]
     context = None
-    if isinstance(candidate, RagCandidate) and index is not None:
-        turns, context = _with_context(candidate, turns, index)
+    add = kind_of(candidate).context
+    if add is not None and artifact is not None:
+        turns, context = add(candidate, artifact, turns)
     messages += turns
     request = Request(
         model=served_name,
@@ -57,16 +58,5 @@ def _loglik_request(config: Config, case: Case, served_name: str) -> Request:
         return Request(model=served_name, messages=(("user", question),), max_tokens=1, temperature=0.0, top_p=1.0,
                        stop=(), seed=config.seed, loglik="text")
     return Request(model=served_name, messages=(("user", mc_prompt(question)),), max_tokens=1, temperature=0.0,
-                   top_p=1.0, stop=(), seed=config.seed, loglik="choices", choices=tuple(mc_continuations(case.choices)))
-
-
-def _with_context(candidate: RagCandidate, turns: list[dict[str, str]], index: Index) -> tuple[list[dict], list[dict]]:
-    """Retrieve with the last user turn and replace it by the template's rendering of question + chunks."""
-    from harness.retrieval import DEFAULT_TEMPLATE, render_context
-
-    last = max(i for i, m in enumerate(turns) if m["role"] == "user")
-    question = turns[last]["content"]
-    hits = index.search(question)
-    turns = [*turns[:last], {"role": "user", "content": render_context(candidate.template or DEFAULT_TEMPLATE,
-                                                                         question, hits)}, *turns[last + 1:]]
-    return turns, [{"id": h.chunk_id, "doc_id": h.doc_id, "score": round(float(h.score), 4)} for h in hits]
+                   top_p=1.0, stop=(), seed=config.seed, loglik="choices",
+                   choices=tuple(mc_continuations(case.choices)))

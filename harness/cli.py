@@ -7,14 +7,20 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.console import Console
 from rich.table import Column, Table
 
 from harness.console import console as err
 from harness.errors import HarnessError
-from harness.gate import ERROR, EXIT_CODES
+from harness.gate import ERROR, EXIT_CODES, LABELS
+
+if TYPE_CHECKING:
+    from harness.store import Store
+
+# The stages import torch, transformers and vLLM's client: each command imports what it runs, so
+# `harness --help` and `harness runs` answer at once.
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -38,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   retrain=args.retrain, resume=args.resume)
     verdict = outcome.verdict
     style = {"ship": "bold green", "do_not_ship": "bold red", "error": "bold yellow"}[verdict.decision]
-    label = {"ship": "SHIP", "do_not_ship": "DO NOT SHIP", "error": "ERROR"}[verdict.decision]
+    label = LABELS[verdict.decision]
     table = Table("gate", "value", "result", "why")
     for gate in verdict.gates:
         table.add_row(gate.rule, "—" if gate.value is None else f"{gate.value:.3f}",
@@ -49,37 +55,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_CODES[verdict.decision]
 
 
-def _open_store(path: str):
-    from harness.errors import HarnessError
+def _open_store(path: str) -> "Store":
     from harness.store import Store
 
     if not Path(path).exists():
-        raise HarnessError(f"no run store at {path}\n  fix: pass --store PATH (runs live in <output_dir>/harness.sqlite)")
+        raise HarnessError(f"no run store at {path}\n"
+                           "  fix: pass --store PATH (runs live in <output_dir>/harness.sqlite)")
     return Store(Path(path))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.errors import HarnessError
     from harness.report import write_reports
 
-    store = _open_store(args.store)
-    try:
-        run = store.run(args.run)
-        if run is None:
-            known = store.runs()["run_id"].tolist()
-            raise HarnessError(f"no run {args.run!r} in {args.store}\n  fix: one of: {', '.join(known[-5:]) or '(none)'}")
+    with _open_store(args.store) as store:
+        if store.run(args.run) is None:
+            known = ", ".join(store.runs()["run_id"].tolist()[-5:]) or "(none)"
+            raise HarnessError(f"no run {args.run!r} in {args.store}\n  fix: one of: {known}")
         files = write_reports(store, args.run, store.path.parent / args.run)
-    finally:
-        store.close()
     out.print("\n".join(f"{kind}: {path}" for kind, path in files.items()))
     return 0
 
 
 def cmd_pin(args: argparse.Namespace) -> int:
-    from harness.errors import HarnessError
-
-    store = _open_store(args.store)
-    try:
+    with _open_store(args.store) as store:
         record = store.run(args.run)
         if record is None or record["status"] != "finished":
             raise HarnessError(f"run {args.run!r} is {'not in ' + args.store if record is None else record['status']}"
@@ -93,15 +91,13 @@ def cmd_pin(args: argparse.Namespace) -> int:
             err.print(f"[bold yellow]warning: pinning {args.run}, whose verdict was ERROR: "
                       f"{verdict.get('reason', '')[:300]}[/]")
         store.pin(args.name, args.run)
-    finally:
-        store.close()
     out.print(f"pinned {args.run} as {args.name!r}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.config import LoraCandidate, load_config
-    from harness.errors import HarnessError
+    from harness.config import load_config
+    from harness.kinds import LoraCandidate
     from harness.plan import make_plan
     from harness.training import train_adapter
 
@@ -118,11 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = _open_store(args.store)
-    try:
+    with _open_store(args.store) as store:
         runs = store.runs()
-    finally:
-        store.close()
     table = Table("name", "kind", "created", "status", "verdict", "against")
     table.columns.insert(0, Column("run", no_wrap=True))
     for r in runs.itertuples(index=False):
@@ -152,7 +145,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from harness.models import DEFAULT_MODEL
 
-    parser = argparse.ArgumentParser(prog="harness", description="Decide whether a fine-tuned LLM is good enough to ship.")
+    parser = argparse.ArgumentParser(prog="harness",
+                                     description="Decide whether a fine-tuned LLM is good enough to ship.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -160,10 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
                        ("drift", "run the config's suites and compare with the pinned run (`drift: {baseline: PIN}`)")):
         command = sub.add_parser(name, help=text)
         command.add_argument("config", help="path to a config YAML (see configs/)")
-        command.add_argument("--out", help="folder for run folders and the store (default: the config's output_dir, else ./reports)")
+        command.add_argument("--out", help="folder for run folders and the store "
+                                           "(default: the config's output_dir, else ./reports)")
         command.add_argument("--no-cache", action="store_true", help="ignore cached responses and generate everything")
-        command.add_argument("--retrain", action="store_true", help="train LoRA adapters even when a cached one matches")
-        command.add_argument("--resume", metavar="RUN", help="continue a crashed or killed run; stored rows are not redone")
+        command.add_argument("--retrain", action="store_true",
+                             help="train LoRA adapters even when a cached one matches")
+        command.add_argument("--resume", metavar="RUN",
+                             help="continue a crashed or killed run; stored rows are not redone")
         command.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="train a lora candidate's adapter alone and print where it is")

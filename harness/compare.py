@@ -46,10 +46,10 @@ def better(direction: bool, delta: float) -> float:
 
 
 def comparisons(scores: pd.DataFrame, candidates: list[str], baseline: str, stats: StatsConfig,
-                seed: int, reference: pd.DataFrame | None = None, directions: Directions | None = None) -> list[dict]:
+                seed: int, pinned: pd.DataFrame | None = None, directions: Directions | None = None) -> list[dict]:
     """Every (candidate ≠ baseline, suite, metric) the baseline also has, as plain dicts.
 
-    With `reference` (a drift run's pinned scores), each candidate is compared with itself there.
+    With `pinned` (a drift run's pinned scores), each candidate is compared with itself there.
     `outcome` reads the delta's CI in the metric's direction: better, worse, or unclear.
     """
     directions = directions or {}
@@ -57,10 +57,10 @@ def comparisons(scores: pd.DataFrame, candidates: list[str], baseline: str, stat
     keys = scores[["suite", "metric"]].drop_duplicates().itertuples(index=False)
     for suite, metric in list(keys):
         for candidate in candidates:
-            other = candidate if reference is not None else baseline
-            base = per_case(reference if reference is not None else scores, other, suite, metric)
+            other = candidate if pinned is not None else baseline
+            base = per_case(pinned if pinned is not None else scores, other, suite, metric)
             cand = per_case(scores, candidate, suite, metric)
-            if (reference is None and candidate == baseline) or cand.empty or base.empty \
+            if (pinned is None and candidate == baseline) or cand.empty or base.empty \
                     or cand.index.intersection(base.index).empty:
                 continue
             higher = directions.get((suite, metric), True)
@@ -68,7 +68,7 @@ def comparisons(scores: pd.DataFrame, candidates: list[str], baseline: str, stat
                                     seed=seed, alpha=stats.alpha, power=stats.power, higher_is_better=higher)
             low, high = sorted((better(higher, result.ci_low), better(higher, result.ci_high)))
             unit, per_unit = mde_unit(cand, base)
-            rows.append({"candidate": candidate, "baseline": other if reference is None else f"{other} (pinned)",
+            rows.append({"candidate": candidate, "baseline": other if pinned is None else f"{other} (pinned)",
                          "suite": suite, "metric": metric, **result.as_dict(), "higher_is_better": higher,
                          "outcome": "better" if low > 0 else "worse" if high < 0 else "unclear", "mde_unit": unit,
                          "mde_note": mde_sentence(result.mde, result.n, unit=unit, per_unit=per_unit)})

@@ -5,105 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.errors import ConfigError
-from harness.retrieval.settings import RetrievalSettings
+from harness.generation import Generation
+from harness.kinds import Candidate, CandidateBase
 from harness.strict import Strict
-from harness.training.settings import TrainSettings
 from harness.yamlfile import line_of, load_yaml, validate
-
-
-class Generation(Strict):
-    """Sampling settings; every field is optional so suites and candidates can override a few."""
-
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    stop: list[str] | None = None
-
-    def over(self, base: "Generation") -> "Generation":
-        """These settings laid over `base` (set fields win)."""
-        return base.model_copy(update=self.model_dump(exclude_none=True))
-
-
-DEFAULT_GENERATION = Generation(max_tokens=256, temperature=0.0, top_p=1.0, stop=[])
-
-
-class Shot(Strict):
-    user: str
-    assistant: str
-
-
-class CandidateBase(Strict):
-    """What every candidate has: a name, the prompt around each case, and sampling overrides."""
-
-    name: str
-    system: str | None = None
-    few_shot: list[Shot] = []
-    generation: Generation = Generation()
-
-
-class PromptCandidate(CandidateBase):
-    """The base model driven only by a prompt: system message, few-shot examples, settings."""
-
-    kind: Literal["prompt"]
-    model: str | None = Field(None, description="model alias or HF folder; defaults to the config's `model`")
-
-
-class RagCandidate(CandidateBase):
-    """The base model with retrieved chunks placed in the prompt by a jinja2 template."""
-
-    kind: Literal["rag"]
-    model: str | None = Field(None, description="model alias or HF folder; defaults to the config's `model`")
-    retrieval: RetrievalSettings
-    template: str | None = Field(None, description="jinja2 prompt with `question` and `chunks`; default: a built-in one")
-
-
-class LoraCandidate(CandidateBase):
-    """A LoRA fine-tune of the base model: an existing peft adapter, or one trained on demand."""
-
-    kind: Literal["lora"]
-    model: str | None = Field(None, description="the base model the adapter belongs to; defaults to the config's `model`")
-    adapter: str | None = Field(None, description="a peft adapter folder to use as is")
-    train: TrainSettings | None = Field(None, description="train the adapter (cached by content hash) when missing")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "LoraCandidate":
-        if (self.adapter is None) == (self.train is None):
-            raise ValueError("a lora candidate needs exactly one of `adapter:` (a peft folder) or `train:` (how to train it)")
-        return self
-
-
-class EndpointCandidate(CandidateBase):
-    """An already-deployed model behind an OpenAI-compatible URL or Anthropic's API.
-
-    The API key is read from the environment variable named here, at run time, and written nowhere.
-    Responses are not cached by default: a deployed model can change under the same name.
-    """
-
-    kind: Literal["endpoint"]
-    protocol: Literal["openai", "anthropic"] = "openai"
-    base_url: str | None = Field(None, description="required for openai; anthropic defaults to Anthropic's API")
-    model: str = Field(description="the model name the endpoint expects")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    requests_per_minute: float | None = Field(None, gt=0, description="pace requests under the endpoint's rate limit")
-    max_concurrency: int = Field(4, ge=1)
-    request_timeout_s: float = Field(60, gt=0)
-    max_retries: int = Field(4, ge=0, description="retries with exponential backoff and jitter (429, 5xx, connection)")
-    cache: bool = Field(False, description="reuse cached answers (off: a deployed model can change under one name)")
-
-    @model_validator(mode="after")
-    def _url(self) -> "EndpointCandidate":
-        if self.protocol == "openai" and not self.base_url:
-            raise ValueError("an openai endpoint needs `base_url:` (e.g. https://api.example.com/v1)")
-        return self
-
-
-Candidate = Annotated[Union[PromptCandidate, RagCandidate, LoraCandidate, EndpointCandidate], Field(discriminator="kind")]
-LocalCandidate = Union[PromptCandidate, RagCandidate, LoraCandidate]
 
 
 class ScriptRule(Strict):
@@ -129,7 +39,8 @@ class EngineConfig(Strict):
     startup_timeout_s: float = Field(600, gt=0)
     dtype: str = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
     enforce_eager: bool | None = Field(
-        None, description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
+        None,
+        description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
     batch_size: int = Field(16, ge=1, description="transformers engine: prompts per forward batch")
     extra_args: list[str] = Field([], description="extra vLLM server arguments, passed as given")
     script: list[ScriptRule] = Field([], description="scripted engine: planted answers, first matching rule wins")
@@ -211,7 +122,8 @@ class JudgeConfig(Strict):
     attempts: int = Field(3, ge=1, description="tries per judgement before it is recorded as an error")
     max_fallback_share: float = Field(
         0.2, ge=0, le=1, description="a gated judge metric with more of its values decided by the rubric's "
-        "`fallback` (the judge gave no usable answer) is no verdict (ERROR): it would gate on the fallback, not the judge")
+        "`fallback` (the judge gave no usable answer) is no verdict (ERROR): it would gate on the fallback, "
+        "not the judge")
     max_tokens: int = Field(256, ge=16)
 
     @model_validator(mode="after")
@@ -290,10 +202,15 @@ class LoadedConfig(BaseModel):
 
     config: Config
     path: Path
+    node: Any = Field(None, repr=False, exclude=True)  # the YAML tree, parsed once, for error lines
 
     @property
     def base_dir(self) -> Path:
         return self.path.resolve().parent
+
+    def where(self, *loc: object) -> str:
+        """file:line of a key path in the config (the nearest line the YAML has)."""
+        return f"{self.path}:{line_of(self.node, loc)}"
 
     @property
     def hash(self) -> str:
@@ -319,4 +236,4 @@ def load_config(path: str | Path) -> LoadedConfig:
             raise ConfigError(f"{path}:{line_of(node, ('gates', i))}", f"gates[{i}]",
                               f"`min_delta`/`max_drop` compare {gate.candidate!r} with itself (it is the baseline)",
                               "set the gate's `baseline:` to another candidate, or use `min`/`max`")
-    return LoadedConfig(config=config, path=path)
+    return LoadedConfig(config=config, path=path, node=node)

@@ -25,12 +25,22 @@ import pandas as pd
 from harness.compare import per_case
 from harness.config import Config, Gate
 from harness.stats import (
-    BoundTest, binomial_bound, bootstrap_bound, compare_paired, holm, mde_sentence, mde_unit,
-    minimum_detectable_effect, paired_bootstrap, paired_proportion_bound, PASS_FAIL_SD,
+    PASS_FAIL_SD,
+    BoundTest,
+    binomial_bound,
+    bootstrap_bound,
+    compare_paired,
+    holm,
+    mde_sentence,
+    mde_unit,
+    minimum_detectable_effect,
+    paired_bootstrap,
+    paired_proportion_bound,
 )
 
 SHIP, DO_NOT_SHIP, ERROR = "ship", "do_not_ship", "error"
 EXIT_CODES = {SHIP: 0, DO_NOT_SHIP: 1, ERROR: 2}
+LABELS = {SHIP: "SHIP", DO_NOT_SHIP: "DO NOT SHIP", ERROR: "ERROR: NO VERDICT"}  # the words every output uses
 SHOWN_IDS = 5  # case ids named in an error before "..."
 
 Expected = Mapping[tuple[str, str, str], Sequence[str]]  # (candidate, suite, metric) -> case ids a gate needs
@@ -114,16 +124,16 @@ def _bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, 
             return bound, binomial_bound(cand.to_numpy() == 1, bound, lower, s.confidence)
         return bound, bootstrap_bound(cand.to_numpy(float), bound, lower, s.resamples, s.confidence, seed)
     common = cand.index.intersection(base.index).sort_values()
-    values, reference = cand.loc[common], base.loc[common]
+    values, against = cand.loc[common], base.loc[common]
     gain_bound = bound if kind == "min_delta" else -bound
-    if _is_binary(values, reference):
-        better, worse = (values, reference) if higher else (reference, values)
+    if _is_binary(values, against):
+        better, worse = (values, against) if higher else (against, values)
         return gain_bound, paired_proportion_bound(better.to_numpy() == 1, worse.to_numpy() == 1, gain_bound,
                                                    s.confidence)
     if not higher:
-        values, reference = -values, -reference
+        values, against = -values, -against
     # the interval of (gain - bound), shifted back: one bootstrap gives the interval and p
-    interval = paired_bootstrap(values.to_numpy(float), reference.to_numpy(float) + gain_bound,
+    interval = paired_bootstrap(values.to_numpy(float), against.to_numpy(float) + gain_bound,
                                 resamples=s.resamples, confidence=s.confidence, seed=seed)
     return gain_bound, BoundTest(interval.delta + gain_bound, interval.low + gain_bound, interval.high + gain_bound,
                                  interval.p_value, "paired_bootstrap")
@@ -142,16 +152,16 @@ def _statistic_checks(gate: Gate, cand: pd.Series, base: pd.Series | None, confi
     return checks
 
 
-def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.DataFrame | None = None,
+def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFrame | None = None,
              higher: bool = True, mde_alpha: float | None = None) -> GateResult:
-    """`reference`: the scores relative rules compare with when they are not this run's (drift);
+    """`pinned`: the scores relative rules compare with when they are not this run's (drift);
     `higher`: whether a higher value of the metric is better; `mde_alpha`: the level the MDE note is
     told at (a significant rule: alpha after the run's Holm correction at its strictest)."""
     baseline = config.gate_baseline(gate) if gate.relative else None
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
-    base = per_case(reference if reference is not None else scores, baseline, gate.suite, gate.metric) \
+    base = per_case(pinned if pinned is not None else scores, baseline, gate.suite, gate.metric) \
         if baseline else None
-    label = f"{baseline} (pinned run)" if baseline and reference is not None else baseline
+    label = f"{baseline} (pinned run)" if baseline and pinned is not None else baseline
     head = dict(rule=gate.label(higher), candidate=gate.candidate, suite=gate.suite, metric=gate.metric, baseline=label)
     if cand.empty or (base is not None and cand.index.intersection(base.index).empty):
         return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge")
@@ -215,7 +225,7 @@ def _failure(check: Check, alpha: float) -> str | None:
     return None
 
 
-def _settle(result: GateResult, alpha: float) -> None:
+def _conclude(result: GateResult, alpha: float) -> None:
     """Pass/fail per check once Holm-adjusted p-values are known, and the one-line reason."""
     failures = []
     for check in result.checks:
@@ -243,7 +253,7 @@ def _is_fallback(rows: pd.DataFrame) -> pd.Series:
     """Score rows whose value a judge's fallback (the refusal detector) decided, not the judge."""
     if "meta_json" not in rows.columns:
         return pd.Series(False, index=rows.index)
-    return rows["meta_json"].map(lambda m: isinstance(m, str) and bool(json.loads(m).get("fallback")))
+    return rows["meta_json"].map(lambda m: isinstance(m, str) and bool(json.loads(m).get("fallback"))).astype(bool)
 
 
 @dataclass
@@ -271,28 +281,28 @@ def _coverage(scores: pd.DataFrame, who: str, label: str, suite: str, metric: st
     return Coverage(label, len(needed), missing, detail, fallbacks)
 
 
-def _needed(expected: Expected | None, scores: pd.DataFrame, reference: pd.DataFrame | None, candidate: str,
+def _needed(expected: Expected | None, scores: pd.DataFrame, pinned: pd.DataFrame | None, candidate: str,
             suite: str, metric: str) -> list[str]:
     """The case ids a side must have: the plan's list, else every case any candidate has for the metric."""
     if expected is not None and (candidate, suite, metric) in expected:
         return list(expected[(candidate, suite, metric)])
-    frames = [scores] + ([reference] if reference is not None else [])
+    frames = [scores] + ([pinned] if pinned is not None else [])
     ids = pd.concat([f[(f.suite == suite) & (f.metric == metric)]["case_id"] for f in frames])
     return sorted(set(ids), key=str)
 
 
-def coverage(gate: Gate, config: Config, scores: pd.DataFrame, reference: pd.DataFrame | None,
+def coverage(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFrame | None,
              expected: Expected | None) -> list[Coverage]:
     """Both sides of a gate (the candidate; the baseline or pinned run for a relative rule)."""
     show = gate.suite not in set(config.report.redact_suites)
     sides = [_coverage(scores, gate.candidate, gate.candidate, gate.suite, gate.metric,
-                       _needed(expected, scores, reference, gate.candidate, gate.suite, gate.metric), show)]
+                       _needed(expected, scores, pinned, gate.candidate, gate.suite, gate.metric), show)]
     if gate.relative:
         baseline = config.gate_baseline(gate)
-        source = reference if reference is not None else scores
-        label = f"{baseline} (pinned run)" if reference is not None else baseline
+        source = pinned if pinned is not None else scores
+        label = f"{baseline} (pinned run)" if pinned is not None else baseline
         sides.append(_coverage(source, baseline, label, gate.suite, gate.metric,
-                               _needed(expected, scores, reference, baseline, gate.suite, gate.metric), show))
+                               _needed(expected, scores, pinned, baseline, gate.suite, gate.metric), show))
     return sides
 
 
@@ -308,7 +318,7 @@ def _missing_sentence(gate: Gate, sides: list[Coverage]) -> str:
 
 
 def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
-           reference: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None,
+           pinned: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None,
            expected: Expected | None = None) -> Verdict:
     """`errors`: failed requests; `expected`: every (candidate, suite, metric) row's case ids that the
     plan says exist (default: every case some candidate has). A gated row that is absent or has no
@@ -318,18 +328,18 @@ def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
     significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
                              for g in config.gates if g.significant)
     mde_alpha = config.stats.alpha / max(significant_checks, 1)
-    results = [evaluate(g, config, scores, reference, directions.get((g.suite, g.metric), True), mde_alpha)
+    results = [evaluate(g, config, scores, pinned, directions.get((g.suite, g.metric), True), mde_alpha)
                for g in config.gates]
     significant = [c for r in results for c in r.checks if c.p_value is not None]
     for check, adjusted in zip(significant, holm([c.p_value for c in significant], config.stats.alpha)):
         check.p_adjusted = adjusted.adjusted
     for result in results:
         if result.checks:
-            _settle(result, config.stats.alpha)
+            _conclude(result, config.stats.alpha)
     incomplete, substituted = [], []
     limit = config.judge.max_fallback_share
     for gate, result in zip(config.gates, results):
-        sides = coverage(gate, config, scores, reference, expected)
+        sides = coverage(gate, config, scores, pinned, expected)
         result.missing = sum(len(s.missing) for s in sides)
         needed = sum(s.needed for s in sides)
         result.fallbacks = sum(s.fallbacks for s in sides)

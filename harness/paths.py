@@ -1,9 +1,19 @@
-"""Where harness keeps things it can rebuild: converted models, and (by default) nothing else."""
+"""Where harness keeps things: what it can rebuild (converted models, adapters, indexes) and what it ships."""
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
+
+
+def builtin_dir(name: str) -> Path:
+    """Shipped data (suites/, judges/): inside an installed wheel it is the package
+    harness.builtin_<name>; in a source checkout, the folder at the repo's top."""
+    try:
+        return Path(str(resources.files(f"harness.builtin_{name}")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / name
 
 
 def harness_home() -> Path:

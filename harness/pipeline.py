@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from harness.console import console
 
 from harness.build import Built, build
 from harness.config import load_config
+from harness.console import console
+from harness.context import Run
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
 from harness.generate import execute
@@ -22,7 +23,6 @@ from harness.plan import Plan, make_plan
 from harness.provenance import environment, new_run_id, package_versions
 from harness.report import write_reports
 from harness.store import Store
-
 
 STORE_NAME = "harness.sqlite"
 
@@ -49,9 +49,6 @@ def inputs(plan: Plan) -> dict[str, dict[str, str]]:
             "models": {c: m.fingerprint for c, m in plan.models.items()}}
 
 
-def built_inputs(built: Built) -> dict[str, dict[str, str]]:
-    return {"adapters": {c: a.fingerprint for c, a in built.adapters.items()},
-            "indexes": {c: str(getattr(i, "path", "")) for c, i in built.indexes.items()}}
 
 
 def run_metadata(plan: Plan) -> dict:
@@ -60,7 +57,7 @@ def run_metadata(plan: Plan) -> dict:
         "seed": plan.config.seed,
         "config_path": str(plan.loaded.path.resolve()),
         "models": {c: {"path": str(m.path), "fingerprint": m.fingerprint} for c, m in plan.models.items()},
-        "endpoints": {c.name: {"protocol": c.protocol, "base_url": c.base_url, "model": c.model}
+        "endpoints": {c.name: {"protocol": c.protocol, "base_url": c.base_url, "model": c.model}  # type: ignore[attr-defined]
                       for c in plan.endpoints()},
         "suites": {s.name: {"path": str(s.path), "cases": len(s.cases), "content_hash": s.content_hash,
                             "metrics": s.metrics, "directions": s.directions,
@@ -75,37 +72,33 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
         retrain: bool = False, resume: str | None = None) -> RunOutcome:
     plan = make_plan(load_config(config_path))
     root = output_root(plan, out)
-    store = Store(root / STORE_NAME)
-    try:
-        reference, against = _reference(plan, store, kind)
+    with Store(root / STORE_NAME) as store:
+        pinned, against = _pinned(plan, store, kind)
         run_id, skip = _start(plan, store, kind, resume, against)
-        run_dir = root / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        current = Run(plan, store, run_id, root / run_id, use_cache)
+        current.run_dir.mkdir(parents=True, exist_ok=True)
         console.log(f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)} suites "
-                    f"({sum(len(s.cases) for s in plan.suites)} cases) → {run_dir}")
+                    f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
         try:
-            built = build(plan, store, run_id, retrain=retrain)
-            _check_built(store, run_id, built, resumed=resume is not None)
-            execute(plan, store, run_id, run_dir, built, use_cache=use_cache, skip=skip)
-            run_judges(plan, store, run_id, run_dir, [c.name for c in plan.config.candidates],
-                       plan.config.baseline_name, use_cache=use_cache)
+            built = build(current, retrain=retrain)
+            _check_built(current, built, resumed=resume is not None)
+            execute(current, built, skip=skip)
+            run_judges(current)
         except BaseException as exc:
             store.finish_run(run_id, "failed" if isinstance(exc, Exception) else "interrupted", None)
             raise
         responses = store.table("responses", run_id)
         verdict = decide(plan.config, store.table("scores", run_id), errors=int(responses["error"].notna().sum()),
-                         requests=len(responses), reference=reference, directions=plan.directions(),
+                         requests=len(responses), pinned=pinned, directions=plan.directions(),
                          expected=plan.expected())
         store.finish_run(run_id, "finished", verdict.as_dict())
-        files = write_reports(store, run_id, run_dir)
-    finally:
-        store.close()
+        files = write_reports(store, run_id, current.run_dir)
     if verdict.decision == ERROR:
         console.log(f"[yellow]{verdict.reason}[/]")
-    return RunOutcome(run_id, run_dir, verdict, files)
+    return RunOutcome(run_id, current.run_dir, verdict, files)
 
 
-def _reference(plan: Plan, store: Store, kind: str) -> tuple[pd.DataFrame | None, str | None]:
+def _pinned(plan: Plan, store: Store, kind: str) -> tuple[pd.DataFrame | None, str | None]:
     """For drift: the pinned run's scores, which relative gates compare against."""
     if kind != "drift":
         return None, None
@@ -165,11 +158,10 @@ def _refuse_changed(run_id: str, before: dict[str, dict[str, str]], now: dict[st
                            + "; ".join(changed) + ")\n  fix: start a new run (drop --resume), or restore the inputs")
 
 
-def _check_built(store: Store, run_id: str, built: Built, resumed: bool) -> None:
+def _check_built(run: Run, built: Built, resumed: bool) -> None:
     """Record what was built with the run; on a resume, refuse when an adapter or index differs."""
-    record = store.run(run_id) or {}
-    meta = record.get("meta") or {}
-    now = built_inputs(built)
+    meta = (run.store.run(run.run_id) or {}).get("meta") or {}
+    now = built.identities()
     if resumed and "built" in meta:
-        _refuse_changed(run_id, meta["built"], now)
-    store.set_meta(run_id, {**meta, "built": now})
+        _refuse_changed(run.run_id, meta["built"], now)
+    run.store.set_meta(run.run_id, {**meta, "built": now})

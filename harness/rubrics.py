@@ -24,6 +24,7 @@ from jinja2 import meta
 from pydantic import Field, model_validator
 
 from harness.errors import ConfigError
+from harness.paths import builtin_dir
 from harness.strict import Strict
 from harness.yamlfile import load_yaml, validate
 
@@ -67,16 +68,16 @@ class Rubric(Strict):
         if self.labels is not None:
             if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
                 raise ValueError("`labels` needs at least two distinct labels")
-            if any(not label.strip() or ":" in label for label in self.labels):
-                raise ValueError("a label must be non-empty and contain no ':' (score details are 'label X: why')")
+            if any(not label.strip() for label in self.labels):
+                raise ValueError("a label must be non-empty")
             if self.positive not in self.labels:
                 raise ValueError(f"`positive` {self.positive!r} is not one of the labels {self.labels}")
         return self
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """A parsed judge answer: its reasons, and the score, label or winner."""
+class Reply:
+    """A parsed judge reply: its reasons, and the score, label or winner."""
 
     reasoning: str
     answer: Any
@@ -133,9 +134,10 @@ class LoadedRubric:
 
     def render(self, **variables: Any) -> str:
         """The judge prompt: the template with the rubric's criteria, then the reply instruction."""
-        return f"{self.template.render(criteria=self.rubric.criteria.strip(), **variables).strip()}\n\n{self.instruction}"
+        prompt = self.template.render(criteria=self.rubric.criteria.strip(), **variables).strip()
+        return f"{prompt}\n\n{self.instruction}"
 
-    def parse(self, text: str) -> tuple[Verdict | None, str | None]:
+    def parse(self, text: str) -> tuple[Reply | None, str | None]:
         """(verdict, None), or (None, why) when no JSON object in the reply fits the schema."""
         value, why = first_json_object(text)
         if value is None:
@@ -146,7 +148,7 @@ class LoadedRubric:
             return None, f"reply does not fit the schema: {where}: {error.message[:200]}"
         answer = value[ANSWER_KEY[self.mode]]
         # JSON Schema counts 1.0 as an integer; the score is kept as the integer it is.
-        return Verdict(value["reasoning"].strip(), int(answer) if self.mode == "pointwise" else answer), None
+        return Reply(value["reasoning"].strip(), int(answer) if self.mode == "pointwise" else answer), None
 
 
 def first_json_object(text: str) -> tuple[dict | None, str | None]:
@@ -168,8 +170,6 @@ def first_json_object(text: str) -> tuple[dict | None, str | None]:
 
 def judges_dir() -> Path:
     """The shipped rubrics: judges/ in a checkout, harness.builtin_judges in a wheel."""
-    from harness.suites import builtin_dir  # here, not at the top: suites imports the scorers, which import us
-
     return builtin_dir("judges")
 
 
@@ -222,7 +222,8 @@ def load_rubric(path: Path) -> LoadedRubric:
                                  metadata={}, **sample)
     except Exception as exc:  # noqa: BLE001 - a user template can fail in any way; report it as config
         raise ConfigError(str(path), "template", f"{rubric.template}{_template_line(exc)} does not render: "
-                          f"{type(exc).__name__}: {exc}", fix + " (metadata may be empty: use metadata.get(...))") from None
+                          f"{type(exc).__name__}: {exc}",
+                          fix + " (metadata may be empty: use metadata.get(...))") from None
     missing = [name for name, value in sample.items() if value not in rendered]
     if missing:
         raise ConfigError(str(path), "template", f"{rubric.template} never shows {', '.join(missing)} to the judge",

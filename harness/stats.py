@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
-from scipy.stats import binom, binomtest, norm
+from scipy.stats import binom, binomtest, norm, spearmanr
 
 # Bootstrap index blocks are capped at this many entries (32 MB of int64) so that
 # 5000 cases x 10000 resamples runs in bounded memory instead of a 400 MB index matrix.
@@ -397,3 +397,44 @@ def _as_pass(values: np.ndarray, name: str) -> np.ndarray:
     if array.dtype != bool and not np.isin(array, (0, 1)).all():
         raise ValueError(f"{name} must be booleans or 0/1")
     return array.astype(bool)
+
+
+# --- how far a judge agrees with people ------------------------------------------------------------
+
+def agreement(judge_values: Sequence[Any], human_values: Sequence[Any], kind: Literal["scale", "label"]) -> dict:
+    """How far a judge agrees with people: Spearman's rho for scales, Cohen's kappa for labels.
+    Pairs with a missing side are dropped; `value` is None where the statistic is undefined (fewer
+    than two pairs, or one side constant)."""
+    pairs = [(j, h) for j, h in zip(judge_values, human_values, strict=True) if _present(j) and _present(h)]
+    if kind == "scale":
+        rho, p_value = _spearman([j for j, _ in pairs], [h for _, h in pairs])
+        return {"kind": kind, "statistic": "spearman", "value": rho, "p_value": p_value, "n": len(pairs)}
+    kappa = cohen_kappa([j for j, _ in pairs], [h for _, h in pairs])
+    return {"kind": kind, "statistic": "cohen_kappa", "value": kappa,
+            "p_value": None, "n": len(pairs)}
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, float | None]:
+    if len(a) < 2 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None, None
+    result = spearmanr(a, b)
+    return float(result.statistic), float(result.pvalue)
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
+    """(observed - chance agreement) / (1 - chance agreement), chance from each rater's label rates."""
+    labels = sorted(set(a) | set(b), key=str)
+    if not a or len(labels) < 2:
+        return None
+    index = {label: i for i, label in enumerate(labels)}
+    table = np.zeros((len(labels), len(labels)))
+    for x, y in zip(a, b):
+        table[index[x], index[y]] += 1
+    n = table.sum()
+    observed = np.trace(table) / n
+    chance = float(table.sum(axis=1) @ table.sum(axis=0)) / n**2
+    return float((observed - chance) / (1 - chance)) if chance < 1 else None

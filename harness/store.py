@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import asdict
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
 
-from harness.serving import Completion
+from harness.request import Completion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -87,9 +87,16 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def begin_run(self, run_id: str, name: str, config_hash: str, config: dict, meta: dict, kind: str = "compare",
                   against: str | None = None) -> None:
-        self.db.execute("INSERT INTO runs (run_id, name, kind, created_at, status, config_hash, config_json, meta_json, "
+        self.db.execute("INSERT INTO runs (run_id, name, kind, created_at, status, config_hash, config_json, "
+                        "meta_json, "
                         "against) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                         (run_id, name, kind, now(), config_hash, json.dumps(config), json.dumps(meta), against))
 
@@ -117,7 +124,8 @@ class Store:
 
     def put_artifact(self, run_id: str, candidate: str, kind: str, payload: dict) -> None:
         """Per-candidate records beside the scores: training metrics, retrieval settings, ..."""
-        self.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)", (run_id, candidate, kind, json.dumps(payload)))
+        self.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?)",
+                        (run_id, candidate, kind, json.dumps(payload)))
 
     def artifacts(self, run_id: str) -> list[dict]:
         rows = self.db.execute("SELECT candidate, kind, json FROM artifacts WHERE run_id = ?", (run_id,))

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from harness.config import Generation, Strict
 from harness.errors import ConfigError
-from harness.scorers import ScorerSpec, build_scorer
+from harness.generation import Generation
+from harness.paths import builtin_dir
+from harness.scorers import CASE_NEEDS, ScorerSpec, build_scorer, implicit_scorer
+from harness.scorers.retrieval import RETRIEVAL_METRICS
+from harness.strict import Strict
 from harness.yamlfile import jsonl_records, key_path, line_of, load_yaml, validate
-
-def builtin_dir(name: str) -> Path:
-    """Shipped data (suites/, judges/): inside an installed wheel it is the package
-    harness.builtin_<name>; in a source checkout, the folder at the repo's top."""
-    try:
-        return Path(str(resources.files(f"harness.builtin_{name}")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / name
 
 
 class Message(Strict):
@@ -52,7 +46,8 @@ class Case(Strict):
     @model_validator(mode="after")
     def _one_input(self) -> "Case":
         # (validation runs again on a validated case, whose `text` is also its one message)
-        chat = bool(self.messages) and not (self.text is not None and self.messages == [Message(role="user", content=self.text)])
+        as_text = self.text is not None and self.messages == [Message(role="user", content=self.text)]
+        chat = bool(self.messages) and not as_text
         if (chat + (self.prompt is not None) + (self.text is not None)) != 1:
             raise ValueError("a case needs exactly one of `messages` (a chat), `prompt` (a string) or `text` "
                              "(plain text to score)")
@@ -97,25 +92,24 @@ class Suite(BaseModel):
 
     @property
     def metrics(self) -> list[str]:
-        """Scorer metrics, plus retrieval metrics when cases name their gold documents (RAG candidates)."""
+        """Scorer metrics (retrieval metrics too, when cases name their gold documents)."""
         return list(self.directions)
 
     @property
     def directions(self) -> dict[str, bool]:
         """metric -> whether higher is better, for every metric the suite produces."""
-        extra = dict.fromkeys(RETRIEVAL_METRICS, True) if self.retrieval_cases() else {}
-        return {**{s.metric: s.higher_is_better for s in self.scorers}, **extra}
-
-
-    def retrieval_cases(self) -> list[Case]:
-        """Cases that name their gold documents: a RAG candidate's retrieval is scored on these."""
-        return [c for c in self.cases if c.metadata.get("gold_doc_ids")]
+        return {s.metric: s.higher_is_better for s in self.scorers}
 
     def scorer(self, metric: str) -> ScorerSpec | None:
         return next((s for s in self.scorers if s.metric == metric), None)
 
+    def cases_for(self, spec: ScorerSpec) -> list[Case]:
+        """The cases a scorer writes a row for (retrieval metrics: those with gold documents)."""
+        return [c for c in self.cases if spec.applies(has_gold(c), retrieves=True)]
 
-RETRIEVAL_METRICS = ("recall_at_k", "mrr")  # written by the generate stage for RAG candidates
+
+def has_gold(case: Case) -> bool:
+    return bool(case.metadata.get("gold_doc_ids"))
 
 
 def resolve_suite_path(ref: str, base_dir: Path) -> Path:
@@ -130,7 +124,8 @@ def resolve_suite_path(ref: str, base_dir: Path) -> Path:
 def load_suite(path: Path) -> Suite:
     data, node = load_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "(top level)", "expected a mapping of keys", "see suites/tickets/suite.yaml for the shape")
+        raise ConfigError(str(path), "(top level)", "expected a mapping of keys",
+                          "see suites/tickets/suite.yaml for the shape")
     spec: SuiteFile = validate(SuiteFile, data, path, node)
     scorers = []
     for i, raw in enumerate(spec.scorers):
@@ -138,12 +133,14 @@ def load_suite(path: Path) -> Suite:
     metrics = [s.metric for s in scorers]
     repeated = sorted({m for m in metrics if metrics.count(m) > 1})
     if repeated:
-        raise ConfigError(f"{path}:{line_of(node, ('scorers',))}", "scorers", f"metric names repeat: {', '.join(repeated)}",
+        raise ConfigError(f"{path}:{line_of(node, ('scorers',))}", "scorers",
+                          f"metric names repeat: {', '.join(repeated)}",
                           "give each scorer a distinct `name:`")
     cases_path = path.parent / spec.cases
     cases = load_cases(cases_path)
-    _check_probe_scorers(path, node, scorers, cases)
-    _check_needs(scorers, cases)
+    _check_needs(path, node, scorers, cases)
+    if any(has_gold(c) for c in cases):  # retrieval is scored where cases name their gold documents
+        scorers += [implicit_scorer(t) for t in RETRIEVAL_METRICS if t not in metrics]
     # everything the cases are asked and scored with: the suite, its cases, its scorers' settings and files
     digest = hashlib.sha256(path.read_bytes() + b"\0" + cases_path.read_bytes())
     digest.update(json.dumps([s.params.model_dump(mode="json") for s in scorers], sort_keys=True).encode())
@@ -153,28 +150,32 @@ def load_suite(path: Path) -> Suite:
                  scorers=scorers, cases=cases, content_hash=digest.hexdigest())
 
 
-# Scorers that read log-likelihoods, and the kind of case each needs.
-PROBE_SCORERS = {"multiple_choice": "choices", "perplexity": "text"}
-PROBE_SHAPES = {"choices": "`prompt`, `choices` and `answer_index`", "text": "`text`"}
+def _lacks(need: str, case: Case) -> bool:
+    """Whether a case lacks what a scorer needs of it (CASE_NEEDS)."""
+    if need == "generated":
+        return case.loglik != "none"
+    if need in ("choices", "text"):
+        return case.loglik != need
+    if need == "reference":
+        return case.reference is None
+    if need == "json_reference":
+        try:
+            return case.reference is None or not isinstance(json.loads(case.reference), dict)
+        except json.JSONDecodeError:
+            return True
+    raise ValueError(f"unknown case need {need!r}")
 
 
-def _check_probe_scorers(path: Path, node: Any, scorers: list[ScorerSpec], cases: list[Case]) -> None:
-    """Log-likelihood probes are answered with numbers, not text: their cases and scorers must match."""
-    for i, spec in enumerate(scorers):
-        wanted = PROBE_SCORERS.get(spec.type, "none")
-        wrong = next((c for c in cases if c.loglik != wanted), None)
-        if wrong is None:
-            continue
-        where = f"{path}:{line_of(node, ('scorers', i))}"
-        if wanted != "none":
-            raise ConfigError(where, f"scorers[{i}]", f"`{spec.type}` needs cases with {PROBE_SHAPES[wanted]}; "
-                              f"case {wrong.id!r} has none", "put such cases in this suite, or use another scorer")
-        raise ConfigError(where, f"scorers[{i}]", f"`{spec.type}` scores generated text, but case {wrong.id!r} is a "
-                          f"log-likelihood probe ({wrong.loglik})",
-                          "put probes in a suite of their own, scored by multiple_choice or perplexity")
-
-
-NEED_TEXT = {
+# A scorer and the shape of the suite's cases disagree: told at the scorer's line in the suite file.
+SHAPE_ERRORS = {
+    "generated": ("scores generated text, but case {id!r} is a log-likelihood probe ({loglik})",
+                  "put probes in a suite of their own, scored by multiple_choice or perplexity"),
+    "choices": ("needs cases with `prompt`, `choices` and `answer_index`; case {id!r} has none",
+                "put such cases in this suite, or use another scorer"),
+    "text": ("needs cases with `text`; case {id!r} has none", "put such cases in this suite, or use another scorer"),
+}
+# A case misses what its scorer compares with: told at the case's line in the cases file.
+CASE_ERRORS = {
     "reference": ("compares the output with the case's `reference`, and this case has none",
                   "add a `reference` to the case (equals and contains can take a `value:` instead), "
                   "or remove the scorer"),
@@ -183,28 +184,20 @@ NEED_TEXT = {
 }
 
 
-def _missing_need(need: str, case: Case) -> bool:
-    if need == "reference":
-        return case.reference is None
-    if need == "json_reference":
-        if case.reference is None:
-            return True
-        try:
-            return not isinstance(json.loads(case.reference), dict)
-        except json.JSONDecodeError:
-            return True
-    raise ValueError(f"unknown scorer need {need!r}")
-
-
-def _check_needs(scorers: list[ScorerSpec], cases: list[Case]) -> None:
-    """Every case carries what each scorer needs: a broken suite is exit 2 when it loads, never a 0 score."""
-    for spec in scorers:
-        for need in sorted(spec.params.needs()):
-            case = next((c for c in cases if _missing_need(need, c)), None)
-            if case is not None:
-                problem, fix = NEED_TEXT[need]
-                raise ConfigError(case.where, f"case {case.id!r}", f"scorer `{spec.metric}` ({spec.type}) {problem}",
-                                  fix)
+def _check_needs(path: Path, node: Any, scorers: list[ScorerSpec], cases: list[Case]) -> None:
+    """Every case carries what each scorer declares it needs: a broken suite is exit 2 when it loads, never a
+    0 score that looks like a regression."""
+    for i, spec in enumerate(scorers):
+        for need in sorted(spec.needs & set(CASE_NEEDS), key=lambda n: n not in SHAPE_ERRORS):
+            case = next((c for c in cases if _lacks(need, c)), None)
+            if case is None:
+                continue
+            if need in SHAPE_ERRORS:
+                problem, fix = SHAPE_ERRORS[need]
+                raise ConfigError(f"{path}:{line_of(node, ('scorers', i))}", f"scorers[{i}]",
+                                  f"`{spec.type}` " + problem.format(id=case.id, loglik=case.loglik), fix)
+            problem, fix = CASE_ERRORS[need]
+            raise ConfigError(case.where, f"case {case.id!r}", f"scorer `{spec.metric}` ({spec.type}) {problem}", fix)
 
 
 HARMBENCH_COLUMNS = ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")
@@ -220,7 +213,8 @@ def load_harmbench_csv(path: Path) -> list[Case]:
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"not a readable CSV ({exc})", "save it as UTF-8 CSV with a header row") from None
+        raise ConfigError(str(path), "", f"not a readable CSV ({exc})",
+                          "save it as UTF-8 CSV with a header row") from None
     missing = [c for c in HARMBENCH_COLUMNS if c not in table.columns]
     if missing:
         raise ConfigError(str(path), "(header)", f"missing column(s) {', '.join(missing)}",

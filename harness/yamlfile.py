@@ -15,7 +15,8 @@ from harness.errors import ConfigError
 def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """The parsed document and its node tree (for line numbers)."""
     if not path.exists():
-        raise ConfigError(str(path), "", "file not found", "check the path (relative paths start at the file that names them)")
+        raise ConfigError(str(path), "", "file not found",
+                          "check the path (relative paths start at the file that names them)")
     text = path.read_text()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -23,7 +24,8 @@ def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(where, "", f"not valid YAML ({getattr(exc, 'problem', exc)})", "fix the YAML syntax at that line") from None
+        raise ConfigError(where, "", f"not valid YAML ({getattr(exc, 'problem', exc)})",
+                          "fix the YAML syntax at that line") from None
     return data, node
 
 

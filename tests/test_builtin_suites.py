@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.suites import builtin_dir, load_cases, load_suite
+from harness.paths import builtin_dir
+from harness.suites import load_cases, load_suite
 
 SUITES_DIR = builtin_dir("suites")
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_demo
 from helpers import group_members, server_record, wait_gone
 
@@ -83,7 +82,8 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     skills = {r["tag"] for r in results["by_tag"] if r["suite"] == "forgetting_mc" and r["candidate"] == "lora"
               and r["delta"] is not None}
     assert skills == {"arithmetic", "world_facts", "reading_comprehension", "instruction_following", "commonsense"}
-    assert {r["candidate"] for r in results["corpus"] if r["metric"] == "perplexity"} == {"bare", "prompted", "rag", "lora"}
+    assert {r["candidate"] for r in results["corpus"]
+            if r["metric"] == "perplexity"} == {"bare", "prompted", "rag", "lora"}
     # the groundedness judge scores retrieval answers only, every one of them
     judged = [s for s in results["summary"] if s["metric"] == "groundedness"]
     assert [(s["candidate"], s["n"]) for s in judged] == [("rag", 37)]
@@ -107,7 +107,8 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     assert wait_gone(server_record(run_dir)["pid"]) == []  # the server is gone once the run is over
 
 
-def test_rerun_with_nothing_changed_is_served_from_the_cache(demo_run: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
+def test_rerun_with_nothing_changed_is_served_from_the_cache(
+        demo_run: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
     folder, run_dir, _ = demo_run
     second = compare(folder)
     assert second.returncode == 1, second.stderr
@@ -129,7 +130,8 @@ def test_report_in_a_real_browser(demo_run: tuple[Path, Path, subprocess.Complet
     folder, run_dir, _ = demo_run
     store = folder / "reports" / "harness.sqlite"
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE responses SET output = ? WHERE run_id = ? AND candidate = 'prompted' AND case_id = 'ticket-001'",
+        db.execute("UPDATE responses SET output = ? WHERE run_id = ? "
+                   "AND candidate = 'prompted' AND case_id = 'ticket-001'",
                    (INJECTED, run_dir.name))
     rendered = subprocess.run([*HARNESS, "report", run_dir.name, "--store", str(store)], capture_output=True, text=True)
     assert rendered.returncode == 0, rendered.stderr
@@ -137,7 +139,8 @@ def test_report_in_a_real_browser(demo_run: tuple[Path, Path, subprocess.Complet
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None)
         page.goto((run_dir / "report.html").as_uri())
@@ -211,7 +214,8 @@ def test_resume_after_kill_9_redoes_nothing_and_stores_each_row_once(demo_copy: 
     assert f"resuming {run_dir.name}: {len(before)} answers already stored" in resumed.stderr
     with sqlite3.connect(store) as db:
         rows = db.execute("SELECT candidate, suite, case_id, created_at FROM responses").fetchall()
-        scores = db.execute("SELECT count(*), count(DISTINCT candidate || suite || case_id || metric) FROM scores").fetchone()
+        scores = db.execute("SELECT count(*), count(DISTINCT candidate || suite || case_id || metric) "
+                            "FROM scores").fetchone()
         assert db.execute("SELECT count(*), max(status) FROM runs").fetchone() == (1, "finished")
     assert len(rows) == len({r[:3] for r in rows}) == 2 * 32  # every answer exactly once
     assert all(before[r[:3]] == r[3] for r in rows if r[:3] in before)  # what was stored was not redone

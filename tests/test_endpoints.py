@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import FaultProxy
 
 from harness.config import EngineConfig
 from harness.models import ModelRef
-from harness.serving import Request
+from harness.request import Request
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_server import managed_server
-from helpers import FaultProxy
 
 pytestmark = pytest.mark.slow
 HARNESS = [str(Path(sys.executable).parent / "harness")]
@@ -124,7 +124,8 @@ def test_anthropic_protocol_against_vllm_messages_api(vllm_url: str, model: Mode
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
 
 
-def test_endpoint_stopped_mid_run_gives_error_rows_not_a_crash(demo_copy: Path, model: ModelRef, tmp_path: Path) -> None:
+def test_endpoint_stopped_mid_run_gives_error_rows_not_a_crash(
+        demo_copy: Path, model: ModelRef, tmp_path: Path) -> None:
     with managed_server(model, tmp_path / "prod", EngineConfig(), seed=0) as url:
         config = endpoint_config(demo_copy, url, model.name, extra="    max_concurrency: 1\n")
         proc = subprocess.Popen([*HARNESS, "compare", str(config)], cwd=demo_copy, stdout=subprocess.PIPE,

@@ -7,15 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import server_record, wait_gone
 
 from harness.config import EngineConfig
 from harness.errors import EngineError
 from harness.models import ModelRef
-from harness.serving import Request
+from harness.request import Request
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.transformers_engine import TransformersEngine
 from harness.serving.vllm_server import managed_server
-from helpers import server_record, wait_gone
 
 pytestmark = pytest.mark.slow
 

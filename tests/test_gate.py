@@ -173,7 +173,7 @@ def test_pinned_side_missing_is_no_verdict() -> None:
                                  "gates": [gate(max_drop=0.05)], "stats": {"resamples": 500}})
     now = scores({"new": BETTER})
     pinned = scores({"new": BETTER[:50]})
-    verdict = decide(cfg, now, 0, 60, reference=pinned)
+    verdict = decide(cfg, now, 0, 60, pinned=pinned)
     assert verdict.decision == ERROR and "10 of 60 rows of new (pinned run) / s / m" in verdict.reason
 
 

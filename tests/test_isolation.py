@@ -22,7 +22,6 @@ from harness.models import ModelRef
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from lora_isolation import measure, prompts, random_adapter  # noqa: E402
 
-
 # Answers of very different lengths, so requests finish at different times and the first adapter requests
 # are sent while baseline requests are still decoding (requests of one length run in lockstep and never overlap).
 CHATS = [f"What is the capital of {country}? Answer with one word." for country in ("France", "Japan", "Peru")] + [

@@ -15,10 +15,16 @@ from typing import Iterator
 import pytest
 
 from harness.loglik import (
-    HFScorer, LogLik, Span, VLLMScorer, choice_logprobs_hf, choice_logprobs_vllm, hf_scorer, mc_continuations,
-    mc_prompt, perplexity, pick, text_logprob_hf, text_logprob_vllm,
+    LogLik,
+    Span,
+    mc_continuations,
+    mc_prompt,
+    perplexity,
+    pick,
 )
 from harness.models import ModelRef
+from harness.serving.transformers_loglik import HFScorer, hf_scorer
+from harness.serving.vllm_loglik import VLLMScorer
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 PER_TOKEN_TOLERANCE = 1e-3
@@ -62,7 +68,8 @@ def _mc_questions(count: int) -> list[tuple[str, list[str]]]:
 
 
 def _paragraphs(count: int) -> list[str]:
-    return [json.loads(line)["text"] for line in (SUITES / "perplexity" / "cases.jsonl").read_text().splitlines()[:count]]
+    return [json.loads(line)["text"]
+            for line in (SUITES / "perplexity" / "cases.jsonl").read_text().splitlines()[:count]]
 
 
 @pytest.mark.slow
@@ -75,8 +82,8 @@ def test_both_engines_cut_the_continuation_at_the_same_tokens(vllm: VLLMScorer, 
     glued = hf.continuation("The opposite of happy is un", "happy")
     assert glued.ids == tuple(hf.encode("The opposite of happy is un", special=True)
                               + hf.encode("happy", special=False))
-    for prompt, choice in [(prompt, " Paris"), ("The opposite of happy is un", "happy"), ("Answer:", " B")]:
-        assert vllm.continuation(prompt, choice) == hf.continuation(prompt, choice)
+    for prefix, choice in [(prompt, " Paris"), ("The opposite of happy is un", "happy"), ("Answer:", " B")]:
+        assert vllm.continuation(prefix, choice) == hf.continuation(prefix, choice)
     with pytest.raises(ValueError, match="at least one token"):
         hf.choice_logprobs("", [" Paris"])
     with pytest.raises(ValueError, match="no tokens"):
@@ -94,14 +101,15 @@ def test_vllm_and_transformers_agree(vllm_url: str, model: ModelRef, vllm: VLLMS
         assert from_vllm.tokens == from_hf.tokens
         assert abs(from_vllm.logprob - from_hf.logprob) / from_vllm.tokens <= PER_TOKEN_TOLERANCE, (from_vllm, from_hf)
     assert [pick(choices) for choices in mc_vllm] == [pick(choices) for choices in mc_hf]
-    # The one-call functions give the numbers of the scorers they wrap (vLLM's to within its batching).
+    # A scorer of its own (one prompt per call) gives the shared scorer's numbers (vLLM's to within its batching).
     prompt, choices = questions[0]
-    one_call = choice_logprobs_vllm(vllm_url, model.name, prompt, choices)
+    with VLLMScorer(vllm_url, model.name, per_request=1) as alone:
+        one_call = alone.choice_logprobs(prompt, choices)
+        text = alone.text_logprob("Hi.")
     assert [s.logprob for s in one_call] == pytest.approx([s.logprob for s in vllm.choice_logprobs(prompt, choices)],
                                                           abs=PER_TOKEN_TOLERANCE)
-    assert choice_logprobs_hf(model.path, prompt, choices) == hf.choice_logprobs(prompt, choices)
-    text = text_logprob_vllm(vllm_url, model.name, "Hi.")
-    assert text.logprob == pytest.approx(text_logprob_hf(model.path, "Hi.").logprob, abs=PER_TOKEN_TOLERANCE)
+    assert hf_scorer(model.path).choice_logprobs(prompt, choices) == hf.choice_logprobs(prompt, choices)
+    assert text.logprob == pytest.approx(hf.text_logprob("Hi.").logprob, abs=PER_TOKEN_TOLERANCE)
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from rouge_score.rouge_scorer import RougeScorer
 
 from harness.errors import ConfigError, HarnessError
 from harness.scorers import Score, ScoreInput, build_scorer
-from harness.scorers.overlap import NEEDS_REFERENCE, ROUGE_VARIANTS, corpus_score, signature
+from harness.scorers.overlap import OVERLAP_TYPES, ROUGE_VARIANTS, corpus_score, signature
 
 HYPS = [
     "The cats were running quickly across the garden.",
@@ -79,11 +79,11 @@ def test_ter_is_lower_for_a_better_hypothesis() -> None:
     assert score("ter", far, ref).value > 0 and score("ter", ref, ref).value == 0
     spec = lambda raw: build_scorer(raw, Path("suite.yaml"), 1, "scorers[0]")  # noqa: E731
     assert not spec("ter").higher_is_better
-    assert all(spec(t).higher_is_better for t in NEEDS_REFERENCE - {"ter"})
+    assert all(spec(t).higher_is_better for t in OVERLAP_TYPES - {"ter"})
     assert spec({"type": "ter", "higher_is_better": True}).higher_is_better  # a suite may say otherwise
 
 
-@pytest.mark.parametrize("metric_type", sorted(NEEDS_REFERENCE))
+@pytest.mark.parametrize("metric_type", sorted(OVERLAP_TYPES))
 def test_a_case_without_reference_is_an_error(metric_type: str) -> None:
     with pytest.raises(HarnessError, match="reference"):
         score(metric_type, "some output", None)

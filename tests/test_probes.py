@@ -13,14 +13,13 @@ from harness.config import Config
 from harness.errors import ConfigError
 from harness.loglik import mc_prompt
 from harness.models import ModelRef
-from harness.serving import Request
-from harness.serving.openai_client import OpenAIEngine
+from harness.request import Request
+from harness.scorers import Params, ScoreInput
+from harness.scorers.likelihood import ChoiceParams, multiple_choice, perplexity
 from harness.serving.anthropic_client import AnthropicEngine
+from harness.serving.openai_client import OpenAIEngine
 from harness.serving.transformers_engine import TransformersEngine
 from harness.suites import Case, load_suite
-from harness.scorers import ScoreInput
-from harness.scorers.likelihood import ChoiceParams, multiple_choice, perplexity
-from harness.scorers import Params
 
 ROOT = Path(__file__).resolve().parent.parent
 MC = {"id": "q1", "prompt": "What is 9 + 6?", "choices": ["13", "15", "16"], "answer_index": 1, "tags": ["arithmetic"]}
@@ -75,7 +74,8 @@ def test_scorers_read_the_engine_numbers() -> None:
 
 
 def test_probe_requests_are_the_raw_text_for_every_candidate() -> None:
-    config = Config.model_validate({"name": "t", "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
+    config = Config.model_validate({"name": "t", "suites": ["s"],
+                                    "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
                                     "candidates": [{"name": "a", "kind": "prompt", "system": "Be terse.",
                                                     "few_shot": [{"user": "1+1?", "assistant": "2"}]}]})
     loaded = load_suite(ROOT / "suites" / "forgetting_mc" / "suite.yaml")
@@ -87,7 +87,8 @@ def test_probe_requests_are_the_raw_text_for_every_candidate() -> None:
 
 def test_endpoints_refuse_log_likelihood_requests_as_error_rows() -> None:
     request = Request("m", (("user", "Some text."),), 1, 0.0, 1.0, (), 0, loglik="text")
-    for engine in (OpenAIEngine("http://127.0.0.1:9/v1", "k", 1, 1, 0), AnthropicEngine("http://127.0.0.1:9", "k", 1, 1, 0)):
+    for engine in (OpenAIEngine("http://127.0.0.1:9/v1", "k", 1, 1, 0),
+                   AnthropicEngine("http://127.0.0.1:9", "k", 1, 1, 0)):
         completion = engine.complete(request)
         assert completion.error and "cannot score log-likelihood probes" in completion.error
 
@@ -98,17 +99,21 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     an adapter, on a LoRA-enabled server also generating at the time: the demo's shape, which once crashed
     vLLM's engine (prompt log-probs of several requests in one step with LoRA enabled)."""
     from harness.config import EngineConfig
-    from harness.serving import Adapter, LocalTarget, open_engine
+    from harness.serving.base import Adapter, LocalTarget
+    from harness.serving.engines import open_engine
     from harness.training import TrainSettings, train_adapter
 
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(line + "\n" for line in (ROOT / "suites" / "tickets" / "train.jsonl").read_text().splitlines()[:8]))
-    trained = train_adapter(model, TrainSettings(data="train.jsonl", max_steps=2, batch_size=4, lr=1e-2, val_fraction=0),
+    data.write_text("".join(line + "\n"
+                            for line in (ROOT / "suites" / "tickets" / "train.jsonl").read_text().splitlines()[:8]))
+    trained = train_adapter(model,
+                            TrainSettings(data="train.jsonl", max_steps=2, batch_size=4, lr=1e-2, val_fraction=0),
                             data, cache_root=tmp_path / "adapters", log=lambda _: None)
     adapter = Adapter("tuned", trained.path, trained.rank, trained.key)
 
     loaded = load_suite(ROOT / "suites" / "forgetting_mc" / "suite.yaml")
-    config = Config.model_validate({"name": "t", "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
+    config = Config.model_validate({"name": "t", "suites": ["s"],
+                                    "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
                                     "candidates": [{"name": "a", "kind": "prompt"}]})
     reqs = []
     for name in (model.name, adapter.name):
@@ -122,7 +127,8 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     probes = [i for i, r in enumerate(reqs) if r.loglik != "none"]
     for i in probes:
         a, b = hf[i], served[i]
-        assert a.error is None and b.error is None and a.finish_reason == b.finish_reason == "loglik", (a.error, b.error)
+        assert (a.error is None and b.error is None
+                and a.finish_reason == b.finish_reason == "loglik"), (a.error, b.error)
         assert len(a.logliks) == len(b.logliks) == (len(reqs[i].choices) or 1)
         for (lp_a, n_a), (lp_b, n_b) in zip(a.logliks, b.logliks):
             assert n_a == n_b and abs(lp_a - lp_b) / n_a < 1e-3

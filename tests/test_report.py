@@ -10,14 +10,15 @@ import pytest
 
 from harness.gate import Verdict
 from harness.report import write_reports
-from harness.serving import Completion, Request
+from harness.request import Completion, Request
 from harness.store import Store
 
 EVIL = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 REQUEST = Request(model="m", messages=(("user", "hi"),), max_tokens=8, temperature=0.0, top_p=1.0, stop=(), seed=0)
 CONFIG = {"name": "demo <b>", "seed": 0, "baseline": "a", "engine": {"kind": "vllm"},
           "candidates": [{"name": "a", "kind": "prompt"}, {"name": "b", "kind": "prompt"}]}
-META = {"seed": 0, "models": {"a": {"path": "/m", "fingerprint": "f" * 64}}, "suites": {"s": {"cases": 1, "content_hash": "h"}},
+META = {"seed": 0, "models": {"a": {"path": "/m", "fingerprint": "f" * 64}},
+        "suites": {"s": {"cases": 1, "content_hash": "h"}},
         "packages": {"harness": "0.1.0"}, "environment": {"python": "3.11"}}
 
 
@@ -107,10 +108,12 @@ def test_breakdowns_by_tag_and_corpus_scores_as_the_libraries_define_them(tmp_pa
     for candidate, outs in run["outputs"].items():
         direct = BLEU().corpus_score(outs, [run["refs"]])
         assert corpus[(candidate, "mt")]["value"] == pytest.approx(direct.score, abs=1e-9)
-        assert "tok:13a" in corpus[(candidate, "mt")]["signature"] and "eff:no" in corpus[(candidate, "mt")]["signature"]
+        assert ("tok:13a" in corpus[(candidate, "mt")]["signature"]
+                and "eff:no" in corpus[(candidate, "mt")]["signature"])
     assert corpus[("a", "ppl")]["value"] == pytest.approx(math.exp(65 / 25))  # pooled over 25 tokens
     tags = {(r["candidate"], r["tag"]): r for r in results["by_tag"] if r["suite"] == "mt"}
-    means = {c: {r["case_id"]: r["metrics"]["bleu"] for r in results["cases"] if r["candidate"] == c and r["suite"] == "mt"}
+    means = {c: {r["case_id"]: r["metrics"]["bleu"] for r in results["cases"]
+                 if r["candidate"] == c and r["suite"] == "mt"}
              for c in ("a", "b")}
     assert tags[("a", "short")]["n"] == 2 and tags[("a", "short")]["delta"] is None
     assert tags[("b", "short")]["mean"] == pytest.approx((means["b"]["c0"] + means["b"]["c1"]) / 2)

@@ -14,8 +14,17 @@ from transformers import AutoTokenizer
 from harness.errors import ConfigError, HarnessError
 from harness.models import ModelRef
 from harness.retrieval import (
-    DEFAULT_TEMPLATE, Document, Hit, RetrievalSettings, build_index, check_template, chunk_documents,
-    recall_at_k, reciprocal_rank, reciprocal_rank_fusion, render_context,
+    DEFAULT_TEMPLATE,
+    Document,
+    Hit,
+    RetrievalSettings,
+    build_index,
+    check_template,
+    chunk_documents,
+    recall_at_k,
+    reciprocal_rank,
+    reciprocal_rank_fusion,
+    render_context,
 )
 from harness.retrieval.chunking import windows
 from harness.suites import load_suite

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from helpers import local_server
 
 from harness.errors import EngineError
-from harness.serving import Completion, Request
+from harness.request import Completion, Request
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.openai_client import OpenAIEngine
-from harness.serving.vllm_server import _wait_ours, listens, serves, server_env
-from helpers import local_server
+from harness.serving.vllm_server import _wait_ours, listens, server_env, serves
 
 
 def request(model: str, i: int, top_p: float = 1.0) -> Request:

@@ -11,8 +11,19 @@ import pytest
 from scipy.stats import binomtest, norm
 
 from harness.stats import (
-    binomial_bound, bootstrap_bound, compare_paired, detectable, holm, mcnemar_exact, mde_sentence, mde_unit,
-    minimum_detectable_effect, paired_bootstrap, paired_proportion_bound, tango_interval, tango_statistic,
+    binomial_bound,
+    bootstrap_bound,
+    compare_paired,
+    detectable,
+    holm,
+    mcnemar_exact,
+    mde_sentence,
+    mde_unit,
+    minimum_detectable_effect,
+    paired_bootstrap,
+    paired_proportion_bound,
+    tango_interval,
+    tango_statistic,
 )
 
 Z = norm.ppf(0.975) + norm.ppf(0.8)  # 2.8016: alpha 0.05 two-sided, power 0.8

@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from harness.serving import Completion, Request
+from harness.request import Completion, Request
 from harness.store import Store
 
 REQUEST = Request(model="m", messages=(("user", "hi"),), max_tokens=8, temperature=0.0, top_p=1.0, stop=(), seed=0)
@@ -16,12 +16,15 @@ def test_rows_land_as_written(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
     store.begin_run("r1", "demo", "abc", {"name": "demo"}, {"seed": 0})
     store.put_case("r1", "suite", "c1", [{"role": "user", "content": "hi"}], "ref", ["t"])
-    store.put_response("r1", "cand", "suite", "c1", REQUEST.as_json(), Completion("out", 3, 2, 0.5, "stop"), cached=False)
+    store.put_response("r1", "cand", "suite", "c1", REQUEST.as_json(), Completion("out", 3, 2, 0.5, "stop"),
+                       cached=False)
     store.put_score("r1", "cand", "suite", "c1", "json_valid", 0.0, False, "not JSON")
     # a second connection (another process) sees every row before the run finishes
     other = sqlite3.connect(tmp_path / "s.sqlite")
-    assert other.execute("SELECT output, latency_s, prompt_tokens, completion_tokens FROM responses").fetchall() == [("out", 0.5, 3, 2)]
-    assert other.execute("SELECT metric, value, passed, detail FROM scores").fetchall() == [("json_valid", 0.0, 0, "not JSON")]
+    assert (other.execute("SELECT output, latency_s, prompt_tokens, completion_tokens FROM responses").fetchall()
+            == [("out", 0.5, 3, 2)])
+    assert (other.execute("SELECT metric, value, passed, detail FROM scores").fetchall()
+            == [("json_valid", 0.0, 0, "not JSON")])
     assert store.run("r1")["status"] == "running"
     store.finish_run("r1", "finished", {"decision": "ship"})
     run = store.run("r1")

@@ -72,7 +72,8 @@ def test_bad_message_shape_and_unknown_shape(tmp_path: Path) -> None:
 
 def test_csv_instruction_format_and_row_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
-    good.write_text('instruction,input,output\nSay hi,,hi\nClassify,"Ticket: late parcel","{""category"": ""shipping""}"\n')
+    good.write_text('instruction,input,output\nSay hi,,hi\n'
+                    'Classify,"Ticket: late parcel","{""category"": ""shipping""}"\n')
     examples = load_examples(good)
     assert examples[0].messages == [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]
     assert examples[1].messages[0]["content"] == "Classify\n\nTicket: late parcel"
@@ -144,7 +145,8 @@ def test_labels_in_multi_turn_and_truncation(tokenizer) -> None:
                 {"role": "assistant", "content": "2"}]
     tokens, _ = encode(tokenizer, messages, 512)
     runs = [tokenizer.decode([tok for tok, _ in run])
-            for learned, run in groupby(zip(tokens.input_ids, tokens.labels), key=lambda pair: pair[1] != IGNORE) if learned]
+            for learned, run in groupby(zip(tokens.input_ids, tokens.labels), key=lambda pair: pair[1] != IGNORE)
+            if learned]
     assert runs == ["1<|im_end|>", "2<|im_end|>"]
     short, cut = encode(tokenizer, messages, 10)
     assert cut and len(short.input_ids) == 10 and short.targets == 0
@@ -363,6 +365,7 @@ def test_left_padding_does_not_change_the_loss(model: ModelRef, tokenizer) -> No
     assert len({len(t) for t in items}) > 1  # the batch really is padded
     with torch.inference_mode():
         batched = float(loss_sum(lm, collate(items, tokenizer.pad_token_id)))
-        reference = sum(float(lm(input_ids=torch.tensor([t.input_ids]), labels=torch.tensor([t.labels])).loss) * t.targets
+        reference = sum(float(lm(input_ids=torch.tensor([t.input_ids]),
+                                 labels=torch.tensor([t.labels])).loss) * t.targets
                         for t in items)
     assert batched == pytest.approx(reference, rel=1e-4)

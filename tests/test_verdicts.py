@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from helpers import local_server
 from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, tickets
 

@@ -5,13 +5,13 @@ far a judge agrees with people."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pandas as pd
 
-from harness.judging import agreement_rows
-from harness.loglik import perplexity
-from harness.scorers.overlap import NEEDS_REFERENCE, corpus_score, params_from, signature
+from harness.scorers import CorpusItem, scorer_type
+from harness.stats import agreement
 
 
 def suite_directions(meta: dict[str, Any]) -> dict[tuple[str, str], bool]:
@@ -44,29 +44,54 @@ def by_tag(scores: pd.DataFrame, cases: pd.DataFrame, baseline: str) -> list[dic
 
 
 def corpus_level(responses: pd.DataFrame, cases: pd.DataFrame, meta: dict[str, Any]) -> list[dict]:
-    """Corpus scores per (candidate, suite, metric) for overlap metrics (with sacrebleu's / rouge-score's
-    settings string) and perplexity (pooled over every scored token, not a mean of per-text values)."""
+    """Corpus scores per (candidate, suite, metric) for every scorer that declares a corpus aggregate
+    (overlap metrics with the library's settings string; perplexity pooled over every scored token)."""
     answered = responses[responses["error"].isna()]
     references = cases.set_index(["suite", "case_id"])["reference"]
     rows = []
     for suite, info in meta.get("suites", {}).items():
         for metric, settings in info.get("scorers", {}).items():
-            kind = settings.get("type")
-            if kind not in NEEDS_REFERENCE and kind != "perplexity":
+            entry = scorer_type(settings.get("type"))
+            if entry is None or entry.corpus is None:
                 continue
+            params = entry.params.model_validate(settings)
             for candidate, group in answered[answered["suite"] == suite].groupby("candidate", sort=False):
-                if kind == "perplexity":
-                    pairs = [tuple(p) for text in group["logliks_json"].dropna() for p in json.loads(text)]
-                    value, setting = perplexity(pairs), f"exp(-sum log-prob / {sum(n for _, n in pairs)} tokens)"
-                else:
-                    params = params_from(settings)
-                    refs = [references[(suite, case_id)] for case_id in group["case_id"]]
-                    value = corpus_score(kind, params, group["output"].tolist(), refs)
-                    setting = signature(kind, params, "corpus")
+                items = [CorpusItem(r.output, _clean(references.get((suite, r.case_id))),
+                                    tuple(tuple(p) for p in json.loads(r.logliks_json))
+                                    if isinstance(r.logliks_json, str) else ())
+                         for r in group.itertuples(index=False)]
+                value, setting = entry.corpus(params, items)
                 rows.append({"candidate": candidate, "suite": suite, "metric": metric, "value": float(value),
                              "n": len(group), "signature": setting})
     return rows
 
 
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+# What people said, per case metadata key, and what the judge answered, per key of a score's meta["judge"].
+HUMAN_KEYS = {"score": "human_score", "label": "human_label"}
+KINDS = {"score": "scale", "label": "label"}
+
+
 def judge_agreement(scores: pd.DataFrame, cases: pd.DataFrame) -> list[dict]:
-    return agreement_rows(scores, cases) if not scores.empty else []
+    """Judge-human agreement per (candidate, suite, judge metric), from cases whose metadata carries
+    `human_score` (a number) or `human_label` (a string); either may be a mapping of metric -> value
+    when a suite has several judges. Only the judge's own answers count (from the score's meta), not
+    errors or refusal fallbacks."""
+    if scores.empty or "meta_json" not in scores.columns:
+        return []
+    metadata = {(r.suite, r.case_id): json.loads(r.metadata_json or "{}") for r in cases.itertuples()}
+    groups: dict[tuple[str, str, str, str], tuple[list, list]] = {}
+    for row in scores.itertuples():
+        judged = json.loads(row.meta_json).get("judge", {}) if isinstance(row.meta_json, str) else {}
+        for key, human_key in HUMAN_KEYS.items():
+            human = metadata.get((row.suite, row.case_id), {}).get(human_key)
+            human = human.get(row.metric) if isinstance(human, dict) else human
+            if key in judged and human is not None:
+                judge, people = groups.setdefault((row.candidate, row.suite, row.metric, KINDS[key]), ([], []))
+                judge.append(judged[key])
+                people.append(human)
+    return [{"candidate": c, "suite": s, "metric": m, **agreement(j, h, kind)}  # type: ignore[arg-type]
+            for (c, s, m, kind), (j, h) in groups.items()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from harness.report.html import DECISIONS
+from harness.gate import LABELS
 
 
 def junit_xml(results: dict[str, Any]) -> str:
@@ -51,7 +51,7 @@ def _cell(text: object) -> str:
 def summary_md(results: dict[str, Any]) -> str:
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
     icon = {"ship": "✅", "do_not_ship": "❌", "error": "⚠️"}[verdict["decision"]]
-    lines = [f"## {icon} {DECISIONS[verdict['decision']]}: {_cell(results['run']['name'])}", "",
+    lines = [f"## {icon} {LABELS[verdict['decision']]}: {_cell(results['run']['name'])}", "",
              _cell(verdict["reason"]), "", "| gate | result | mean | Δ vs baseline [CI] | p |", "|---|---|---|---|---|"]
     for g in verdict["gates"]:
         mean = "—" if g["value"] is None else f"{g['value']:.3f}"

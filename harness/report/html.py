@@ -14,9 +14,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from harness.compare import better
 from harness.config import StatsConfig
+from harness.gate import LABELS
 from harness.report.breakdown import suite_directions
-
-DECISIONS = {"ship": "SHIP", "do_not_ship": "DO NOT SHIP", "error": "ERROR: NO VERDICT"}
 
 _env = Environment(
     loader=PackageLoader("harness.report", "templates"),
@@ -57,6 +56,11 @@ def metric_table(results: dict[str, Any]) -> list[dict]:
     return [rows[k] for k in sorted(rows, key=lambda k: key(*k))]
 
 
+def _bar_y(value: float, top: float, height: float) -> float:
+    """The SVG y of a value on a chart of `height` whose top is `top` (values clip to the chart)."""
+    return height - max(0.0, min(value / top, 1.0)) * height
+
+
 def bar_charts(results: dict[str, Any], candidates: list[str]) -> list[dict]:
     """One small SVG per suite: a bar per (metric, candidate) with its CI as a whisker, on 0..1
     (other scales are drawn against their own maximum)."""
@@ -73,10 +77,10 @@ def bar_charts(results: dict[str, Any], candidates: list[str]) -> list[dict]:
                 m = r["means"].get(name)
                 if m is None or m["mean"] is None:
                     continue
-                scale = lambda v: height - max(0.0, min(v / top, 1.0)) * height  # noqa: E731
-                bars.append({"x": x + i * (bar + gap), "y": scale(m["mean"]), "h": height - scale(m["mean"]),
-                             "lo": scale(m["ci_low"]) if m["ci_low"] is not None else None,
-                             "hi": scale(m["ci_high"]) if m["ci_high"] is not None else None,
+                y = _bar_y(m["mean"], top, height)
+                bars.append({"x": x + i * (bar + gap), "y": y, "h": height - y,
+                             "lo": _bar_y(m["ci_low"], top, height) if m["ci_low"] is not None else None,
+                             "hi": _bar_y(m["ci_high"], top, height) if m["ci_high"] is not None else None,
                              "color": i, "label": f"{name}: {m['mean']:.3f}"})
             width = len(candidates) * (bar + gap)
             groups.append({"metric": r["metric"], "x": x, "mid": x + width / 2, "bars": bars})
@@ -226,7 +230,7 @@ def render_html(results: dict[str, Any]) -> str:
     hidden = set(run["config"].get("report", {}).get("redact_suites", []))
     cases = explorer({**results, "cases": redact(results["cases"], hidden)}, candidates, baseline)
     return _env.get_template("report.html.j2").render(
-        run=run, verdict=verdict, decision_label=DECISIONS[verdict["decision"]], nonce=secrets.token_urlsafe(16),
+        run=run, verdict=verdict, decision_label=LABELS[verdict["decision"]], nonce=secrets.token_urlsafe(16),
         candidates=candidates, baseline=baseline, table=metric_table(results),
         charts=bar_charts(results, candidates), usage=results["usage"], usage_chart=usage_chart(results["usage"]),
         timings=results["timings"], cases=cases, history=history_charts(results["history"]),

@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness.errors import HarnessError
 from harness.compare import comparisons, summarize
 from harness.config import StatsConfig
+from harness.errors import HarnessError
 from harness.report.breakdown import by_tag, corpus_level, judge_agreement, suite_directions
 from harness.store import Store
 
@@ -80,10 +80,10 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
     stats = StatsConfig.model_validate(config.get("stats", {}))
     summary = summarize(scores, stats, config["seed"])
     candidates = [c["name"] for c in config["candidates"]]
-    reference = store.table("scores", run["against"]) if run["against"] else None
+    pinned = store.table("scores", run["against"]) if run["against"] else None
     meta = run["meta"] or {}
     directions = suite_directions(meta)
-    compared = comparisons(scores, candidates, config["baseline"], stats, config["seed"], reference, directions) \
+    compared = comparisons(scores, candidates, config["baseline"], stats, config["seed"], pinned, directions) \
         if not scores.empty else []
     stored_cases = store.table("cases", run_id)
     usage = (responses.groupby("candidate", sort=False)

@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from pydantic import Field, ValidationError
 
-from harness.strict import Strict
 from harness.errors import ConfigError
+from harness.strict import Strict
 from harness.yamlfile import key_path
 
 JSONL_SHAPE = 'one JSON object per line: {"id": "...", "text": "...", "metadata": {...}}'

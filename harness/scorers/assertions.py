@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from harness.scorers import Params, Score, ScoreInput, scorer
+from harness.errors import HarnessError
+from harness.scorers.base import Params, Score, ScoreInput, scorer
 
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
@@ -26,8 +27,13 @@ def parse_json(text: str, strip_fences: bool = True) -> tuple[Any, str | None]:
         return None, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
 
 
-def _expected(value: str | None, item: ScoreInput) -> str | None:
-    return value if value is not None else item.reference
+def _expected(value: str | None, item: ScoreInput) -> str:
+    """The value to compare with. A case without one never reaches a scorer (the suite loader checks the
+    needs of every case), and is an error here rather than a silent 0 that would look like a regression."""
+    expected = value if value is not None else item.reference
+    if expected is None:
+        raise HarnessError("no `value` and the case has no `reference` to compare with")
+    return expected
 
 
 class TextParams(Params):
@@ -36,19 +42,17 @@ class TextParams(Params):
     value: str | None = None
     ignore_case: bool = False
 
-    def needs(self) -> frozenset[str]:
-        return frozenset() if self.value is not None else frozenset({"reference"})
+    def needs(self, declared: frozenset[str]) -> frozenset[str]:
+        return declared - {"reference"} if self.value is not None else declared
 
 
 class EqualsParams(TextParams):
     strip: bool = True
 
 
-@scorer("equals", EqualsParams)
+@scorer("equals", EqualsParams, needs=("generated", "reference"))
 def equals(p: EqualsParams, item: ScoreInput) -> Score:
     expected = _expected(p.value, item)
-    if expected is None:
-        return Score(0.0, False, "no `value` and the case has no reference")
     got = item.output.strip() if p.strip else item.output
     want = expected.strip() if p.strip else expected
     if p.ignore_case:
@@ -57,11 +61,9 @@ def equals(p: EqualsParams, item: ScoreInput) -> Score:
     return Score(float(ok), ok, "" if ok else f"expected exactly {want[:200]!r}")
 
 
-@scorer("contains", TextParams)
+@scorer("contains", TextParams, needs=("generated", "reference"))
 def contains(p: TextParams, item: ScoreInput) -> Score:
     expected = _expected(p.value, item)
-    if expected is None:
-        return Score(0.0, False, "no `value` and the case has no reference")
     hay, needle = (item.output.casefold(), expected.casefold()) if p.ignore_case else (item.output, expected)
     ok = needle in hay
     return Score(float(ok), ok, "" if ok else f"does not contain {expected[:200]!r}")
@@ -145,15 +147,11 @@ class FieldsParams(JsonParams):
 
     fields: list[str] | None = None
 
-    def needs(self) -> frozenset[str]:
-        return frozenset({"json_reference"})
 
 
-@scorer("json_fields", FieldsParams)
+@scorer("json_fields", FieldsParams, needs=("generated", "json_reference"))
 def json_fields(p: FieldsParams, item: ScoreInput) -> Score:
-    if item.reference is None:
-        return Score(0.0, False, "the case has no reference")
-    want, why = parse_json(item.reference, strip_fences=True)
+    want, why = parse_json(_expected(None, item), strip_fences=True)
     if why or not isinstance(want, dict):
         return Score(0.0, False, f"the reference is not a JSON object ({why or type(want).__name__})")
     got, why = parse_json(item.output, p.strip_fences)

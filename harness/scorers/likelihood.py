@@ -6,11 +6,12 @@ The engine answers these cases with numbers, not text (see harness.loglik); the 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence
 
 from harness.errors import HarnessError
+from harness.loglik import perplexity as pooled_perplexity
 from harness.loglik import pick
-from harness.scorers import Params, Score, ScoreInput, scorer
+from harness.scorers.base import CorpusItem, Params, Score, ScoreInput, scorer
 
 
 class ChoiceParams(Params):
@@ -19,7 +20,7 @@ class ChoiceParams(Params):
     normalise: Literal["sum", "mean"] = "sum"
 
 
-@scorer("multiple_choice", ChoiceParams)
+@scorer("multiple_choice", ChoiceParams, needs=("choices", "logliks"))
 def multiple_choice(p: ChoiceParams, item: ScoreInput) -> Score:
     if not item.logliks or item.answer_index is None:
         raise HarnessError("the `multiple_choice` scorer needs multiple-choice cases (`choices` and `answer_index`)")
@@ -29,7 +30,13 @@ def multiple_choice(p: ChoiceParams, item: ScoreInput) -> Score:
                                       f"the answer is choice {item.answer_index}")
 
 
-@scorer("perplexity", Params, higher_is_better=False)
+def corpus_perplexity(p: Params, items: Sequence[CorpusItem]) -> tuple[float, str]:
+    """Pooled over every scored token, not a mean of per-text values."""
+    pairs = [pair for item in items for pair in item.logliks]
+    return pooled_perplexity(pairs), f"exp(-sum log-prob / {sum(n for _, n in pairs)} tokens)"
+
+
+@scorer("perplexity", Params, higher_is_better=False, needs=("text", "logliks"), corpus=corpus_perplexity)
 def perplexity(p: Params, item: ScoreInput) -> Score:
     """Per text: exp(-log-prob / tokens). The report's corpus perplexity pools tokens over all texts."""
     if len(item.logliks) != 1:

@@ -10,9 +10,8 @@ A case's row is the sentence-level score (what paired statistics compare). `corp
 corpus-level number each library defines; for BLEU, chrF and TER that is computed from pooled statistics
 and is not the mean of the sentence scores. These metrics are continuous: `passed` is always None.
 
-Every case must carry a `reference`. A case without one raises HarnessError instead of scoring 0: a
-silent 0 would drag the mean down and hide a broken suite. `NEEDS_REFERENCE` lists the types, so a
-suite loader can reject such a suite before any generation.
+Every case must carry a `reference` (the types declare it, and the suite loader rejects a case without
+one before any generation); here a case without one raises HarnessError rather than scoring a silent 0.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import version
 from statistics import fmean
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 from rouge_score.rouge_scorer import RougeScorer
@@ -28,11 +27,11 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
 
 from harness.errors import HarnessError
-from harness.scorers import Params, Score, ScoreInput, scorer
+from harness.scorers.base import CorpusItem, Params, Score, ScoreInput, scorer
 
 ROUGE_VARIANTS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SACREBLEU_TYPES = ("bleu", "chrf", "ter")
-NEEDS_REFERENCE = frozenset(ROUGE_VARIANTS + SACREBLEU_TYPES)
+OVERLAP_TYPES = frozenset(ROUGE_VARIANTS + SACREBLEU_TYPES)
 
 
 def _reference(metric_type: str, item: ScoreInput) -> str:
@@ -52,9 +51,6 @@ class RougeParams(Params):
     use_stemmer: bool = True
     measure: Literal["fmeasure", "precision", "recall"] = "fmeasure"
 
-    def needs(self) -> frozenset[str]:
-        return frozenset({"reference"})
-
 
 @lru_cache(maxsize=None)
 def _rouge(variant: str, use_stemmer: bool) -> RougeScorer:
@@ -72,16 +68,20 @@ def rouge(p: RougeParams, item: ScoreInput) -> Score:
     return Score(value, None, detail)
 
 
+def corpus(p: Params, items: Sequence[CorpusItem]) -> tuple[float, str]:
+    """The corpus-level value as the library defines it, with the settings string it was made with."""
+    return (corpus_score(p.type, p, [i.output for i in items], [i.reference or "" for i in items]),
+            signature(p.type, p, "corpus"))
+
+
+NEEDS = ("generated", "reference")
 for _variant in ROUGE_VARIANTS:
-    scorer(_variant, RougeParams)(rouge)
+    scorer(_variant, RougeParams, needs=NEEDS, corpus=corpus)(rouge)
 
 
 class _SacrebleuParams(Params):
     """Fields are sacrebleu's own argument names; building the metric here turns a bad setting
     (say a tokenizer whose extra dependencies are missing) into an error when the suite loads."""
-
-    def needs(self) -> frozenset[str]:
-        return frozenset({"reference"})
 
     @model_validator(mode="after")
     def _builds(self) -> "_SacrebleuParams":
@@ -148,9 +148,10 @@ def _sentence(p: Params, item: ScoreInput) -> Score:
     return Score(result.score, None, str(result))
 
 
-scorer("bleu", BleuParams)(_sentence)
-scorer("chrf", ChrfParams)(_sentence)
-scorer("ter", TerParams, higher_is_better=False)(_sentence)  # TER counts edits: a drop is an improvement
+scorer("bleu", BleuParams, needs=NEEDS, corpus=corpus)(_sentence)
+scorer("chrf", ChrfParams, needs=NEEDS, corpus=corpus)(_sentence)
+# TER counts edits: a drop is an improvement
+scorer("ter", TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus)(_sentence)
 
 _PARAMS: dict[str, type[Params]] = {
     **{v: RougeParams for v in ROUGE_VARIANTS}, "bleu": BleuParams, "chrf": ChrfParams, "ter": TerParams,
@@ -165,11 +166,6 @@ def _params(metric_type: str, params: Params | None) -> Params:
     if params.type != metric_type:
         raise ValueError(f"params are for {params.type!r}, not {metric_type!r}")
     return params
-
-
-def params_from(settings: dict[str, Any]) -> Params:
-    """An overlap scorer's params from their stored form (a run's metadata), for re-scoring a corpus."""
-    return _PARAMS[settings["type"]].model_validate(settings)
 
 
 def corpus_score(metric_type: str, params: Params | None, hypotheses: list[str], references: list[str]) -> float:

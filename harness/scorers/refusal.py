@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from harness.scorers import Params, Score, ScoreInput, scorer
+from harness.scorers.base import Params, Score, ScoreInput, scorer
 
 WINDOW = 300
 

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import anthropic
 
-from harness.serving import Completion, Request, no_loglik
+from harness.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer
 from harness.serving.openai_client import describe
@@ -29,7 +29,8 @@ def sampling(request: Request) -> dict[str, float]:
 class AnthropicEngine:
     def __init__(self, base_url: str | None, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None) -> None:
-        self.client = anthropic.Anthropic(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
+        self.client = anthropic.Anthropic(base_url=base_url, api_key=api_key, timeout=timeout_s,
+                                          max_retries=max_retries)
         self.max_concurrency = max_concurrency
         self.pacer = RatePacer(requests_per_minute)
         self.secrets = (api_key,)

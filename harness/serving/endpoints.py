@@ -9,8 +9,8 @@ from typing import Iterator
 
 from harness.config import EngineConfig
 from harness.errors import HarnessError
-from harness.serving import Engine, EndpointTarget, engine
 from harness.serving.anthropic_client import AnthropicEngine
+from harness.serving.base import EndpointTarget, Engine, engine
 from harness.serving.openai_client import OpenAIEngine
 
 

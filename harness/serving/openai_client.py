@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 import openai
 
-from harness.serving import Completion, Request, no_loglik
+from harness.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer, redact
 
@@ -39,7 +39,8 @@ class OpenAIEngine:
         extra = {}
         if request.response_schema:
             extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "answer", "schema": json.loads(request.response_schema)}}
+                                        "json_schema": {"name": "answer",
+                                                        "schema": json.loads(request.response_schema)}}
         try:
             response = self.client.chat.completions.create(
                 model=request.model,

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from harness.config import EngineConfig, ScriptRule
-from harness.serving import Completion, Engine, LocalTarget, Request, engine, loglik_completion
+from harness.request import Completion, Request, loglik_completion
+from harness.serving.base import Engine, LocalTarget, engine
 from harness.serving.concurrency import run_concurrently
 
 

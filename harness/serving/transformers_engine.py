@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from harness.config import EngineConfig
-from harness.loglik import HFScorer, answer
+from harness.loglik import answer
 from harness.models import ModelRef
-from harness.serving import Adapter, Completion, Engine, LocalTarget, Request, engine
+from harness.request import Completion, Request
+from harness.serving.base import Adapter, Engine, LocalTarget, engine
+from harness.serving.transformers_loglik import HFScorer
 
 
 class TransformersEngine:

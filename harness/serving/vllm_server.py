@@ -21,14 +21,16 @@ from typing import Iterator, Sequence
 
 import httpx
 import psutil
-from harness.console import console
 
 from harness.config import EngineConfig
+from harness.console import console
 from harness.errors import EngineError
+from harness.loglik import answer
 from harness.models import ModelRef
-from harness.loglik import VLLMScorer, answer
-from harness.serving import Adapter, Completion, Engine, LocalTarget, Request, engine
+from harness.request import Completion, Request
+from harness.serving.base import Adapter, Engine, LocalTarget, engine
 from harness.serving.openai_client import OpenAIEngine
+from harness.serving.vllm_loglik import VLLMScorer
 
 
 def vllm_is_cpu_build() -> bool:

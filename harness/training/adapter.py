@@ -38,7 +38,8 @@ class TrainedAdapter:
     key: str
     rank: int
     reused: bool
-    metrics: list[dict[str, Any]]  # per optimizer step: step, train_loss, lr, tokens, tokens_per_s, val_loss when evaluated
+    # per optimizer step: step, train_loss, lr, tokens, tokens_per_s, val_loss when evaluated
+    metrics: list[dict[str, Any]]
     trainable_params: int
     total_params: int
     wall_s: float  # of the training that made the adapter (a reused one reports the original's)
@@ -156,7 +157,8 @@ def _train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256
     dropped = len(examples) - len(train) - len(val)
     if truncated:
         log(f"warning: {truncated} of {len(examples)} examples are longer than max_length={settings.max_length} "
-            f"tokens and were truncated" + (f"; {dropped} lost their whole answer and were left out" if dropped else ""))
+            "tokens and were truncated"
+            + (f"; {dropped} lost their whole answer and were left out" if dropped else ""))
     if not train:
         raise ConfigError(str(data_path), "",
                           f"no training example keeps an answer token within max_length={settings.max_length}",

@@ -48,7 +48,8 @@ class Tokens:
 
 def require_file(path: Path) -> Path:
     if not path.is_file():
-        raise ConfigError(str(path), "", "training data not found", "check the `data:` path (relative to the config file)")
+        raise ConfigError(str(path), "", "training data not found",
+                          "check the `data:` path (relative to the config file)")
     return path
 
 
@@ -62,7 +63,8 @@ def load_examples(path: Path) -> list[Example]:
     records = _jsonl_records(path) if suffix == ".jsonl" else _dataset_records(path, _LOADERS[suffix])
     if not records:
         raise ConfigError(str(path), "", "the file is empty: no training examples", SHAPE_FIX)
-    return [Example(_conversation(record, file, key), f"{file}: {key}" if key else file) for record, file, key in records]
+    return [Example(_conversation(record, file, key), f"{file}: {key}" if key else file)
+            for record, file, key in records]
 
 
 def _jsonl_records(path: Path) -> list[tuple[Any, str, str]]:

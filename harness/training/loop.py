@@ -68,7 +68,8 @@ def collate(items: list[Tokens], pad_id: int, device: str = "cpu") -> Batch:
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     targets = (labels != IGNORE).any(0).nonzero()
     first = int(targets[0]) if len(targets) else width - 1
-    return Batch(ids.to(device), mask.to(device), positions.to(device), labels.to(device), min(width, width - first + 1))
+    return Batch(ids.to(device), mask.to(device), positions.to(device), labels.to(device),
+                 min(width, width - first + 1))
 
 
 def loss_sum(model: Any, batch: Batch) -> "torch.Tensor":
@@ -79,7 +80,8 @@ def loss_sum(model: Any, batch: Batch) -> "torch.Tensor":
                 logits_to_keep=batch.keep, use_cache=False)
     logits = out.logits[:, :-1].float()
     targets = batch.labels[:, batch.labels.shape[1] - batch.keep + 1:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
+                           reduction="sum")
 
 
 def length_grouped(lengths: list[int], batch_size: int, generator: "torch.Generator") -> list[list[int]]:
@@ -112,7 +114,8 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / (total - warmup))
 
 
-def _step_groups(lengths: list[int], settings: TrainSettings, generator: "torch.Generator") -> Iterator[list[list[int]]]:
+def _step_groups(lengths: list[int], settings: TrainSettings,
+                 generator: "torch.Generator") -> Iterator[list[list[int]]]:
     """Endless optimizer steps, each a list of micro-batches; an epoch's last step may be short."""
     while True:
         batches = length_grouped(lengths, settings.batch_size, generator)
@@ -160,7 +163,14 @@ class BestWeights:
 
 def _progress_bar() -> Any:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[rate]} tok/s"),

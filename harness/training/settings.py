@@ -40,7 +40,8 @@ class LoraSettings(Strict):
 class TrainSettings(Strict):
     """One training run. `max_steps`, when set, wins over `epochs`."""
 
-    data: str = Field(description="training data: JSONL (chat `messages` or instruction/input/output), JSON, CSV or Parquet")
+    data: str = Field(
+        description="training data: JSONL (chat `messages` or instruction/input/output), JSON, CSV or Parquet")
     lora: LoraSettings = LoraSettings()
     lr: float = Field(2e-3, gt=0, description="peak learning rate (AdamW); high because runs are short")
     epochs: float | None = Field(1.0, gt=0)
@@ -50,7 +51,8 @@ class TrainSettings(Strict):
     max_length: int = Field(512, ge=16, description="tokens; longer examples are truncated (and counted)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent ramping the learning rate up")
     weight_decay: float = Field(0.0, ge=0)
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="share of the examples held out for validation loss; 0: none")
+    val_fraction: float = Field(0.1, ge=0, lt=1,
+                                description="share of the examples held out for validation loss; 0: none")
     eval_every: int = Field(
         5, ge=1, description="optimizer steps between validation losses (the last step is always evaluated)")
     early_stopping_patience: int | None = Field(

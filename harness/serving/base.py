@@ -1,0 +1,68 @@
+"""What engines are: the targets they answer for, one small interface, and the registry they join.
+
+An engine factory is a context manager: whatever it starts (a vLLM server, a model in memory) is
+released on every exit path, so a run never leaves a process or a GPU allocation behind.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+
+if TYPE_CHECKING:
+    from harness.models import ModelRef
+    from harness.request import Completion, Request
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter served beside its base model; requests name it to use it."""
+
+    name: str
+    path: Path
+    rank: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """One base model (and its adapters) this run serves itself, through vLLM or transformers."""
+
+    model: "ModelRef"
+    adapters: tuple[Adapter, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    """A deployed model this run only calls."""
+
+    protocol: str
+    base_url: str | None
+    api_key_env: str | None
+    max_concurrency: int
+    request_timeout_s: float
+    max_retries: int
+    requests_per_minute: float | None
+
+
+Target = LocalTarget | EndpointTarget
+
+
+class Engine(Protocol):
+    """Answers requests, yielding (index into `requests`, completion) as each one finishes."""
+
+    def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]: ...
+
+
+EngineFactory = Callable[..., AbstractContextManager[Engine]]
+ENGINES: dict[str, EngineFactory] = {}
+
+
+def engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
+    def register(factory: EngineFactory) -> EngineFactory:
+        ENGINES[name] = factory
+        return factory
+
+    return register

@@ -1,0 +1,19 @@
+"""Every engine, registered by importing it, and the one call that opens the engine a target needs."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.serving import endpoints, scripted, transformers_engine, vllm_server  # noqa: F401  (register)
+from harness.serving.base import ENGINES, Engine, LocalTarget, Target
+
+if TYPE_CHECKING:
+    from harness.config import EngineConfig
+
+
+def open_engine(target: Target, config: EngineConfig, run_dir: Path, seed: int) -> AbstractContextManager[Engine]:
+    """Start what answers a target's requests: the configured local engine, or an endpoint's client."""
+    kind = config.kind if isinstance(target, LocalTarget) else target.protocol
+    return ENGINES[kind](target, config, run_dir, seed)
