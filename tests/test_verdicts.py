@@ -347,3 +347,38 @@ def test_the_scripted_engine_answers_by_served_name(project: Project) -> None:
     _, results = project.run()
     outputs = {(r["candidate"], r["case_id"]): r["output"] for r in results["cases"]}
     assert outputs[("lora", "t00")] == "lora says" and outputs[("bare", "t01")] == "base says"
+
+
+class FakeOpenAI(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that answers by model name: `good` replies the ticket JSON, `bad` prose."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = TICKET if body["model"] == "good" else "The category is billing, I think."
+        reply = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": text}}],
+                            "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+@pytest.mark.parametrize("candidate_model, code", [("good", 0), ("bad", 1)])
+def test_endpoints_against_each_other(project: Project, candidate_model: str, code: int) -> None:
+    """A deployed model against another: the verdict follows the answers over real HTTP."""
+    ticket_suite(project, 12)
+    with local_server(FakeOpenAI) as url:
+        endpoint = {"kind": "endpoint", "base_url": f"{url}/v1", "max_retries": 0}
+        project.config([{**endpoint, "name": "prod", "model": "bad"},
+                        {**endpoint, "name": "next", "model": candidate_model}],
+                       [gate("json_valid", candidate="next", max_drop=0.0),
+                        gate("json_valid", candidate="next", min=0.9)],
+                       [answer("unused")])
+        got, results = project.run()
+    assert got == code, results["verdict"]["reason"]
