@@ -171,7 +171,11 @@ def _start_and_wait_for_rows(demo_copy: Path) -> tuple[subprocess.Popen, Path, P
         assert proc.poll() is None, "the run ended before it could be interrupted"
         if store.exists():
             with sqlite3.connect(store) as db:
-                if db.execute("SELECT count(*) FROM responses").fetchone()[0] >= 2:
+                try:
+                    answered = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+                except sqlite3.OperationalError:  # the file exists a moment before its tables do
+                    answered = 0
+                if answered >= 2:
                     return proc, only_run_dir(demo_copy / "reports"), store
         time.sleep(0.5)
     proc.kill()
