@@ -117,3 +117,15 @@ class local_server:  # noqa: N801 (used as a context manager, like open())
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def send_json(handler: "object", status: int, payload: dict) -> None:
+    """Answer an http.server request with a JSON body (the loopback fakes of the serving tests)."""
+    import json as _json
+
+    body = _json.dumps(payload).encode()
+    handler.send_response(status)  # type: ignore[attr-defined]
+    handler.send_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+    handler.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
+    handler.end_headers()  # type: ignore[attr-defined]
+    handler.wfile.write(body)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from helpers import local_server
+from helpers import local_server, send_json
 
 from harness.errors import EngineError
 from harness.request import Completion, Request
@@ -59,14 +59,9 @@ class Capture(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         Capture.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        reply = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
-                            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-                            "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 1}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        send_json(self, 200, {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+                              "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                              "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 1}})
 
 
 @pytest.fixture
@@ -98,11 +93,7 @@ class Impostor(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        body = json.dumps({"data": [{"id": "ours"}]}).encode() if self.path == "/v1/models" else b"{}"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, 200, {"data": [{"id": "ours"}]} if self.path == "/v1/models" else {})
 
 
 def test_a_healthy_server_that_is_not_ours_is_never_taken_for_ours(tmp_path: Path) -> None:

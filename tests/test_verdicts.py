@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from helpers import local_server
+from helpers import local_server, send_json
 from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, tickets
 
 JUDGE = "Reply with only a JSON object"
@@ -187,12 +187,7 @@ class Unauthorized(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        body = b'{"error": {"message": "invalid api key", "type": "authentication_error"}}'
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, 401, {"error": {"message": "invalid api key", "type": "authentication_error"}})
 
 
 @pytest.fixture
@@ -358,15 +353,10 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = TICKET if body["model"] == "good" else "The category is billing, I think."
-        reply = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": text}}],
-                            "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
+        send_json(self, 200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
+                              "choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": text}}],
+                              "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})
 
 
 @pytest.mark.parametrize("candidate_model, code", [("good", 0), ("bad", 1)])
