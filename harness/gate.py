@@ -19,21 +19,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from harness.compare import per_case
 from harness.config import Config, Gate
 from harness.stats import (
-    PASS_FAIL_SD,
     BoundTest,
     binomial_bound,
     bootstrap_bound,
     compare_paired,
     holm,
+    is_pass_fail,
     mde_sentence,
     mde_unit,
-    minimum_detectable_effect,
     paired_bootstrap,
     paired_proportion_bound,
 )
@@ -107,11 +105,6 @@ class Verdict:
         return asdict(self)
 
 
-def _is_binary(*series: pd.Series) -> bool:
-    values = np.concatenate([s.to_numpy(float) for s in series])
-    return bool(values.size) and bool(np.isin(values, (0, 1)).all())
-
-
 def _bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, config: Config,
                 higher: bool) -> tuple[float, BoundTest]:
     """(bound, test) for one bound; relative bounds are read as a gain (baseline - candidate on a
@@ -120,13 +113,13 @@ def _bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, 
     bound = getattr(gate, kind)
     if kind in ("min", "max"):
         lower = kind == "min"
-        if _is_binary(cand):
+        if is_pass_fail(cand):
             return bound, binomial_bound(cand.to_numpy() == 1, bound, lower, s.confidence)
         return bound, bootstrap_bound(cand.to_numpy(float), bound, lower, s.resamples, s.confidence, seed)
     common = cand.index.intersection(base.index).sort_values()
     values, against = cand.loc[common], base.loc[common]
     gain_bound = bound if kind == "min_delta" else -bound
-    if _is_binary(values, against):
+    if is_pass_fail(values, against):
         better, worse = (values, against) if higher else (against, values)
         return gain_bound, paired_proportion_bound(better.to_numpy() == 1, worse.to_numpy() == 1, gain_bound,
                                                    s.confidence)
@@ -170,14 +163,17 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
     primary = next((c for c in result.checks if c.p_value is not None), None)
     if base is not None:
         s = config.stats
+        # a significant rule with a margin is told what it can detect beyond the margin, at the adjusted alpha
+        margin = bool(gate.min_delta or gate.max_drop)
+        alpha = mde_alpha if gate.significant and margin and mde_alpha is not None else s.alpha
         comparison = compare_paired(cand, base, resamples=s.resamples, confidence=s.confidence, seed=config.seed,
-                                    alpha=s.alpha, power=s.power, higher_is_better=higher)
+                                    alpha=alpha, power=s.power, higher_is_better=higher)
         result.n = comparison.n
         result.delta, result.ci_low, result.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
         result.p_value, result.test, result.mde = comparison.p_value, comparison.test, comparison.mde
         result.worst_regressions = comparison.worst_regressions
         result.mde_note = _mde_note(gate, cand, base, comparison.mde, comparison.n, s.power,
-                                    mde_alpha if gate.significant else None, comparison.binary)
+                                    alpha if gate.significant else None)
     else:
         only = result.checks[0]
         result.ci_low, result.ci_high = only.ci_low, only.ci_high
@@ -187,19 +183,15 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
 
 
 def _mde_note(gate: Gate, cand: pd.Series, base: pd.Series, mde: float, n: int, power: float,
-              alpha: float | None, binary: bool) -> str:
-    """What the suite can detect. A significant rule with a margin is told beyond the margin, at the
-    run's adjusted alpha: the test asks whether the delta clears the margin, not whether it is non-zero."""
+              alpha: float | None) -> str:
+    """What the suite can detect (`mde`, at `alpha`). A significant rule with a margin is told beyond the
+    margin: the test asks whether the delta clears the margin, not whether it is non-zero."""
     unit, per_unit = mde_unit(cand, base)
     margin = gate.min_delta if gate.min_delta is not None else -(gate.max_drop or 0.0)
     if alpha is None or not margin:
         effect = gate.min_delta if gate.min_delta else (gate.max_drop or None)
         return mde_sentence(mde, n, effect, unit=unit, per_unit=per_unit)
-    common = cand.index.intersection(base.index)
-    deltas = (cand.loc[common] - base.loc[common]).to_numpy(float)
-    fallback = PASS_FAIL_SD if binary else (float(base.std(ddof=1)) if len(base) > 1 and base.std(ddof=1) > 0
-                                            else PASS_FAIL_SD)
-    beyond = minimum_detectable_effect(deltas, alpha, power, fallback_sd=fallback)
+    beyond = mde
     size = lambda v: f"{v / per_unit:.3g} {unit}"  # noqa: E731
     return (f"{n} cases detect a true gain of {size(beyond)} or more beyond the {margin:+g} margin "
             f"(a true Δ of {margin + beyond:+.3g} in gain terms) at α = {alpha:.3g} after Holm, "

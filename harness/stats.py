@@ -340,7 +340,7 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
         raise ValueError(f"no scored cases in common (candidate has {len(cand)}, baseline {len(base)})")
     dropped = len(candidate.index.union(baseline.index)) - len(common)
     cand_v, base_v = cand.loc[common].to_numpy(float), base.loc[common].to_numpy(float)
-    is_binary = bool(np.isin(cand_v, (0, 1)).all() and np.isin(base_v, (0, 1)).all())
+    is_binary = is_pass_fail(cand_v, base_v)
     if binary is None:
         binary = is_binary
     elif binary and not is_binary:
@@ -367,6 +367,12 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
         improved=int(np.count_nonzero(gains > 0)), regressed=int(np.count_nonzero(gains < 0)),
         worst_regressions=drops[drops > 0].sort_values(ascending=False, kind="stable").head(worst).index.tolist(),
     )
+
+
+def is_pass_fail(*values: np.ndarray | pd.Series) -> bool:
+    """Whether scores are pass/fail (every value 0 or 1): the exact tests apply to these."""
+    array = np.concatenate([np.asarray(v, dtype=float) for v in values])
+    return bool(array.size) and bool(np.isin(array, (0, 1)).all())
 
 
 def _paired_deltas(candidate: np.ndarray, baseline: np.ndarray) -> np.ndarray:
