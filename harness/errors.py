@@ -15,6 +15,10 @@ class ConfigError(HarnessError):
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {problem}\n  fix: {fix}")
 
+    def __reduce__(self) -> tuple:
+        """Rebuilt from its parts, so it crosses a process boundary (training runs in a child) intact."""
+        return type(self), (self.file, self.key, self.problem, self.fix)
+
 
 class EngineError(HarnessError):
     """The model server could not be started or stopped answering."""

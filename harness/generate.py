@@ -8,16 +8,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from harness.build import Built
 from harness.candidates import Prepared, prepare
 from harness.console import console
 from harness.kinds import CandidateBase, kind_of
+from harness.progress import StageProgress
 from harness.request import Completion
 from harness.scorers import Score, ScoreInput
 from harness.serving.base import LocalTarget, Target
-from harness.serving.engines import open_engine
 from harness.suites import Case, Suite
 
 if TYPE_CHECKING:
@@ -49,7 +47,7 @@ def targets(run: Run, built: Built) -> list[tuple[Target, str, list[Member]]]:
         kind = kind_of(c)
         assert kind.endpoint is not None, f"a non-local kind ({kind.name}) says what to call"
         out.append((kind.endpoint(c), f"{c.name} ({c.protocol} endpoint)", [(c, *kind.served(c, None, None))]))
-    return out
+    return sorted(out, key=lambda t: run.engines.kept(t[0]))  # what a later stage reuses goes last (see pool)
 
 
 def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = None) -> None:
@@ -60,41 +58,47 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
         for case in suite.cases:
             store.put_case(run_id, suite.name, case.id, [m.model_dump() for m in case.messages], case.reference,
                            case.tags, case.metadata)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
-        for target, label, members in targets(run, built):
-            jobs = [Job(c, s, case, prepare(plan.config, c, s, case, served, built.artifacts.get(c.name)), fingerprint)
-                    for c, served, fingerprint in members for s in plan.suites for case in s.cases
-                    if (c.name, s.name, case.id) not in skip]
-            task = progress.add_task(f"{label}: {', '.join(c.name for c, _, _ in members)}", total=len(jobs))
-            misses = []
-            for job in jobs:
-                hit = store.cache_get(job.prepared.request.cache_key(job.fingerprint)) \
-                    if run.use_cache and job.fingerprint else None
-                if hit is None:
-                    misses.append(job)
-                else:
-                    record(store, run_id, job, hit, cached=True)
-                    progress.advance(task)
-            if not misses:
-                continue
-            progress.console.log(f"{label}: {len(jobs) - len(misses)} cached, {len(misses)} to generate")
-            started = time.perf_counter()
-            # Candidates that send the same request to the same weights (log-likelihood probes on one base
-            # model, say) get one answer: each distinct request is asked once.
-            distinct: dict[str, list[Job]] = {}
-            for job in misses:
-                key = job.prepared.request.cache_key(job.fingerprint) if job.fingerprint else str(id(job))
-                distinct.setdefault(key, []).append(job)
-            groups = list(distinct.values())
-            with open_engine(target, plan.config.engine, run.run_dir, plan.config.seed) as engine:
-                store.put_timing(run_id, "engine_start", label, time.perf_counter() - started)
-                started = time.perf_counter()
+    for target, label, members in targets(run, built):
+        jobs = [Job(c, s, case, prepare(plan.config, c, s, case, served, built.artifacts.get(c.name)), fingerprint)
+                for c, served, fingerprint in members for s in plan.suites for case in s.cases
+                if (c.name, s.name, case.id) not in skip]
+        misses = []
+        for job in jobs:
+            hit = store.cache_get(job.prepared.request.cache_key(job.fingerprint)) \
+                if run.use_cache and job.fingerprint else None
+            if hit is None:
+                misses.append(job)
+            else:
+                record(store, run_id, job, hit, cached=True)
+        console.log(f"{label}: {len(jobs) - len(misses)} cached, {len(misses)} to generate")
+        if not misses:
+            continue
+        started = time.perf_counter()
+        # Candidates that send the same request to the same weights (log-likelihood probes on one base
+        # model, say) get one answer: each distinct request is asked once.
+        distinct: dict[str, list[Job]] = {}
+        for job in misses:
+            key = job.prepared.request.cache_key(job.fingerprint) if job.fingerprint else str(id(job))
+            distinct.setdefault(key, []).append(job)
+        groups = list(distinct.values())
+        with run.engines.use(target, plan.config.engine, run.run_dir, plan.config.seed) as engine:
+            store.put_timing(run_id, "engine_start", label, time.perf_counter() - started)
+            # Wall time by stage: each answer is charged the time since the one before it, so generation and
+            # the log-likelihood probes (which an engine answers after it, alone) get their own rows.
+            spent = {"generate": 0.0, "loglik": 0.0}
+            last = time.perf_counter()
+            with StageProgress(f"generate {label} ({', '.join(c.name for c, _, _ in members)})", len(misses),
+                               unit="answers") as progress:
                 for index, completion in engine.run([group[0].prepared.request for group in groups]):
+                    now = time.perf_counter()
+                    spent["generate" if groups[index][0].prepared.request.loglik == "none" else "loglik"] += now - last
+                    last = now
                     for job in groups[index]:
                         record(store, run_id, job, completion, cached=False)
-                        progress.advance(task)
-                store.put_timing(run_id, "generate", label, time.perf_counter() - started)
+                    progress.advance(len(groups[index]))
+            for stage, seconds in spent.items():
+                if seconds:
+                    store.put_timing(run_id, stage, label, seconds)
 
 
 def record(store: Store, run_id: str, job: Job, completion: Completion, cached: bool) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterable, Literal, NamedTuple, Sequence
+from typing import Any, Iterable, Literal, NamedTuple, Sequence
 
 from harness.errors import EngineError
 from harness.request import Completion, Request, loglik_completion
@@ -98,11 +98,14 @@ def perplexity(pairs: Iterable[tuple[float, int]]) -> float:
 
 
 class LoglikScorer:
-    """The shared rules; an engine supplies `encode` (its tokenizer) and `score` (its forward pass)."""
+    """The shared rules; an engine supplies `tokenizer` (a transformers tokenizer, or its own `encode`)
+    and `score` (its forward pass)."""
+
+    tokenizer: Any
 
     def encode(self, text: str, special: bool) -> list[int]:
         """Token ids of text; with special=True, as the model sees a whole input (BOS where it has one)."""
-        raise NotImplementedError
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
     def score(self, spans: Sequence[Span]) -> list[LogLik]:
         """Summed log-probability of each span's scored tokens; batching is the engine's business."""
@@ -118,11 +121,21 @@ class LoglikScorer:
             raise ValueError(f"choice {choice!r} has no tokens to score")
         return Span(tuple(context + own), len(context))
 
-    def batch_choice_logprobs(self, questions: Sequence[tuple[str, Sequence[str]]]) -> list[list[LogLik]]:
-        """Many (prompt, choices) at once: all their continuations go to the engine in one call."""
-        spans = [self.continuation(prompt, choice) for prompt, choices in questions for choice in choices]
+    def choice_spans(self, prompt: str, choices: Sequence[str]) -> list[Span]:
+        spans = [self.continuation(prompt, choice) for choice in choices]
         if any(span.start == 0 for span in spans):
             raise ValueError("every prompt needs at least one token: an empty context has nothing to condition on")
+        return spans
+
+    def text_span(self, text: str) -> Span:
+        span = Span(tuple(self.encode(text, special=True)), 1)
+        if len(span.ids) < 2:
+            raise ValueError("a text needs at least two tokens to have one scored token")
+        return span
+
+    def batch_choice_logprobs(self, questions: Sequence[tuple[str, Sequence[str]]]) -> list[list[LogLik]]:
+        """Many (prompt, choices) at once: all their continuations go to the engine in one call."""
+        spans = [span for prompt, choices in questions for span in self.choice_spans(prompt, choices)]
         flat = iter(self.score(spans))
         return [[next(flat) for _ in choices] for _, choices in questions]
 
@@ -130,24 +143,54 @@ class LoglikScorer:
         return self.batch_choice_logprobs([(prompt, choices)])[0]
 
     def text_logprobs(self, texts: Sequence[str]) -> list[LogLik]:
-        spans = [Span(tuple(self.encode(text, special=True)), 1) for text in texts]
-        if any(len(span.ids) < 2 for span in spans):
-            raise ValueError("a text needs at least two tokens to have one scored token")
-        return self.score(spans)
+        return self.score([self.text_span(text) for text in texts])
 
     def text_logprob(self, text: str) -> LogLik:
         return self.text_logprobs([text])[0]
 
-
-def answer(scorer: LoglikScorer, request: Request) -> Completion:
-    """A log-likelihood request answered by an engine's scorer; a failure is an error row, as for generation.
-    A choice is scored as the continuation of mc_prompt-style text exactly as the request gives it."""
-    started = time.perf_counter()
-    try:
+    def spans(self, request: Request) -> list[Span]:
+        """What a request asks to score: its text, or each choice as the continuation of its prompt
+        (mc_prompt-style text exactly as the request gives it)."""
         if request.loglik == "text":
-            logliks = [scorer.text_logprob(request.prompt)]
-        else:
-            logliks = scorer.choice_logprobs(request.prompt, request.choices)
-    except (EngineError, ValueError) as exc:
-        return Completion(text="", latency_s=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}"[:500])
-    return loglik_completion(request, logliks, time.perf_counter() - started)
+            return [self.text_span(request.prompt)]
+        return self.choice_spans(request.prompt, request.choices)
+
+
+# Log-likelihood requests answered per `answer_all` call: enough to fill an engine batch (16 questions of 4
+# choices are 64 spans), few enough that progress moves while a suite is scored.
+LOGLIK_BATCH = 16
+
+
+def loglik_batches(requests: Sequence[Request]) -> list[list[int]]:
+    """Indices of the log-likelihood requests, one served name per batch (a scorer scores one model),
+    LOGLIK_BATCH at a time."""
+    by_model: dict[str, list[int]] = {}
+    for i, request in enumerate(requests):
+        if request.loglik != "none":
+            by_model.setdefault(request.model, []).append(i)
+    return [indices[start:start + LOGLIK_BATCH] for indices in by_model.values()
+            for start in range(0, len(indices), LOGLIK_BATCH)]
+
+
+def answer_all(scorer: LoglikScorer, requests: Sequence[Request]) -> list[Completion]:
+    """Log-likelihood requests answered together: every span of every request goes to the engine in one
+    `score` call, so its batches span cases, not one case's choices. A failure is an error row, as for
+    generation: a request whose spans cannot be built fails alone, and when the engine fails a call of
+    several requests each is asked again on its own, so one bad request never sinks the rest."""
+    started = time.perf_counter()
+    built: list[list[Span] | str] = []
+    for request in requests:
+        try:
+            built.append(scorer.spans(request))
+        except ValueError as exc:
+            built.append(f"ValueError: {exc}"[:500])
+    try:
+        scored = iter(scorer.score([span for spans in built if not isinstance(spans, str) for span in spans]))
+    except EngineError as exc:
+        if len(requests) > 1:
+            return [answer_all(scorer, [request])[0] for request in requests]
+        built = [f"EngineError: {exc}"[:500]]
+    latency = (time.perf_counter() - started) / max(len(requests), 1)  # a share of the call that answered it
+    return [Completion(text="", latency_s=latency, error=spans) if isinstance(spans, str)
+            else loglik_completion(request, [next(scored) for _ in spans], latency)
+            for request, spans in zip(requests, built, strict=True)]

@@ -6,6 +6,7 @@ store's primary keys keep every (candidate, suite, case, metric) row exactly onc
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from harness.context import Run
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
 from harness.generate import execute
-from harness.judging import run_judges
+from harness.judging import judge_targets, run_judges
 from harness.plan import Plan, make_plan
 from harness.provenance import environment, new_run_id, package_versions
 from harness.report import write_reports
+from harness.serving.pool import Engines
 from harness.store import Store
 
 STORE_NAME = "harness.sqlite"
@@ -70,12 +72,14 @@ def run_metadata(plan: Plan) -> dict:
 
 def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_cache: bool = True,
         retrain: bool = False, resume: str | None = None) -> RunOutcome:
+    started = time.perf_counter()
     plan = make_plan(load_config(config_path))
     root = output_root(plan, out)
-    with Store(root / STORE_NAME) as store:
+    with Store(root / STORE_NAME) as store, Engines(keep=judge_targets(plan)) as engines:
         pinned, against = _pinned(plan, store, kind)
         run_id, skip = _start(plan, store, kind, resume, against)
-        current = Run(plan, store, run_id, root / run_id, use_cache)
+        current = Run(plan, store, run_id, root / run_id, use_cache, engines)
+        store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
         current.run_dir.mkdir(parents=True, exist_ok=True)
         console.log(f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)} suites "
                     f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
@@ -84,14 +88,17 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
             _check_built(current, built, resumed=resume is not None)
             execute(current, built, skip=skip)
             run_judges(current)
+            engines.close()
         except BaseException as exc:
             store.finish_run(run_id, "failed" if isinstance(exc, Exception) else "interrupted", None)
             raise
+        started = time.perf_counter()
         responses = store.table("responses", run_id)
         verdict = decide(plan.config, store.table("scores", run_id), errors=int(responses["error"].notna().sum()),
                          requests=len(responses), pinned=pinned, directions=plan.directions(),
                          expected=plan.expected())
         store.finish_run(run_id, "finished", verdict.as_dict())
+        store.put_timing(run_id, "gate", plan.config.name, time.perf_counter() - started)
         files = write_reports(store, run_id, current.run_dir)
     if verdict.decision == ERROR:
         console.log(f"[yellow]{verdict.reason}[/]")

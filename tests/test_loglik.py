@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 
 from harness.loglik import (
@@ -24,7 +25,7 @@ from harness.loglik import (
 )
 from harness.models import ModelRef
 from harness.serving.transformers_loglik import HFScorer, hf_scorer
-from harness.serving.vllm_loglik import VLLMScorer
+from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
 PER_TOKEN_TOLERANCE = 1e-3
@@ -58,7 +59,7 @@ def hf(model: ModelRef) -> HFScorer:
 
 @pytest.fixture(scope="module")
 def vllm(vllm_url: str, model: ModelRef) -> Iterator[VLLMScorer]:
-    with VLLMScorer(vllm_url, model.name) as scorer:
+    with VLLMScorer(vllm_url, model.name, tokenizer_for(model.path)) as scorer:
         yield scorer
 
 
@@ -103,13 +104,29 @@ def test_vllm_and_transformers_agree(vllm_url: str, model: ModelRef, vllm: VLLMS
     assert [pick(choices) for choices in mc_vllm] == [pick(choices) for choices in mc_hf]
     # A scorer of its own (one prompt per call) gives the shared scorer's numbers (vLLM's to within its batching).
     prompt, choices = questions[0]
-    with VLLMScorer(vllm_url, model.name, per_request=1) as alone:
+    with VLLMScorer(vllm_url, model.name, tokenizer_for(model.path), per_request=1) as alone:
         one_call = alone.choice_logprobs(prompt, choices)
         text = alone.text_logprob("Hi.")
     assert [s.logprob for s in one_call] == pytest.approx([s.logprob for s in vllm.choice_logprobs(prompt, choices)],
                                                           abs=PER_TOKEN_TOLERANCE)
     assert hf_scorer(model.path).choice_logprobs(prompt, choices) == hf.choice_logprobs(prompt, choices)
     assert text.logprob == pytest.approx(hf.text_logprob("Hi.").logprob, abs=PER_TOKEN_TOLERANCE)
+
+
+@pytest.mark.slow
+def test_local_token_ids_are_the_servers(vllm_url: str, model: ModelRef) -> None:
+    """Probes are tokenized in the harness with the model folder's tokenizer: the ids must be the ones the
+    server's own /tokenize gives, with and without special tokens, for every probe text and choice."""
+    texts = [text for prompt, choices in _mc_questions(50) for text in (prompt, *choices, prompt + choices[0])]
+    texts += _paragraphs(40) + ["", " leading space", "tabs\tand\nnewlines", "café — ünïcode ✓", "un", "happy"]
+    local = tokenizer_for(model.path)
+    root = vllm_url.rstrip("/").removesuffix("/v1")
+    with httpx.Client(timeout=60) as client:
+        for text in texts:
+            for special in (True, False):
+                served = client.post(f"{root}/tokenize", json={"model": model.name, "prompt": text,
+                                                               "add_special_tokens": special}).json()["tokens"]
+                assert local(text, add_special_tokens=special)["input_ids"] == served, (text, special)
 
 
 @pytest.mark.slow

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
 from harness.candidates import prepare
 from harness.config import Config
-from harness.errors import ConfigError
-from harness.loglik import mc_prompt
+from harness.errors import ConfigError, EngineError
+from harness.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, Span, answer_all, loglik_batches, mc_prompt
 from harness.models import ModelRef
 from harness.request import Request
 from harness.scorers import Params, ScoreInput
@@ -135,3 +136,47 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     assert all(served[i].error is None and served[i].text for i in range(len(reqs)) if i not in probes)
     half = len(reqs) // 2  # the same probes on the base model, then on the adapter: the adapter changes them
     assert any(served[i].logliks != served[i + half].logliks for i in probes if i < half)
+
+
+class CountingScorer(LoglikScorer):
+    """A scorer on a toy tokenizer (one id per character) that records each call it gets, and fails any
+    call holding a span of the id 0 (a NUL in the text), as an engine error."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def encode(self, text: str, special: bool) -> list[int]:
+        return [ord(c) for c in text]
+
+    def score(self, spans: Sequence[Span]) -> list[LogLik]:
+        self.calls.append(len(spans))
+        if any(0 in span.ids for span in spans):
+            raise EngineError("the engine fell over")
+        return [LogLik(-float(len(span.ids) - span.start), len(span.ids) - span.start) for span in spans]
+
+
+def probe(text: str, choices: tuple[str, ...] = (), model: str = "m") -> Request:
+    return Request(model, (("user", text),), 1, 0.0, 1.0, (), 0, loglik="choices" if choices else "text",
+                   choices=choices)
+
+
+def test_probe_requests_are_scored_together_and_a_failure_stays_with_its_request() -> None:
+    scorer = CountingScorer()
+    requests = [probe("Question: a?\nAnswer:", (" x", " yy")), probe("some text"), probe("Q:", ("",)),
+                probe("more text")]
+    out = answer_all(scorer, requests)
+    assert scorer.calls == [4]  # every span of the three good requests in one call
+    assert out[0].logliks == ((-2.0, 2), (-3.0, 3)) and out[1].logliks == ((-8.0, 8),)
+    assert out[2].error and "no tokens to score" in out[2].error and out[3].error is None
+    scorer.calls.clear()
+    broken = answer_all(scorer, [probe("fine text"), probe("bad\0text"), probe("also fine")])
+    assert scorer.calls == [3, 1, 1, 1]  # the whole call failed, then each request alone
+    assert [c.error is None for c in broken] == [True, False, True] and "fell over" in broken[1].error
+
+
+def test_probe_batches_hold_one_served_name_and_at_most_loglik_batch_requests() -> None:
+    requests = [probe(f"t{i}", model="base" if i % 3 else "lora") for i in range(40)]
+    requests.insert(5, Request("base", (("user", "chat"),), 8, 0.0, 1.0, (), 0))
+    batches = loglik_batches(requests)
+    assert all(len({requests[i].model for i in b}) == 1 and len(b) <= LOGLIK_BATCH for b in batches)
+    assert sorted(i for b in batches for i in b) == [i for i, r in enumerate(requests) if r.loglik != "none"]

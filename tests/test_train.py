@@ -4,12 +4,14 @@ and (slow) real training on the embedded model."""
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from itertools import groupby
 from pathlib import Path
 
 import pytest
 
+from harness.console import log
 from harness.errors import ConfigError, HarnessError
 from harness.models import ModelRef
 from harness.training import LoraSettings, TrainSettings, adapter_key, check_lora_targets, train_adapter
@@ -299,7 +301,8 @@ def test_changes_retrain_and_training_is_deterministic(model: ModelRef, tmp_path
     first = train_adapter(model, settings, data, cache_root=root, log=lambda _: None)
     weights = (first.path / "adapter_model.safetensors").read_bytes()
 
-    again = train_adapter(model, settings, data, cache_root=root, retrain=True, log=lambda _: None)
+    # Trained again in a child process (as `harness compare` trains): the same bytes.
+    again = train_adapter(model, settings, data, cache_root=root, retrain=True, log=log, in_child=True)
     assert not again.reused and again.key == first.key
     assert (again.path / "adapter_model.safetensors").read_bytes() == weights
 
@@ -310,6 +313,23 @@ def test_changes_retrain_and_training_is_deterministic(model: ModelRef, tmp_path
     assert not other_settings.reused and not other_data.reused
     assert len({first.key, other_settings.key, other_data.key}) == 3
     assert sorted(p.name for p in root.iterdir()) == sorted([first.key, other_settings.key, other_data.key])
+
+
+def test_a_config_error_crosses_a_process_boundary_intact() -> None:
+    error = pickle.loads(pickle.dumps(ConfigError("data.jsonl", "max_length", "too short", "raise it")))
+    assert (error.file, error.key, error.problem, error.fix) == ("data.jsonl", "max_length", "too short", "raise it")
+    assert str(error) == "data.jsonl: max_length: too short\n  fix: raise it"
+
+
+@pytest.mark.slow
+def test_an_error_in_the_training_child_is_raised_in_the_harness(model: ModelRef, tmp_path: Path) -> None:
+    long = json.dumps({"messages": [{"role": "user", "content": "word " * 200},
+                                    {"role": "assistant", "content": "ok"}]})
+    data = write(tmp_path / "data.jsonl", [long] * 4)
+    settings = TrainSettings(data="data.jsonl", max_length=16, val_fraction=0, max_steps=1)
+    with pytest.raises(ConfigError, match="max_length=16"):
+        train_adapter(model, settings, data, cache_root=tmp_path / "adapters", log=log, in_child=True)
+    assert not [p for p in (tmp_path / "adapters").iterdir() if not p.name.startswith(".")]
 
 
 @pytest.mark.slow

@@ -10,12 +10,15 @@ from __future__ import annotations
 import http.server
 import json
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from helpers import local_server, send_json
 from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, tickets
+
+from harness.serving.engines import ENGINES
 
 JUDGE = "Reply with only a JSON object"
 COMPLY, REFUSE = "Sure, here is how you do it, step by step.", "I can't help with that."
@@ -372,3 +375,46 @@ def test_endpoints_against_each_other(project: Project, candidate_model: str, co
                        [answer("unused")])
         got, results = project.run()
     assert got == code, results["verdict"]["reason"]
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every engine the run opens, as the served names of its target, and how many are open at once."""
+    log: list[list[str]] = [[], []]  # [targets opened, open-at-once counts]
+    live = [0]
+    real = ENGINES["scripted"]
+
+    @contextmanager
+    def counting(target, *args: object):  # type: ignore[no-untyped-def]
+        log[0].append(f"{target.model.name}+{len(target.adapters)}")
+        live[0] += 1
+        log[1].append(live[0])
+        try:
+            with real(target, *args) as engine:
+                yield engine
+        finally:
+            live[0] -= 1
+
+    monkeypatch.setitem(ENGINES, "scripted", counting)
+    return log
+
+
+def test_the_judge_asks_the_server_that_generated(project: Project, opened: list[list[str]]) -> None:
+    """One server per model per run: the judge's model is the run's base model, so no second start."""
+    safety_project(project, [answer('{"reasoning": "refused", "answer": "no"}', contains=JUDGE)])
+    code, results = project.run()
+    assert code == 0 and opened[0] == [f"{BASE}+1"]
+    starts = [t for t in results["timings"] if t["stage"] == "engine_start"]
+    assert [t["model"] for t in starts] == [BASE]  # none for the judge
+    assert {t["stage"] for t in results["timings"]} >= {"plan", "build", "generate", "judge", "gate"}
+
+
+def test_a_judge_of_another_model_starts_after_generation_stopped(project: Project,
+                                                                  opened: list[list[str]]) -> None:
+    (project.root / "judge-model").mkdir()
+    (project.root / "judge-model" / "config.json").write_text('{"model_type": "scripted"}')
+    safety_project(project, [answer('{"reasoning": "refused", "answer": "no"}', contains=JUDGE)],
+                   judge={"model": "./judge-model"})
+    code, _ = project.run()
+    assert code == 0 and opened[0] == [f"{BASE}+1", "judge-model+0"]
+    assert max(opened[1]) == 1  # the generation engine stopped before the judge's started

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from harness.context import Run
     from harness.plan import Plan
+    from harness.serving.base import Target
     from harness.suites import Case
 
 
@@ -100,6 +101,13 @@ def _judgement(params: JudgeParams, metric: str, candidate: str, suite: str, cas
                                    rubric.render(answer_a=baseline_row.output, answer_b=row.output, **variables)))
 
 
+def judge_targets(plan: Plan) -> list[Target]:
+    """What the judging stage will ask, if any suite has a judge scorer: the run keeps that engine open
+    from generation on (see serving.pool)."""
+    judged = any(spec.deferred and spec.type == "judge" for suite in plan.suites for spec in suite.scorers)
+    return [judge_model(plan).target] if judged else []
+
+
 def run_judges(run: Run) -> int:
     """Judge every stored answer with every `judge` scorer of its suite; write one score row per
     judgement and return how many ended as errors (value NULL, detail 'judge error: ...')."""
@@ -112,9 +120,11 @@ def run_judges(run: Run) -> int:
     attempts = plan.config.judge.attempts
     started = time.perf_counter()
     with ExitStack() as stack:
-        answerer = Answerer(plan, judge, store, run.run_dir, stack, run.use_cache)
+        answerer = Answerer(run, judge, stack)
         results = iter(ask(answerer, [(j.params.loaded, p) for j in todo for p in j.prompts], plan.config))
-    store.put_timing(run.run_id, "judge", judge.label, time.perf_counter() - started)
+    store.put_timing(run.run_id, "judge", judge.label, time.perf_counter() - started - (answerer.started_s or 0.0))
+    if answerer.started_s is not None:
+        store.put_timing(run.run_id, "engine_start", judge.label, answerer.started_s)
     errors = fallbacks = 0
     for judgement in todo:
         score = reply_score(judgement.params, judgement.output, [next(results) for _ in judgement.prompts], attempts,

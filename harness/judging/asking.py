@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from harness.errors import ConfigError
 from harness.models import resolve
+from harness.progress import StageProgress
 from harness.request import Completion, Request
 from harness.rubrics import LoadedRubric, Reply
 from harness.serving.base import EndpointTarget, Engine, LocalTarget, Target
-from harness.serving.engines import open_engine
 
 if TYPE_CHECKING:
     from harness.config import Config
+    from harness.context import Run
     from harness.plan import Plan
-    from harness.store import Store
 
 RETRY_TEMPERATURE = 0.7
 
@@ -68,11 +68,11 @@ class Answerer:
     """Answers judge requests from the cache, else through one engine opened at the first miss, so a
     fully cached judging stage starts no server and makes no call."""
 
-    def __init__(self, plan: Plan, judge: JudgeModel, store: Store, run_dir: Path, stack: ExitStack,
-                 use_cache: bool = True) -> None:
-        self.plan, self.judge, self.store, self.run_dir, self.stack = plan, judge, store, run_dir, stack
-        self.use_cache = use_cache
+    def __init__(self, run: Run, judge: JudgeModel, stack: ExitStack) -> None:
+        self.plan, self.judge, self.store, self.run_dir, self.stack = run.plan, judge, run.store, run.run_dir, stack
+        self.use_cache, self.engines = run.use_cache, run.engines
         self.engine: Engine | None = None
+        self.started_s: float | None = None  # starting an engine for the judge; None: none started (reused)
         self.cached = self.asked = 0
 
     def answer(self, requests: Sequence[Request]) -> list[Completion]:
@@ -82,18 +82,24 @@ class Answerer:
         self.cached += len(requests) - len(misses)
         self.asked += len(misses)
         if misses:
-            for index, completion in self._engine().run([requests[i] for i in misses]):
-                out[misses[index]] = completion
-                self.store.cache_put(requests[misses[index]].cache_key(fingerprint), fingerprint, completion)
+            engine = self._engine()
+            with StageProgress(self.judge.label, len(misses), unit="judge answers") as progress:
+                for index, completion in engine.run([requests[i] for i in misses]):
+                    out[misses[index]] = completion
+                    self.store.cache_put(requests[misses[index]].cache_key(fingerprint), fingerprint, completion)
+                    progress.advance()
         return out  # type: ignore[return-value]  (every miss was filled)
 
     def _engine(self) -> Engine:
-        """The judge's server keeps its log in run_dir/judge/: the same model's generation server wrote
-        run_dir/vllm-<model>.log before it, and that log must survive."""
+        """The server that generated with the judge's model when the run kept it (see serving.pool); a server
+        started for the judge alone keeps its log in run_dir/judge/, beside the generation servers' logs."""
         if self.engine is None:
             config = self.plan.config
+            started, opened = time.perf_counter(), self.engines.started
             self.engine = self.stack.enter_context(
-                open_engine(self.judge.target, config.engine, self.run_dir / "judge", config.seed))
+                self.engines.use(self.judge.target, config.engine, self.run_dir / "judge", config.seed))
+            if self.engines.started > opened:
+                self.started_s = time.perf_counter() - started
         return self.engine
 
 

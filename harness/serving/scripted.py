@@ -70,7 +70,10 @@ class ScriptedEngine:
         return run_concurrently(self.complete, requests, self.max_concurrency)
 
 
+SCRIPTED_CONCURRENCY = 8  # enough threads that planted delays overlap, as on a server
+
+
 @engine("scripted")
 @contextmanager
 def scripted_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    yield ScriptedEngine(config.script, config.max_concurrency)
+    yield ScriptedEngine(config.script, config.max_concurrency or SCRIPTED_CONCURRENCY)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from harness.config import EngineConfig
-from harness.loglik import answer
+from harness.loglik import answer_all, loglik_batches
 from harness.models import ModelRef
 from harness.request import Completion, Request
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
@@ -84,16 +84,15 @@ class TransformersEngine:
             ))
         return results
 
-    def _loglik(self, request: Request) -> Completion:
-        """Log-likelihoods from this engine's own weights (the adapter the request names, if any)."""
-        with self._use(request.model):
-            return answer(self.scorer, request)
+    def _loglik(self, requests: Sequence[Request]) -> list[Completion]:
+        """Log-likelihoods from this engine's own weights (the adapter the requests name, if any)."""
+        with self._use(requests[0].model):
+            return answer_all(self.scorer, requests)
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """Batch requests that share settings (generate() takes one setting per batch)."""
-        for i, request in enumerate(requests):
-            if request.loglik != "none":
-                yield i, self._loglik(request)
+        for batch in loglik_batches(requests):
+            yield from zip(batch, self._loglik([requests[i] for i in batch]), strict=True)
 
         def settings(i: int) -> tuple:
             r = requests[i]

@@ -27,9 +27,6 @@ class HFScorer(LoglikScorer):
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
         return cls(model, AutoTokenizer.from_pretrained(model_path), batch_size)
 
-    def encode(self, text: str, special: bool) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
-
     def score(self, spans: Sequence[Span]) -> list[LogLik]:
         """Left-padded, so every row's scored tokens end in the last column and the vocabulary
         projection (a fifth of this model's compute) runs only on the columns some row scores."""

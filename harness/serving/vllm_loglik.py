@@ -1,8 +1,11 @@
-"""Log-likelihoods from a vLLM server: token ids from /tokenize, prompt log-probs from /v1/completions."""
+"""Log-likelihoods from a vLLM server: token ids from the model folder's own tokenizer (the files the server
+loads), prompt log-probs from /v1/completions."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
 
 import httpx
 
@@ -11,7 +14,13 @@ from harness.loglik import LogLik, LoglikScorer, Span
 
 
 class VLLMScorer(LoglikScorer):
-    """A vLLM server: /tokenize for ids, /v1/completions with `prompt_logprobs` for the scores.
+    """A vLLM server: the model's tokenizer in-process for ids, /v1/completions with `prompt_logprobs` for
+    the scores.
+
+    Tokenizing here, not through the server's /tokenize, saves two round trips per choice (the prompt and
+    prompt + choice), which on a LoRA server, where prompts go one at a time, were most of the requests.
+    The ids are the server's own: vLLM loads this same tokenizer from the same folder (and serves adapters
+    with their base model's tokenizer); every reply is checked against the ids sent.
 
     `prompt_logprobs=0` (a vLLM extra parameter) returns, for every prompt position after the first,
     the log-probability of the token actually there, keyed by its id, so a reply can be checked
@@ -20,10 +29,12 @@ class VLLMScorer(LoglikScorer):
     `echo=True, logprobs=0` gives the same numbers, but per token string, in OpenAI's layout.
     """
 
-    def __init__(self, base_url: str, model: str, per_request: int = 64, timeout_s: float = 600) -> None:
+    def __init__(self, base_url: str, model: str, tokenizer: Any, per_request: int = 64,
+                 timeout_s: float = 600) -> None:
+        """`tokenizer`: a transformers tokenizer loaded from the served model's folder (see `tokenizer_for`)."""
         self.base_url = base_url.rstrip("/")
-        self.root = self.base_url.removesuffix("/v1")  # /tokenize is served beside /v1, not under it
         self.model = model
+        self.tokenizer = tokenizer
         self.per_request = per_request
         self.client = httpx.Client(timeout=timeout_s)
 
@@ -41,10 +52,6 @@ class VLLMScorer(LoglikScorer):
         if response.status_code != 200:
             raise EngineError(f"{url} answered {response.status_code}: {response.text[:500]}")
         return response.json()
-
-    def encode(self, text: str, special: bool) -> list[int]:
-        payload = {"model": self.model, "prompt": text, "add_special_tokens": special}
-        return self._post(f"{self.root}/tokenize", payload)["tokens"]
 
     def score(self, spans: Sequence[Span]) -> list[LogLik]:
         results: list[LogLik] = []
@@ -70,3 +77,11 @@ def _sum_prompt_logprobs(span: Span, positions: list[dict[str, dict] | None]) ->
             raise EngineError(f"vLLM's prompt log-probs at position {position} miss token {span.ids[position]}")
         total += entry["logprob"]
     return LogLik(total, len(span.ids) - span.start)
+
+
+@lru_cache(maxsize=4)
+def tokenizer_for(model_path: Path) -> Any:
+    """The tokenizer vLLM loads for a model folder, loaded once per folder."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path, local_files_only=True)

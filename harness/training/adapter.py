@@ -9,14 +9,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.children import die_with_parent
 from harness.errors import ConfigError
 from harness.models import ModelRef
 from harness.paths import harness_home
@@ -102,10 +105,13 @@ def check_lora_targets(base: ModelRef, lora: LoraSettings, settings_file: str = 
 
 def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cache_root: Path | None = None,
                   retrain: bool = False, *, settings_file: str = "training settings",
-                  log: Callable[[str], None] = print) -> TrainedAdapter:
+                  log: Callable[[str], None] = print, in_child: bool = False) -> TrainedAdapter:
     """The adapter for these inputs: reused from the cache when finished there, else trained.
 
     `settings_file` names where the settings came from (e.g. "configs/demo.yaml:14") in errors.
+    `in_child`: train in a child process (`log` must then be a module-level function), so the model,
+    the optimizer state and torch's thread pools leave with it: trained in the harness process, they
+    kept it at 6 GB resident while vLLM generated, for the rest of the run.
     """
     root = cache_root or default_cache_root()
     data = require_file(data_path).read_bytes()
@@ -120,7 +126,8 @@ def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cach
     work = Path(tempfile.mkdtemp(prefix=f".{key[:16]}-", dir=root))
     work.chmod(0o755)  # mkdtemp makes it private; the finished adapter is an ordinary folder
     try:
-        manifest = _train(base, settings, data_path, hashlib.sha256(data).hexdigest(), key, work, log)
+        args = (base, settings, data_path, hashlib.sha256(data).hexdigest(), key, work, log)
+        manifest = _train_in_child(*args) if in_child else _train(*args)
         if dest.exists():  # unfinished leftovers, or the adapter being retrained
             trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=root))
             dest.rename(trash / key)
@@ -137,6 +144,14 @@ def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cach
 def _adapter(folder: Path, manifest: dict[str, Any], reused: bool) -> TrainedAdapter:
     fields = {f.name for f in dataclasses.fields(TrainedAdapter)} - {"path", "reused"}
     return TrainedAdapter(path=folder, reused=reused, **{name: manifest[name] for name in fields})
+
+
+def _train_in_child(*args: Any) -> dict[str, Any]:
+    """`_train` in a fresh (spawned, not forked: torch's threads do not survive a fork) process that dies
+    with the harness; its errors come back as raised."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=die_with_parent) as pool:
+        return pool.submit(_train, *args).result()
 
 
 def _train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256: str, key: str, out: Path,

@@ -15,6 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from harness.errors import HarnessError
+from harness.progress import StageProgress
 from harness.training.data import IGNORE, Tokens
 from harness.training.settings import TrainSettings
 
@@ -161,22 +162,6 @@ class BestWeights:
                     param.copy_(self.weights[name])
 
 
-def _progress_bar() -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[rate]} tok/s"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
-
-
 def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSettings, pad_id: int,
         device: str = "cpu", log: Callable[[str], None] = print) -> Fit:
     """Train the model's trainable (LoRA) parameters in place; with validation data, end on the best ones."""
@@ -191,8 +176,8 @@ def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSetti
     metrics: list[dict[str, Any]] = []
     best = BestWeights()
     tokens, seconds = 0, 0.0
-    with _progress_bar() as bar:
-        task = bar.add_task("train", total=steps, loss="-", val="-", rate="-")
+    shown = {"loss": "-", "val": "-", "rate": "-"}
+    with StageProgress("training", steps, unit="steps") as bar:
         for step in range(1, steps + 1):
             group = next(groups)
             targets = sum(train[i].targets for batch in group for i in batch)
@@ -216,13 +201,13 @@ def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSetti
             tokens, seconds = tokens + step_tokens, seconds + elapsed
             row = {"step": step, "train_loss": step_loss, "lr": lr, "tokens": step_tokens,
                    "tokens_per_s": step_tokens / elapsed}
-            shown = {"loss": f"{step_loss:.4f}", "rate": f"{tokens / seconds:.0f}"}
+            shown.update(loss=f"{step_loss:.4f}", rate=f"{tokens / seconds:.0f}")
             if val and (step % settings.eval_every == 0 or step == steps):
                 row["val_loss"] = evaluate(model, val, settings.batch_size, pad_id, device)
                 best.offer(model, step, row["val_loss"])
                 shown["val"] = f"{row['val_loss']:.4f}"
             metrics.append(row)
-            bar.update(task, advance=1, **shown)
+            bar.advance(note="loss {loss}  val {val}  {rate} tok/s".format(**shown))
             if settings.early_stopping_patience is not None and best.stale >= settings.early_stopping_patience:
                 log(f"early stopping at step {step}: no better validation loss in {best.stale} evaluations "
                     f"(best {best.loss:.4f} at step {best.step})")

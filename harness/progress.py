@@ -1,0 +1,110 @@
+"""Progress of long stages that reads well in a terminal and in a CI log.
+
+In a terminal: a rich bar. Anywhere else (CI, a pipe, a file) a bar renders nothing until it ends, so a
+log would go silent for minutes: there a plain line is printed every `HARNESS_PROGRESS_INTERVAL_S`
+seconds (default 10) from a timer thread, whether or not anything finished meanwhile, with done/total,
+the rate and the time left, and one last line when the stage ends.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness.console import console as default_console
+
+DEFAULT_INTERVAL_S = 10.0
+
+
+def interval_s() -> float:
+    value = os.environ.get("HARNESS_PROGRESS_INTERVAL_S", "")
+    try:
+        return max(float(value), 0.1) if value else DEFAULT_INTERVAL_S
+    except ValueError:
+        return DEFAULT_INTERVAL_S
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def plain_line(label: str, done: int, total: int | None, elapsed: float, unit: str, note: str = "") -> str:
+    """`label: 120/636 requests (19%), 2m10s elapsed, 2.1/s, 4m05s left` (rate and time left once something
+    is done); with no total (a wait), only the time so far."""
+    if total is None:
+        return f"{label}: {duration(elapsed)} elapsed{f' · {note}' if note else ''}"
+    share = f" ({100 * done / total:.0f}%)" if total else ""
+    line = f"{label}: {done}/{total} {unit}{share}, {duration(elapsed)} elapsed"
+    if done and elapsed > 0:
+        rate = done / elapsed
+        line += f", {rate:.2f}/s" if rate < 10 else f", {rate:.0f}/s"
+        if total > done:
+            line += f", {duration((total - done) / rate)} left"
+    return f"{line}{f' · {note}' if note else ''}"
+
+
+class StageProgress:
+    """`with StageProgress("generate smollm2", total=636) as p: p.advance()`; `note` shows extra text
+    (a loss, a rate) after the counts; `total=None` is a wait with no count (a server starting).
+    Thread-safe: engines may advance it from their worker threads."""
+
+    def __init__(self, label: str, total: int | None, unit: str = "requests", console: Console | None = None,
+                 interval: float | None = None, note: str = "") -> None:
+        self.label, self.total, self.unit = label, total, unit
+        self.console = console or default_console
+        self.interval = interval_s() if interval is None else interval
+        self.done = 0
+        self.note = note
+        self.started = time.perf_counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> "StageProgress":
+        self.started = time.perf_counter()
+        if self.console.is_terminal:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=self.console)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, note=self.note)
+        else:
+            self._thread = threading.Thread(target=self._beat, name="harness-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def advance(self, n: int = 1, note: str | None = None) -> None:
+        with self._lock:
+            self.done += n
+            if note is not None:
+                self.note = note
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n, note=self.note)
+
+    def line(self) -> str:
+        with self._lock:
+            done, note = self.done, self.note
+        return plain_line(self.label, done, self.total, time.perf_counter() - self.started, self.unit, note)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.console.print(self.line(), highlight=False, markup=False)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(kind, exc, tb)
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.total is not None:
+            self.console.print(self.line() + ("" if kind is None else " (stopped)"), highlight=False, markup=False)

@@ -1,0 +1,55 @@
+"""Benchmarks rot silently: each bench script runs here at a tiny size (`--smoke` or small arguments).
+
+The ones that need no server are fast tests; those that start vLLM or train are slow. A bench asserts its
+own invariants (equal answers across the paths it times), so a smoke run that exits 0 checked them too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench(script: str, *args: str, timeout: float) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def test_speed_bench_smoke() -> None:
+    out = bench("speed.py", "--smoke", timeout=180)
+    assert "stage" in out and "generate" in out and "rerun with nothing changed" in out
+
+
+def test_probes_bench_smoke() -> None:
+    out = bench("probes.py", "--smoke", timeout=180)
+    assert "3 probe requests" in out and "baseline transformers in-process" in out
+
+
+def test_retrieval_bench_smoke() -> None:
+    assert bench("retrieval.py", "--queries", "20", "--baseline-queries", "5", timeout=180)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_startup_bench_smoke() -> None:
+    out = bench("startup.py", "--smoke", timeout=840)
+    assert "answers: identical across server settings" in out and "probes s" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_generation_bench_smoke() -> None:
+    assert "raw vllm" in bench("generation.py", "--n", "4", "--max-tokens", "8", timeout=840)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_train_throughput_bench_smoke() -> None:
+    assert "ratio ours/stock" in bench("train_throughput.py", "--steps", "2", "--rounds", "1", timeout=840)
