@@ -71,10 +71,10 @@ def tiny_adapter(model: ModelRef, folder: Path) -> Adapter:
     return Adapter("tuned", trained.path, trained.rank, trained.key)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny, transformers only (for the tests)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
     requests = workload(model.name)
     if args.smoke:

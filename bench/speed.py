@@ -45,9 +45,10 @@ def sample(proc: subprocess.Popen, out: dict[str, Any], stop: threading.Event) -
         try:
             cpu = sum(me.cpu_times()[:2])
             rss = me.memory_info().rss
-            serving = any("vllm" in " ".join(c.cmdline()) for c in me.children(recursive=True))
+            children = me.children(recursive=True)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            break
+            break  # the harness has exited
+        serving = any("vllm" in " ".join(command(child)) for child in children)
         now = time.perf_counter()
         out["peak_rss"] = max(out.get("peak_rss", 0), rss)
         if serving:
@@ -55,6 +56,14 @@ def sample(proc: subprocess.Popen, out: dict[str, Any], stop: threading.Event) -
             out["serving_cpu_s"] = out.get("serving_cpu_s", 0.0) + cpu - last_cpu
             out["serving_peak_rss"] = max(out.get("serving_peak_rss", 0), rss)
         last_cpu, last_t = cpu, now
+
+
+def command(process: psutil.Process) -> list[str]:
+    """A child's command line; [] for one that just exited (a finished training child, say)."""
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return []
 
 
 def compare(config: Path, out: Path, *flags: str) -> tuple[float, dict[str, Any], Path]:
@@ -183,7 +192,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "bench"))
         import probes
 
-        probes.main()
+        probes.main([])
 
 
 if __name__ == "__main__":
