@@ -26,7 +26,11 @@ PROMPTS = [f"Write a short story about a robot named Unit {i} who learns to {ver
 
 def bench_harness(n: int, max_tokens: int) -> dict:
     """Through generate.execute(): the code `harness compare` runs, with the cache off."""
-    from harness.config import Config, LoadedConfig
+    import yaml
+
+    from harness.build import Built
+    from harness.config import load_config
+    from harness.context import Run
     from harness.generate import execute
     from harness.plan import make_plan
     from harness.store import Store
@@ -38,19 +42,16 @@ def bench_harness(n: int, max_tokens: int) -> dict:
             "".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(PROMPTS[:n])))
         (root / "suite" / "suite.yaml").write_text(
             f"name: bench\ncases: cases.jsonl\ngeneration: {{max_tokens: {max_tokens}}}\nscorers: [json_valid]\n")
-        config = Config.model_validate({
-            "name": "bench", "suites": ["suite"], "candidates": [{"name": "c", "kind": "prompt"}],
-            "engine": {"kind": "vllm", "max_concurrency": 16},
+        (root / "config.yaml").write_text(yaml.safe_dump({
+            "name": "bench", "suites": ["suite"], "candidates": [{"name": "c", "kind": "prompt"}], "engine": "vllm",
             "gates": [{"candidate": "c", "suite": "bench", "metric": "json_valid", "min": 0}],
-        })
-        (root / "config.yaml").write_text("")
-        plan = make_plan(LoadedConfig(config=config, path=root / "config.yaml"))
-        store = Store(root / "store.sqlite")
-        store.begin_run("bench", "bench", "", {}, {})
-        execute(plan, store, "bench", root / "run", use_cache=False)
-        timings = {t.stage: t.seconds for t in store.table("timings", "bench").itertuples()}
-        tokens = int(store.table("responses", "bench")["completion_tokens"].sum())
-        store.close()
+        }))
+        plan = make_plan(load_config(str(root / "config.yaml")))
+        with Store(root / "store.sqlite") as store:
+            store.begin_run("bench", "bench", "", {}, {})
+            execute(Run(plan, store, "bench", root / "run", use_cache=False), Built())
+            timings = {t.stage: t.seconds for t in store.table("timings", "bench").itertuples()}
+            tokens = int(store.table("responses", "bench")["completion_tokens"].sum())
     return {"tokens": tokens, "seconds": timings["generate"], "startup_s": timings["engine_start"]}
 
 
