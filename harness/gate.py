@@ -2,8 +2,9 @@
 
 The verdict is `ship` only when every rule passes on complete data. `error` (no verdict) when a request
 failed, when any row a gate needs is absent or has no value on either side (the plan lists the rows),
-or when a gated judge metric was decided mostly by its fallback: a gate decided on partial or
-substituted results is not a decision a team can defend.
+when a gated judge metric's judge was not shown to agree with the rubric's labeled calibration set, or
+when a gated judge metric was decided mostly by its fallback: a gate decided on partial or substituted
+results, or by a judge nobody validated, is not a decision a team can defend.
 
 Rules marked `significant` are decided by the p-value of the test that fits the data, Holm-adjusted over
 every significant check in the run (the p shown is the p that decides, with its test's name):
@@ -92,6 +93,7 @@ class GateResult:
     missing: int = 0  # rows the gate needs that are absent or have no value (both sides)
     fallbacks: int = 0  # values decided by a judge's fallback instead of the judge (both sides)
     fallback_share: float = 0.0
+    judge: dict | None = None  # a judge metric: its judge's calibration check (judging.check.JudgeCheck.as_dict)
 
 
 @dataclass
@@ -309,13 +311,32 @@ def _missing_sentence(gate: Gate, sides: list[Coverage]) -> str:
     return "; ".join(parts)
 
 
+def unvalidated_judge(rubric: str, calibrated: bool, check: dict | None) -> str | None:
+    """Why a judge metric's judge may not gate, or None when its calibration check meets the rubric's bar."""
+    if not calibrated:
+        return (f"rubric {rubric!r} has no calibration set, so its judge was never shown to agree with labeled "
+                f"examples (fix: add `calibration:` with labeled items to the rubric; see judges/calibration/)")
+    if check is None:
+        return f"the judge of rubric {rubric!r} was not checked against its calibration set in this run"
+    if check["validated"]:
+        return None
+    value = "undefined" if check["value"] is None else f"{check['value']:.2f}"
+    ci = f" [{check['ci_low']:.2f}, {check['ci_high']:.2f}]" if check.get("ci_low") is not None else ""
+    return (f"{check['judge']} agrees with the {rubric!r} calibration set at {check['statistic']} {value}{ci} "
+            f"(n={check['items']}, read by {check['method']}), below the rubric's bar {check['min_agreement']:g} "
+            f"(fix: judge with a stronger model, `judge: {{endpoint: {{...}}}}` in the config, and check it with "
+            f"`harness judge check {rubric} --config CONFIG`)")
+
+
 def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
            pinned: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None,
-           expected: Expected | None = None) -> Verdict:
+           expected: Expected | None = None,
+           judges: Mapping[tuple[str, str], tuple[str, bool, dict | None]] | None = None) -> Verdict:
     """`errors`: failed requests; `expected`: every (candidate, suite, metric) row's case ids that the
     plan says exist (default: every case some candidate has). A gated row that is absent or has no
     value, on either side, is as fatal as a failed request: the rule would otherwise be decided on the
-    cases that happened to work."""
+    cases that happened to work. `judges`: (suite, metric) -> (rubric, whether it has a calibration set, its
+    judge's check or None) for every judge metric; a gate on one whose judge did not meet the bar is no verdict."""
     directions = directions or {}
     significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
                              for g in config.gates if g.significant)
@@ -328,9 +349,15 @@ def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
     for result in results:
         if result.checks:
             _conclude(result, config.stats.alpha)
-    incomplete, substituted = [], []
+    incomplete, substituted, unvalidated = [], [], []
     limit = config.judge.max_fallback_share
     for gate, result in zip(config.gates, results):
+        if judges is not None and (gate.suite, gate.metric) in judges:
+            rubric, calibrated, result.judge = judges[(gate.suite, gate.metric)]
+            why = unvalidated_judge(rubric, calibrated, result.judge)
+            if why is not None:
+                result.passed, result.reason = False, f"unvalidated judge: {why}"
+                unvalidated.append(f"{result.rule}: {why}")
         sides = coverage(gate, config, scores, pinned, expected)
         result.missing = sum(len(s.missing) for s in sides)
         needed = sum(s.needed for s in sides)
@@ -353,6 +380,9 @@ def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
         missing = sum(r.missing for r in results)
         return Verdict(ERROR, f"{missing} rows that gates need have no value; no verdict on partial data: "
                               + " | ".join(incomplete), results, missing)
+    if unvalidated:
+        return Verdict(ERROR, "gated judge metrics rest on a judge that was not shown to agree with labeled "
+                              "examples: " + " | ".join(unvalidated), results)
     if substituted:
         return Verdict(ERROR, "gated judge metrics were decided mostly by the fallback, not the judge "
                               "(judge.max_fallback_share): " + " | ".join(substituted), results)

@@ -34,6 +34,9 @@ class Request:
     # "choices" scores each of `choices` as its continuation. Nothing is generated.
     loglik: Literal["none", "text", "choices"] = "none"
     choices: tuple[str, ...] = ()
+    # Return the first generated token's `top_logprobs` likeliest alternatives with their log-probabilities
+    # (a judge read G-Eval style); 0: none.
+    top_logprobs: int = 0
 
     @property
     def prompt(self) -> str:
@@ -43,13 +46,21 @@ class Request:
     def chat(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
 
+    def fields(self) -> dict:
+        """The request as data. Fields added since cache version 2 appear only when set, so the keys of every
+        request that does not use them, and the answers cached under those keys, stay what they were."""
+        return {k: v for k, v in asdict(self).items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
     def as_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.fields(), sort_keys=True, separators=(",", ":"))
 
     def cache_key(self, model_fingerprint: str) -> str:
         """Same weights + same request + same settings -> same key (the served name does not count)."""
-        payload = {**asdict(self), "model": model_fingerprint, "cache_version": CACHE_VERSION}
+        payload = {**self.fields(), "model": model_fingerprint, "cache_version": CACHE_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+LATER_FIELDS = {"top_logprobs": 0}  # field -> its default, which leaves the request's key as it was
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class Completion:
     finish_reason: str | None = None
     error: str | None = None
     logliks: tuple[tuple[float, int], ...] = ()  # log-likelihood requests: (sum log-prob, tokens) per text or choice
+    top_logprobs: tuple[tuple[str, float], ...] = ()  # Request.top_logprobs: (token, log-prob) of the first token
 
 
 def loglik_completion(request: Request, logliks: Sequence[tuple[float, int]], latency_s: float) -> Completion:

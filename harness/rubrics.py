@@ -4,33 +4,42 @@ Shipped rubrics live in judges/ and are used by name; a suite can also point at 
 rubric is checked when its suite loads: the YAML against `Rubric`, the template by parsing it and
 rendering it with sample variables, so a typo fails before any model starts.
 
-The reply format is not the template's business: the harness appends one fixed instruction built from
-the same JSON Schema it sends as structured output. Engines that enforce the schema (vLLM, OpenAI) and
-engines that do not (Anthropic's API, transformers) thus ask for the same JSON, and one parser reads it.
+The reply format is not the template's business: the harness appends one fixed instruction per way of
+reading the answer. Structured: built from the same JSON Schema it sends as structured output, so engines
+that enforce the schema (vLLM, OpenAI) and engines that do not (Anthropic's API, transformers) ask for the
+same JSON, and one parser reads it. Token probabilities (G-Eval): the answer alone, read off the first
+token's likeliest alternatives. A rubric also names its calibration set (see calibration.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import jinja2
 import jsonschema
 from jinja2 import meta
 from pydantic import Field, model_validator
 
+from harness.calibration import CalibrationSet, load_calibration
 from harness.errors import ConfigError
 from harness.paths import builtin_dir
 from harness.strict import Strict
 from harness.yamlfile import load_yaml, validate
 
 WINNERS = ("A", "B", "tie")
+# Cohen's kappa of 0.6 is the usual line between "moderate" and "substantial" agreement (Landis & Koch).
+DEFAULT_MIN_AGREEMENT = 0.6
 REASONING_CHARS = 300
 ANSWER_KEY = {"pointwise": "score", "classify": "answer", "pairwise": "winner"}
+# How a judge's answer is read: off the first token's probabilities, or from a JSON reply (structured output).
+Method = Literal["logprobs", "structured"]
 # The answer a judge is asked for, per mode; `reference` only when the rubric shows it.
 COMMON_VARIABLES = ("criteria", "question", "context", "metadata")
 ANSWER_VARIABLES = {"pointwise": ("answer",), "classify": ("answer",), "pairwise": ("answer_a", "answer_b")}
@@ -58,6 +67,13 @@ class Rubric(Strict):
     needs_context: bool = Field(False, description="judge only answers given retrieved text (RAG candidates)")
     higher_is_better: bool = Field(True, description="classify: false when the positive label is the bad outcome")
     template: str = Field(description="jinja2 file, relative to this YAML")
+    calibration: str | None = Field(None, description="JSONL of labeled items, relative to this YAML: a judge "
+                                                      "must agree with them before its scores may gate")
+    min_agreement: float = Field(DEFAULT_MIN_AGREEMENT, ge=-1, le=1,
+                                 description="the bar on the rubric's agreement statistic (kappa; quadratic "
+                                             "weighted kappa for scales) that a judge must reach to gate")
+    pass_at: int | None = Field(None, description="pointwise: the lowest score that counts as a pass when "
+                                                  "agreement on pass/fail is reported (default: the top quarter)")
 
     @model_validator(mode="after")
     def _fits_mode(self) -> "Rubric":
@@ -72,15 +88,27 @@ class Rubric(Strict):
                 raise ValueError("a label must be non-empty")
             if self.positive not in self.labels:
                 raise ValueError(f"`positive` {self.positive!r} is not one of the labels {self.labels}")
+        if self.pass_at is not None and (self.scale is None or not self.scale.min < self.pass_at <= self.scale.max):
+            raise ValueError("`pass_at` applies to pointwise rubrics and must lie above `scale.min`, up to `scale.max`")
         return self
+
+    @property
+    def passing_score(self) -> int:
+        """Pointwise: scores from here up count as a pass (1..5 -> 4)."""
+        assert self.scale is not None
+        return self.pass_at if self.pass_at is not None else self.scale.max - (self.scale.max - self.scale.min) // 4
 
 
 @dataclass(frozen=True)
 class Reply:
-    """A parsed judge reply: its reasons, and the score, label or winner."""
+    """A parsed judge reply: its reasons, and the score, label or winner. Read off token probabilities, the
+    score is their expected value (a float), and `probabilities` (per option, renormalised) and `mass` (the
+    options' share of the whole distribution before that) say how it was read."""
 
     reasoning: str
     answer: Any
+    probabilities: dict[str, float] | None = None
+    mass: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,27 @@ class LoadedRubric:
     rubric: Rubric
     path: Path
     template: jinja2.Template
+    calibration: CalibrationSet | None = None
+
+    @cached_property
+    def content_hash(self) -> str:
+        """The rubric as a judge sees it: its YAML and its template."""
+        digest = hashlib.sha256(self.path.read_bytes() + b"\0")
+        digest.update((self.path.parent / self.rubric.template).read_bytes())
+        return digest.hexdigest()
+
+    @property
+    def options(self) -> list[str]:
+        """What a judge answers, as text: each score of the scale, each label, or A / B / tie."""
+        r = self.rubric
+        return [str(s) for s in range(r.scale.min, r.scale.max + 1)] if r.scale else list(r.labels or WINNERS)
+
+    @property
+    def reads_logprobs(self) -> bool:
+        """Whether the answer can be read off the first token's probabilities: no option may begin another
+        (a 1..10 scale's "1" would also be the start of "10")."""
+        opts = [o.lower() for o in self.options]
+        return not any(a != b and b.startswith(a) for a in opts for b in opts)
 
     @property
     def name(self) -> str:
@@ -132,10 +181,40 @@ class LoadedRubric:
         return (f'Reply with only a JSON object and nothing else: {{"reasoning": "<one or two short sentences>", '
                 f'"{ANSWER_KEY[r.mode]}": {shape}}}')
 
-    def render(self, **variables: Any) -> str:
+    @property
+    def answer_instruction(self) -> str:
+        """For a judge read by its token probabilities: the answer alone, as the reply's first token."""
+        r = self.rubric
+        if r.scale is not None:
+            return f"Reply with only the score, one whole number from {r.scale.min} to {r.scale.max}, and nothing else."
+        options = [json.dumps(x) for x in self.options]
+        return f"Reply with only {', '.join(options[:-1])} or {options[-1]}, and nothing else."
+
+    def render(self, method: Method = "structured", **variables: Any) -> str:
         """The judge prompt: the template with the rubric's criteria, then the reply instruction."""
         prompt = self.template.render(criteria=self.rubric.criteria.strip(), **variables).strip()
-        return f"{prompt}\n\n{self.instruction}"
+        return f"{prompt}\n\n{self.instruction if method == 'structured' else self.answer_instruction}"
+
+    def read_logprobs(self, top: Sequence[tuple[str, float]]) -> tuple[Reply | None, str | None]:
+        """G-Eval's reading (Liu et al., 2023) of the first token's likeliest alternatives: a scale's score is the
+        probability-weighted mean of the scores, a label the likeliest label; probabilities are renormalised
+        over the options found. A token counts for the one option it begins ("Yes", " yes" -> "yes")."""
+        probabilities: dict[str, float] = {}
+        for token, logprob in top:
+            text = token.strip().lower()
+            hits = [o for o in self.options if text and o.lower().startswith(text)]
+            if len(hits) == 1:
+                probabilities[hits[0]] = probabilities.get(hits[0], 0.0) + math.exp(logprob)
+        if not probabilities:
+            shown = ", ".join(repr(t) for t, _ in top[:5])
+            return None, f"no option ({', '.join(self.options)}) among the first token's likeliest ({shown or 'none'})"
+        mass = sum(probabilities.values())
+        shares = {o: probabilities[o] / mass for o in self.options if o in probabilities}
+        if self.rubric.scale is not None:
+            answer: Any = sum(int(o) * p for o, p in shares.items())
+        else:
+            answer = max(shares, key=lambda o: (shares[o], -self.options.index(o)))
+        return Reply("", answer, {o: round(p, 4) for o, p in shares.items()}, round(mass, 4)), None
 
     def parse(self, text: str) -> tuple[Reply | None, str | None]:
         """(verdict, None), or (None, why) when no JSON object in the reply fits the schema."""
@@ -228,7 +307,9 @@ def load_rubric(path: Path) -> LoadedRubric:
     if missing:
         raise ConfigError(str(path), "template", f"{rubric.template} never shows {', '.join(missing)} to the judge",
                           "place them in the prompt, e.g. {{ " + missing[0] + " }}")
-    return loaded
+    if rubric.calibration is None:
+        return loaded
+    return replace(loaded, calibration=load_calibration(path.parent / rubric.calibration, rubric))
 
 
 def _template_line(exc: Exception) -> str:

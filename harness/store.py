@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS timings (
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY, model_fingerprint TEXT, completion_json TEXT, created_at TEXT
 );
+CREATE TABLE IF NOT EXISTS judge_checks (
+    key TEXT PRIMARY KEY, rubric TEXT, judge TEXT, result_json TEXT, created_at TEXT
+);
 """
 
 
@@ -170,7 +173,8 @@ class Store:
         if row is None:
             return None
         fields = json.loads(row[0])
-        fields["logliks"] = tuple(tuple(pair) for pair in fields.get("logliks", ()))
+        for name in ("logliks", "top_logprobs"):
+            fields[name] = tuple(tuple(pair) for pair in fields.get(name, ()))
         return Completion(**fields)
 
     def cache_put(self, key: str, model_fingerprint: str, completion: Completion) -> None:
@@ -178,6 +182,15 @@ class Store:
         if completion.error is None:
             self.db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?)",
                         (key, model_fingerprint, json.dumps(asdict(completion)), now()))
+
+    def judge_check(self, key: str) -> dict[str, Any] | None:
+        """A judge's agreement with a calibration set, as computed before (see judging.check)."""
+        row = self.db.execute("SELECT result_json FROM judge_checks WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_judge_check(self, key: str, result: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO judge_checks VALUES (?, ?, ?, ?, ?)",
+                        (key, result["rubric"], result["judge"], json.dumps(result), now()))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         cur = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from scenarios import Project
 
 from harness.config import EngineConfig
 from harness.models import DEFAULT_MODEL, ModelRef, pull
@@ -42,3 +43,9 @@ def copy_demo(folder: Path) -> Path:
 @pytest.fixture
 def demo_copy(tmp_path: Path) -> Path:
     return copy_demo(tmp_path)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A planted scenario's project folder (tests/scenarios.py), run by the scripted engine."""
+    return Project(tmp_path)

@@ -73,3 +73,30 @@ def answer(text: str, model: str | None = None, contains: str | None = None, **e
 
 PROMPT = {"name": "bare", "kind": "prompt"}
 LORA = {"name": "lora", "kind": "lora", "adapter": "adapter"}
+
+
+def calibrated_rubric(project: Project, name: str, items: int = 12) -> tuple[str, list[dict[str, Any]]]:
+    """A copy of the shipped rubric `name` with a calibration set the scripted judge answers exactly as labeled
+    (each item's answer names its label), so a scenario about something else has a validated judge. Returns
+    the rubric's path (for a suite's `rubric:`) and the judge rules to put first in the script."""
+    from harness.rubrics import judges_dir, load_rubric
+
+    shipped = load_rubric(judges_dir() / f"{name}.yaml")
+    folder = project.root / "rubrics"
+    folder.mkdir(exist_ok=True)
+    text = (judges_dir() / f"{name}.yaml").read_text()
+    (folder / f"{name}.yaml").write_text(text.replace(f"calibration/{name}.jsonl", f"{name}-calibration.jsonl"))
+    (folder / shipped.rubric.template).write_text((judges_dir() / shipped.rubric.template).read_text())
+    labels = shipped.options
+    rows = [{"id": f"cal{i}", "question": f"q{i}", "answer": f"CALIBRATION-{labels[i % len(labels)]}",
+             "reference": "r", "context": "c", "label": _typed(labels[i % len(labels)], shipped.mode)}
+            for i in range(items)]
+    (folder / f"{name}-calibration.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    key = {"pointwise": "score", "classify": "answer"}[shipped.mode]
+    rules = [answer(json.dumps({"reasoning": "as labeled", key: _typed(label, shipped.mode)}),
+                    contains=f"CALIBRATION-{label}", top_logprobs=[[label, -0.01]]) for label in labels]
+    return str(folder / f"{name}.yaml"), rules
+
+
+def _typed(label: str, mode: str) -> Any:
+    return int(label) if mode == "pointwise" else label

@@ -32,6 +32,11 @@ def test_probes_bench_smoke() -> None:
     assert "3 probe requests" in out and "baseline transformers in-process" in out
 
 
+def test_judges_bench_smoke() -> None:
+    out = bench("judges.py", "--smoke", timeout=180)
+    assert out.count("structured") >= 5 and out.count("logprobs") >= 5 and "the time of structured output" in out
+
+
 def test_retrieval_bench_smoke() -> None:
     assert bench("retrieval.py", "--queries", "20", "--baseline-queries", "5", timeout=180)
 

@@ -208,7 +208,8 @@ def test_refusal_fallback_counts_a_non_refusal_as_attack_success() -> None:
 
 def judgement(rubric_name: str, fallback: str | None = None, prompts: int = 1) -> Judgement:
     params = JudgeParams.model_validate({"type": "judge", "rubric": rubric_name, "fallback": fallback})
-    return Judgement("tuned", "qa", "1", rubric_name, params, "Sure, here it is.", prompts=("p",) * prompts)
+    return Judgement("tuned", "qa", "1", rubric_name, params, "Sure, here it is.",
+                     variables=({"answer": "p"},) * prompts)
 
 
 def settle(j: Judgement, replies: list, attempts: int = 3):
@@ -330,8 +331,9 @@ def test_judge_prompts_carry_retrieved_text_and_both_pairwise_orders(tmp_path: P
     todo = judgements(plan, store.table("responses", "r1"), ["base", "tuned"], "base")
     # groundedness needs retrieved text (needs_context): the base candidate retrieved nothing, so no row
     assert [(j.metric, j.candidate) for j in todo] == [("groundedness", "tuned"), ("pairwise", "tuned")]
-    assert "Each node needs 6 GB of RAM" in todo[0].prompts[0] and "[QUESTION]\nHow much RAM?" in todo[0].prompts[0]
-    first, second = todo[1].prompts
+    grounded = todo[0].params.loaded.render(**todo[0].variables[0])
+    assert "Each node needs 6 GB of RAM" in grounded and "[QUESTION]\nHow much RAM?" in grounded
+    first, second = (todo[1].params.loaded.render(**p) for p in todo[1].variables)
     assert first.index("6 GB") < first.index("8 GB") and second.index("8 GB") < second.index("6 GB")
 
 

@@ -50,7 +50,7 @@ def test_html_escapes_model_output(tmp_path: Path) -> None:
 def test_results_json_records(tmp_path: Path) -> None:
     store, run_dir = make_run(tmp_path)
     results = json.loads(write_reports(store, "r1", run_dir)["results"].read_text())
-    assert results["schema_version"] == 3
+    assert results["schema_version"] == 4 and results["judges"] == []
     assert results["run"]["config_hash"] == "hash" and results["run"]["models"]["a"]["fingerprint"] == "f" * 64
     assert results["run"]["packages"] == {"harness": "0.1.0"} and results["run"]["seed"] == 0
     by_candidate = {r["candidate"]: r for r in results["cases"]}

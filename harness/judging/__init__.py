@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.console import console
 from harness.judging.asking import Answerer, ask, judge_model
+from harness.judging.check import JudgeCheck, check_rubrics
 from harness.judging.replies import reply_score
 from harness.scorers.judge import JudgeParams
 
@@ -27,14 +28,15 @@ if TYPE_CHECKING:
 
     from harness.context import Run
     from harness.plan import Plan
+    from harness.rubrics import LoadedRubric
     from harness.serving.base import Target
     from harness.suites import Case
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """One score row to write: the prompts that decide it (pairwise: both orders), or the problem that
-    keeps it from being judged."""
+    """One score row to write: the template variables of the prompts that decide it (pairwise: both orders),
+    or the problem that keeps it from being judged."""
 
     candidate: str
     suite: str
@@ -42,7 +44,7 @@ class Judgement:
     metric: str
     params: JudgeParams
     output: str
-    prompts: tuple[str, ...] = ()
+    variables: tuple[dict[str, Any], ...] = ()
     problem: str | None = None
 
 
@@ -72,7 +74,7 @@ def judgements(plan: Plan, responses: pd.DataFrame, candidates_order: Sequence[s
                 continue
             params: JudgeParams = spec.params  # type: ignore[assignment]
             for candidate in candidates_order:
-                if params.loaded.mode == "pairwise" and candidate == baseline:
+                if (params.loaded.mode == "pairwise" and candidate == baseline) or not plan.runs(candidate, suite.name):
                     continue
                 for case in suite.cases:
                     row = answered.get((candidate, suite.name, case.id))
@@ -94,40 +96,55 @@ def _judgement(params: JudgeParams, metric: str, candidate: str, suite: str, cas
             return replace(head, problem="the case has no reference to judge against")
         variables["reference"] = case.reference
     if rubric.mode != "pairwise":
-        return replace(head, prompts=(rubric.render(answer=row.output, **variables),))
+        return replace(head, variables=({"answer": row.output, **variables},))
     if baseline_row is None:
         return replace(head, problem=f"the baseline {baseline!r} has no answer to this case to compare with")
-    return replace(head, prompts=(rubric.render(answer_a=row.output, answer_b=baseline_row.output, **variables),
-                                   rubric.render(answer_a=baseline_row.output, answer_b=row.output, **variables)))
+    return replace(head, variables=({"answer_a": row.output, "answer_b": baseline_row.output, **variables},
+                                     {"answer_a": baseline_row.output, "answer_b": row.output, **variables}))
+
+
+def judge_metrics(plan: Plan) -> dict[tuple[str, str], LoadedRubric]:
+    """(suite, metric) -> rubric of every judge scorer in the plan."""
+    return {(suite.name, spec.metric): spec.params.loaded  # type: ignore[attr-defined]
+            for suite in plan.suites for spec in suite.scorers if spec.deferred and spec.type == "judge"}
 
 
 def judge_targets(plan: Plan) -> list[Target]:
     """What the judging stage will ask, if any suite has a judge scorer: the run keeps that engine open
     from generation on (see serving.pool)."""
-    judged = any(spec.deferred and spec.type == "judge" for suite in plan.suites for spec in suite.scorers)
-    return [judge_model(plan).target] if judged else []
+    return [judge_model(plan).target] if judge_metrics(plan) else []
 
 
 def run_judges(run: Run) -> int:
-    """Judge every stored answer with every `judge` scorer of its suite; write one score row per
-    judgement and return how many ended as errors (value NULL, detail 'judge error: ...')."""
+    """Check each rubric's judge against its calibration set (recorded in the run's meta under `judges`, per
+    judge metric), then judge every stored answer with every `judge` scorer of its suite; write one score
+    row per judgement and return how many ended as errors (value NULL, detail 'judge error: ...')."""
     plan, store = run.plan, run.store
+    metrics = judge_metrics(plan)
+    if not metrics:
+        return 0
     todo = judgements(plan, store.table("responses", run.run_id), [c.name for c in plan.config.candidates],
                       plan.config.baseline_name)
-    if not todo:
-        return 0
     judge = judge_model(plan)
     attempts = plan.config.judge.attempts
     started = time.perf_counter()
     with ExitStack() as stack:
-        answerer = Answerer(run, judge, stack)
-        results = iter(ask(answerer, [(j.params.loaded, p) for j in todo for p in j.prompts], plan.config))
+        answerer = Answerer.for_run(run, judge, stack)
+        checks = check_rubrics(answerer, list(metrics.values()), plan.config.judge)
+        results = iter(ask(answerer, [(j.params.loaded, p) for j in todo for p in j.variables], plan.config.judge))
     store.put_timing(run.run_id, "judge", judge.label, time.perf_counter() - started - (answerer.started_s or 0.0))
     if answerer.started_s is not None:
         store.put_timing(run.run_id, "engine_start", judge.label, answerer.started_s)
+    meta = (store.run(run.run_id) or {}).get("meta") or {}
+    store.set_meta(run.run_id, {**meta, "judges": [
+        {"suite": suite, "metric": metric, "rubric": rubric.name, "calibrated": rubric.calibration is not None,
+         "check": _as_dict(checks[str(rubric.path)])}
+        for (suite, metric), rubric in metrics.items()]})
+    for check in filter(None, checks.values()):
+        console.log(f"{judge.label} on {check.rubric}: {check.sentence()}")
     errors = fallbacks = 0
     for judgement in todo:
-        score = reply_score(judgement.params, judgement.output, [next(results) for _ in judgement.prompts], attempts,
+        score = reply_score(judgement.params, judgement.output, [next(results) for _ in judgement.variables], attempts,
                             judgement.problem)
         errors += score.value is None
         fallbacks += bool(score.meta and score.meta.get("fallback"))
@@ -136,3 +153,7 @@ def run_judges(run: Run) -> int:
     console.log(f"{judge.label}: {len(todo)} judgements ({answerer.cached} answers cached, {answerer.asked} asked), "
                 f"{errors} errors, {fallbacks} decided by the refusal fallback")
     return errors
+
+
+def _as_dict(check: JudgeCheck | None) -> dict[str, Any] | None:
+    return None if check is None else check.as_dict()

@@ -10,8 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from harness.judging.replies import position_bias
 from harness.scorers import CorpusItem, scorer_type
-from harness.stats import agreement
+from harness.stats import agreement, spearman
 
 
 def suite_directions(meta: dict[str, Any]) -> dict[tuple[str, str], bool]:
@@ -95,3 +96,42 @@ def judge_agreement(scores: pd.DataFrame, cases: pd.DataFrame) -> list[dict]:
                 people.append(human)
     return [{"candidate": c, "suite": s, "metric": m, **agreement(j, h, kind)}  # type: ignore[arg-type]
             for (c, s, m, kind), (j, h) in groups.items()]
+
+
+REFERENCE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "ter")
+
+
+def judge_reports(meta: dict[str, Any], scores: pd.DataFrame, responses: pd.DataFrame) -> list[dict]:
+    """Per judge metric: its judge's calibration check (as the judging stage recorded it) and the biases this
+    run's judgements show: for pairwise rubrics the share of verdicts that flip when the answers swap places
+    and how often the first position wins; for scales the correlation of the score with the answer's length
+    (words); and how the judge's scores correlate with the suite's reference metrics (ROUGE, BLEU, chrF...)
+    on the same answers."""
+    rows = []
+    outputs = {(r.candidate, r.suite, r.case_id): r.output for r in responses.itertuples(index=False)}
+    types = {(suite, metric): settings.get("type") for suite, info in meta.get("suites", {}).items()
+             for metric, settings in info.get("scorers", {}).items()}
+    for judge in meta.get("judges", []):
+        suite, metric = judge["suite"], judge["metric"]
+        mine = scores[(scores["suite"] == suite) & (scores["metric"] == metric)] if not scores.empty else scores
+        answers = [(r, json.loads(r.meta_json) if isinstance(r.meta_json, str) else {})
+                   for r in mine.itertuples(index=False)]
+        judged = [(r, m["judge"]) for r, m in answers if "judge" in m and not m.get("fallback")]
+        row = {**judge, "judged": len(judged)}
+        positions = [j["positions"] for _, j in judged if "positions" in j]
+        if positions:
+            row.update(position_bias(positions))
+        elif judged and "score" in judged[0][1]:
+            lengths = [len((outputs.get((r.candidate, r.suite, r.case_id)) or "").split()) for r, _ in judged]
+            row["length_correlation"] = spearman([float(j["score"]) for _, j in judged], lengths)[0]
+        values = mine.dropna(subset=["value"]).set_index(["candidate", "case_id"])["value"] if judged else None
+        row["reference_correlation"] = {}
+        for (other_suite, other), kind in types.items():
+            if other_suite != suite or kind not in REFERENCE_TYPES or values is None:
+                continue
+            theirs = scores[(scores["suite"] == suite) & (scores["metric"] == other)].dropna(subset=["value"])
+            paired = theirs.set_index(["candidate", "case_id"])["value"].to_frame("reference").join(
+                values.to_frame("judge"), how="inner")
+            row["reference_correlation"][other] = spearman(paired["judge"].tolist(), paired["reference"].tolist())[0]
+        rows.append(row)
+    return rows

@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from harness.compare import better
 from harness.config import StatsConfig
-from harness.gate import LABELS
+from harness.gate import LABELS, unvalidated_judge
 from harness.report.breakdown import suite_directions
 
 _env = Environment(
@@ -27,6 +27,11 @@ _env = Environment(
 _env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v:.{digits}f}"
 _env.filters["signed"] = lambda v, digits=3: "—" if v is None else f"{v:+.{digits}f}"
 _env.filters["pval"] = lambda v: "—" if v is None else ("< 0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def environment() -> Environment:
+    """The report's jinja2 environment (autoescaped, strict), for pages that share its templates."""
+    return _env
 
 
 def _order(suites: dict[str, dict]) -> Any:
@@ -46,12 +51,17 @@ def metric_table(results: dict[str, Any]) -> list[dict]:
     rows: dict[tuple[str, str], dict] = {}
     for item in results["summary"]:
         row = rows.setdefault((item["suite"], item["metric"]),
-                              {"suite": item["suite"], "metric": item["metric"], "means": {}, "vs": {},
+                              {"suite": item["suite"], "metric": item["metric"], "means": {}, "vs": {}, "judge": None,
                                "higher": directions.get((item["suite"], item["metric"]), True)})
         row["means"][item["candidate"]] = item
     for comp in results["comparisons"]:
         if (comp["suite"], comp["metric"]) in rows:
             rows[(comp["suite"], comp["metric"])]["vs"][comp["candidate"]] = comp
+    for judge in results.get("judges", []):
+        if (judge["suite"], judge["metric"]) in rows:
+            check = judge["check"]
+            why = unvalidated_judge(judge["rubric"], judge["calibrated"], check)
+            rows[(judge["suite"], judge["metric"])]["judge"] = {"validated": why is None, "why": why or ""}
     key = _order(results["run"].get("suites", {}))
     return [rows[k] for k in sorted(rows, key=lambda k: key(*k))]
 
@@ -239,5 +249,6 @@ def render_html(results: dict[str, Any]) -> str:
         suites=sorted({c["suite"] for c in cases}), tags=sorted({t for c in cases for t in c["tags"]}),
         stats=StatsConfig.model_validate(run["config"].get("stats", {})),
         tag_tables=tag_tables(results, candidates), corpus=results["corpus"], agreement=results["agreement"],
+        judges=results.get("judges", []),
         redacted_suites=sorted(hidden),
     )

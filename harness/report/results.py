@@ -14,10 +14,10 @@ import pandas as pd
 from harness.compare import comparisons, summarize
 from harness.config import StatsConfig
 from harness.errors import HarnessError
-from harness.report.breakdown import by_tag, corpus_level, judge_agreement, suite_directions
+from harness.report.breakdown import by_tag, corpus_level, judge_agreement, judge_reports, suite_directions
 from harness.store import Store
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _clean(value: Any) -> Any:
@@ -105,6 +105,7 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
         "by_tag": by_tag(scores, stored_cases, config["baseline"]),
         "corpus": corpus_level(responses, stored_cases, meta),
         "agreement": judge_agreement(scores, stored_cases),
+        "judges": judge_reports(meta, scores, responses),
         "usage": [{k: _clean(v) for k, v in r.items()} for r in usage.to_dict("records")],
         "timings": [{"stage": t.stage, "model": t.subject, "seconds": round(t.seconds, 3)}
                     for t in store.table("timings", run_id).itertuples(index=False)],

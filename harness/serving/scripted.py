@@ -11,6 +11,7 @@ provider is the model for this. Rules are tried in order; the first that matches
         - {model: lora, contains: "Ticket:", answer: '{"category": "billing"}'}
         - {contains: "Ticket:", error: "HTTP 500", times: 1}    # the first such request fails
         - {loglik: choices, logliks: [[-1.0, 1], [-3.0, 1]]}    # multiple-choice probes
+        - {contains: "[ANSWER", top_logprobs: [["4", -0.2], ["5", -1.9]]}  # a judge read by token probabilities
         - {answer: "I don't know", delay_s: 0.01}              # everything else
 """
 
@@ -63,8 +64,10 @@ class ScriptedEngine:
                 return Completion(text="", error="scripted engine: the rule gives no `logliks` for a probe")
             return loglik_completion(request, rule.logliks, rule.delay_s)
         text = rule.answer or ""
+        top = tuple((token, logprob) for token, logprob in rule.top_logprobs or ()) if request.top_logprobs else ()
         return Completion(text=text, prompt_tokens=sum(len(c.split()) for _, c in request.messages),
-                          completion_tokens=len(text.split()), latency_s=rule.delay_s, finish_reason="stop")
+                          completion_tokens=len(text.split()), latency_s=rule.delay_s, finish_reason="stop",
+                          top_logprobs=top[:request.top_logprobs])
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         return run_concurrently(self.complete, requests, self.max_concurrency)

@@ -66,12 +66,14 @@ class TransformersEngine:
                 **inputs, max_new_tokens=first.max_tokens, do_sample=sample,
                 temperature=first.temperature if sample else None, top_p=first.top_p if sample else None,
                 top_k=None, stop_strings=list(first.stop) or None, tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id,
+                pad_token_id=self.tokenizer.pad_token_id, output_logits=bool(first.top_logprobs),
+                return_dict_in_generate=True,
             )
         elapsed = time.perf_counter() - started
         width = inputs["input_ids"].shape[1]
+        tops = self._top_logprobs(out.logits[0], first.top_logprobs) if first.top_logprobs else [()] * len(requests)
         results = []
-        for row, mask in zip(out, inputs["attention_mask"], strict=True):
+        for row, mask, top in zip(out.sequences, inputs["attention_mask"], tops, strict=True):
             new = row[width:]
             eos = (new == self.tokenizer.eos_token_id).nonzero()
             length = int(eos[0]) if len(eos) else len(new)
@@ -80,9 +82,15 @@ class TransformersEngine:
                 text = text.split(stop)[0]
             results.append(Completion(
                 text=text, prompt_tokens=int(mask.sum()), completion_tokens=length,
-                latency_s=elapsed, finish_reason="length" if length >= first.max_tokens else "stop",
+                latency_s=elapsed, finish_reason="length" if length >= first.max_tokens else "stop", top_logprobs=top,
             ))
         return results
+
+    def _top_logprobs(self, logits: Any, k: int) -> list[tuple[tuple[str, float], ...]]:
+        """Per row, the first generated token's k likeliest alternatives, as vLLM and OpenAI return them."""
+        values, ids = self.torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1)
+        return [tuple((self.tokenizer.decode([i]), float(v)) for i, v in zip(row_ids.tolist(), row_values.tolist()))
+                for row_ids, row_values in zip(ids, values)]
 
     def _loglik(self, requests: Sequence[Request]) -> list[Completion]:
         """Log-likelihoods from this engine's own weights (the adapter the requests name, if any)."""
@@ -96,7 +104,7 @@ class TransformersEngine:
 
         def settings(i: int) -> tuple:
             r = requests[i]
-            return (r.model, r.max_tokens, r.temperature, r.top_p, r.stop, r.seed)
+            return (r.model, r.max_tokens, r.temperature, r.top_p, r.stop, r.seed, r.top_logprobs)
 
         chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
         order = sorted(chats, key=lambda i: (settings(i), len(str(requests[i].messages))))
