@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import traceback
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -39,9 +42,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """compare and drift: the same pipeline; drift compares with a pinned run."""
     from harness.pipeline import run
+    from harness.report.ci import publish_to_github
 
     outcome = run(args.config, kind=args.command, out=args.out, use_cache=not args.no_cache,
-                  retrain=args.retrain, resume=args.resume)
+                  retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None))
     verdict = outcome.verdict
     style = {"ship": "bold green", "do_not_ship": "bold red", "error": "bold yellow"}[verdict.decision]
     label = LABELS[verdict.decision]
@@ -52,7 +56,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.print(table)
     out.print(f"[{style}]{label}[/]: {verdict.reason}")
     out.print("\n".join(f"{kind}: {path}" for kind, path in outcome.files.items()))
+    publish_to_github(json.loads(outcome.files["results"].read_text()), outcome.files["summary"].read_text(),
+                      os.environ, lambda line: print(line, flush=True))
     return EXIT_CODES[verdict.decision]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the config is ready to run, 2 with every problem listed."""
+    from harness.check import check
+
+    checked = check(args.config)
+    if checked.problems:
+        err.print(f"[bold red]{len(checked.problems)} problem{'s' * (len(checked.problems) > 1)}[/] in {args.config}:",
+                  highlight=False)
+        for problem in checked.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
+    plan = checked.plan
+    assert plan is not None
+    cases = sum(len(s.cases) for s in plan.suites)
+    out.print(f"ok: {args.config}: {len(plan.config.candidates)} candidates, {len(plan.suites)} suites "
+              f"({cases} cases), {len(plan.config.gates)} gates; every suite, rubric, gate, model and data file "
+              "checked, no model started", highlight=False)
+    return 0
 
 
 def _open_store(path: str) -> "Store":
@@ -73,6 +99,27 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise HarnessError(f"no run {args.run!r} in {args.store}\n  fix: one of: {known}")
         files = write_reports(store, args.run, store.path.parent / args.run)
     out.print("\n".join(f"{kind}: {path}" for kind, path in files.items()))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from harness.report.diff import diff_runs, render_diff_html
+
+    with _open_store(args.store) as store:
+        diff = diff_runs(store, args.run_a, args.run_b)
+    table = Table("candidate", "suite", "metric", f"A {args.run_a[-9:]}", f"B {args.run_b[-9:]}", "Δ B-A [CI]",
+                  "p (test)", "n", "reads")
+    for row in diff.rows:
+        table.add_row(row["candidate"], row["suite"], row["metric"], _num(row["baseline_mean"]),
+                      _num(row["candidate_mean"]), f"{row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]",
+                      f"{row['p_value']:.3g} ({row['test']})" if row["p_value"] is not None else "—", str(row["n"]),
+                      row["outcome"])
+    out.print(table)
+    for skipped in diff.skipped:
+        err.print(f"not compared: {skipped}", highlight=False)
+    path = Path(args.out) if args.out else Path(args.store).parent / f"diff-{args.run_a}-{args.run_b}.html"
+    path.write_text(render_diff_html(diff))
+    out.print(f"html: {path}")
     return 0
 
 
@@ -111,6 +158,67 @@ def cmd_train(args: argparse.Namespace) -> int:
                            retrain=args.retrain)
     out.print(f"adapter {'reused' if result.reused else 'trained'}: {result.path}")
     return 0
+
+
+def cmd_judge_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the judge meets the rubric's bar, 1 when it does not, 2 on an error."""
+    from harness.config import EngineConfig, JudgeConfig, load_config
+    from harness.judging.asking import Answerer, judge_for
+    from harness.judging.check import check_judge
+    from harness.models import DEFAULT_MODEL
+    from harness.rubrics import load_rubric, rubric_path
+    from harness.serving.pool import Engines
+
+    path = rubric_path(args.rubric, Path.cwd())
+    if not path.is_file():
+        from harness.rubrics import builtin_names
+
+        raise HarnessError(f"no rubric {args.rubric!r} ({path})\n  fix: name one of {', '.join(builtin_names())} "
+                           "or a rubric .yaml path")
+    rubric = load_rubric(path)
+    if rubric.calibration is None:
+        raise HarnessError(f"{path}: the rubric names no calibration set\n"
+                           "  fix: add `calibration: FILE.jsonl` (labeled items; see judges/calibration/)")
+    judge, engine, seed, model, base_dir = JudgeConfig(), EngineConfig(), 0, DEFAULT_MODEL, Path.cwd()
+    if args.config:
+        loaded = load_config(args.config)
+        judge, engine, seed, model = loaded.config.judge, loaded.config.engine, loaded.config.seed, loaded.config.model
+        base_dir = loaded.base_dir
+    if args.judge:
+        judge = judge.model_copy(update={"model": args.judge, "endpoint": None})
+    if args.method:
+        judge = judge.model_copy(update={"method": args.method})
+    if args.engine:
+        engine = engine.model_copy(update={"kind": args.engine})
+    who = judge_for(judge, model, base_dir, engine)
+    store_path = Path(args.store)
+    with _store(store_path) as store, Engines() as engines, ExitStack() as stack:
+        answerer = Answerer(who, store, engines, engine, seed, store_path.parent / "judge-checks", stack,
+                            use_cache=not args.no_cache)
+        check = check_judge(answerer, rubric, judge)
+    assert check is not None  # the rubric has a calibration set
+    table = Table("rubric", "judge", "read by", "statistic", "value [95% CI]", "bar", "items", "unanswered",
+                  "spearman", "pass/fail kappa", "exact", "flip rate", "1st position wins")
+    table.add_row(check.rubric, check.judge, check.method, check.statistic,
+                  _num(check.value) + (f" [{check.ci_low:.2f}, {check.ci_high:.2f}]" if check.ci_low is not None
+                                       else ""), f"{check.min_agreement:g}", str(check.items), str(check.unusable),
+                  _num(check.spearman), _num(check.pass_fail_kappa), _num(check.exact_agreement),
+                  _num(check.flip_rate), _num(check.first_position_rate))
+    out.print(table)
+    style = "bold green" if check.validated else "bold red"
+    out.print(f"[{style}]{'VALIDATED' if check.validated else 'NOT VALIDATED'}[/]: {check.judge} on {check.rubric}: "
+              f"{check.sentence()}")
+    return 0 if check.validated else 1
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _store(path: Path) -> "Store":
+    from harness.store import Store
+
+    return Store(path)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -161,7 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train LoRA adapters even when a cached one matches")
         command.add_argument("--resume", metavar="RUN",
                              help="continue a crashed or killed run; stored rows are not redone")
+        if name == "compare":
+            command.add_argument("--against", metavar="RUN",
+                                 help="a stored run (id or pin name) whose scores are the baseline side of relative "
+                                      "gates: each candidate compared with itself there (its suites must be unchanged)")
         command.set_defaults(func=cmd_run)
+
+    checking = sub.add_parser("check", help="validate a config, its suites, rubrics, gates, models and data; every "
+                                            "problem at once, no model started; exit 0 or 2")
+    checking.add_argument("config", help="path to a config YAML")
+    checking.set_defaults(func=cmd_check)
 
     train = sub.add_parser("train", help="train a lora candidate's adapter alone and print where it is")
     train.add_argument("config")
@@ -176,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
     pin.add_argument("--force", action="store_true", help="pin even a run whose verdict was ERROR (says so loudly)")
     pin.set_defaults(func=cmd_pin)
 
+    diff = sub.add_parser("diff", help="per-metric deltas with CIs between two stored runs (B minus A, each "
+                                       "candidate paired with itself, case by case); writes an HTML page too")
+    diff.add_argument("run_a", help="the earlier run id")
+    diff.add_argument("run_b", help="the later run id")
+    diff.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
+    diff.add_argument("--out", help="where to write the HTML (default: beside the store)")
+    diff.set_defaults(func=cmd_diff)
+
     report = sub.add_parser("report", help="re-render a stored run's report files")
     report.add_argument("run", help="run id (see `harness runs`)")
     report.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
@@ -183,6 +308,21 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list stored runs")
     runs.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
     runs.set_defaults(func=cmd_runs)
+
+    judges = sub.add_parser("judge", help="LLM-as-judge rubrics").add_subparsers(dest="judge_command", required=True)
+    check = judges.add_parser("check", help="how far a judge agrees with a rubric's labeled calibration set; "
+                                            "exit 0 when it meets the rubric's bar (min_agreement), 1 when not")
+    check.add_argument("rubric", help="a rubric in judges/ by name, or a rubric .yaml path")
+    check.add_argument("--config", help="take the judge (model or endpoint), engine and seed from this config")
+    check.add_argument("--judge", metavar="MODEL", help="a local judge model (alias or HF folder); overrides the "
+                                                        f"config's (default: {DEFAULT_MODEL})")
+    check.add_argument("--method", choices=["auto", "logprobs", "structured"],
+                       help="how answers are read (default: the config's judge.method, else auto)")
+    check.add_argument("--engine", choices=["vllm", "transformers"], help="what serves a local judge (default vllm)")
+    check.add_argument("--store", default=DEFAULT_STORE, help=f"where answers and results are cached "
+                                                              f"(default {DEFAULT_STORE})")
+    check.add_argument("--no-cache", action="store_true", help="ask the judge again instead of using cached answers")
+    check.set_defaults(func=cmd_judge_check)
 
     models = sub.add_parser("models", help="the model cache").add_subparsers(dest="models_command", required=True)
     pull = models.add_parser("pull", help="fetch and convert embedded models (idempotent)")

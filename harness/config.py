@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, Problems
 from harness.generation import Generation
 from harness.kinds import Candidate, CandidateBase
 from harness.strict import Strict
-from harness.yamlfile import line_of, load_yaml, validate
+from harness.yamlfile import line_of, load_yaml, validation_errors
 
 
 class ScriptRule(Strict):
@@ -25,6 +25,8 @@ class ScriptRule(Strict):
     answer: str | None = Field(None, description="the text to reply")
     error: str | None = Field(None, description="fail the request with this error instead")
     logliks: list[tuple[float, int]] | None = Field(None, description="(log-prob, tokens) per text or choice")
+    top_logprobs: list[tuple[str, float]] | None = Field(
+        None, description="(token, log-prob) alternatives of the first token, for requests that ask for them")
     delay_s: float = Field(0.0, ge=0)
     times: int | None = Field(None, ge=1, description="answer this many matching requests, then stop matching")
 
@@ -55,6 +57,13 @@ class EngineConfig(Strict):
 
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
+
+
+class SuiteEntry(Strict):
+    """A suite that runs on some candidates only (a plain string runs it on all of them)."""
+
+    suite: str = Field(description="a folder with suite.yaml, a suite.yaml path, or builtin:NAME")
+    candidates: list[str] = Field(min_length=1, description="the candidates that answer this suite")
 
 
 class Gate(Strict):
@@ -127,6 +136,12 @@ class JudgeConfig(Strict):
         "`fallback` (the judge gave no usable answer) is no verdict (ERROR): it would gate on the fallback, "
         "not the judge")
     max_tokens: int = Field(256, ge=16)
+    method: Literal["auto", "logprobs", "structured"] = Field(
+        "auto", description="how an answer is read: `logprobs` off the first token's probabilities (G-Eval: a "
+        "scale's expected score, the likeliest label), `structured` from a JSON reply with reasons; `auto`: "
+        "logprobs where the judge returns them (vLLM, transformers, OpenAI-compatible) and the rubric's answers "
+        "can be told apart by their first token, else structured. A reply that cannot be read is asked again "
+        "as structured output")
 
     @model_validator(mode="after")
     def _one(self) -> "JudgeConfig":
@@ -135,12 +150,22 @@ class JudgeConfig(Strict):
         return self
 
 
+class MlflowConfig(Strict):
+    """Log each run to MLflow (the optional extra: pip install 'harness[mlflow]')."""
+
+    tracking_uri: str = Field(description="an MLflow tracking server URL, sqlite:///..., or file:///... (a local file "
+                                          "store, which MLflow keeps in maintenance mode; harness opts in for it)")
+    experiment: str | None = Field(None, description="default: the config's name")
+
+
 class ReportConfig(Strict):
     """What the HTML shows. Redacted suites keep their scores but hide every text: the prompts, the
     reference, the outputs and the scorers' reasons (safety prompts for a wide audience, say).
     results.json and the store keep everything: they are the record, the HTML is the handout."""
 
     redact_suites: list[str] = Field([], description="suite names whose texts the HTML hides")
+    mlflow: MlflowConfig | None = Field(None, description="also log each run (config, metrics, verdict, report) "
+                                                          "to MLflow")
 
 
 class DriftConfig(Strict):
@@ -157,7 +182,8 @@ class Config(Strict):
     generation: Generation = Generation()
     candidates: list[Candidate] = Field(min_length=1)
     baseline: str | None = Field(None, description="the candidate others are compared with; default: the first")
-    suites: list[str] = Field(min_length=1)
+    suites: list[str | SuiteEntry] = Field(min_length=1, description="suite refs, or {suite, candidates} to run one "
+                                                                     "on some candidates only")
     gates: list[Gate] = Field(min_length=1, description="a verdict needs at least one rule")
     stats: StatsConfig = StatsConfig()
     drift: DriftConfig | None = None
@@ -222,20 +248,44 @@ class LoadedConfig(BaseModel):
 
 
 def load_config(path: str | Path) -> LoadedConfig:
+    """The validated config; the first problem is raised (a ConfigError naming file:line, key and fix)."""
+    loaded = read_config(path, Problems(collect=False))
+    assert loaded is not None, "a read that does not collect raises instead"
+    return loaded
+
+
+def read_config(path: str | Path, problems: Problems) -> LoadedConfig | None:
+    """The validated config, every problem recorded in `problems` (harness check lists them all); None when the
+    config itself cannot be validated."""
     path = Path(path)
-    data, node = load_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "(top level)", "expected a mapping of keys", "see configs/demo.yaml for the shape")
-    config = validate(Config, data, path, node)
-    names = [c.name for c in config.candidates]
-    for i, gate in enumerate(config.gates):
-        for key in ("candidate", "baseline"):
-            value = getattr(gate, key)
-            if value is not None and value not in names:
-                raise ConfigError(f"{path}:{line_of(node, ('gates', i, key))}", f"gates[{i}].{key}",
-                                  f"unknown candidate {value!r}", f"use one of: {', '.join(names)}")
-        if gate.relative and config.drift is None and config.gate_baseline(gate) == gate.candidate:
-            raise ConfigError(f"{path}:{line_of(node, ('gates', i))}", f"gates[{i}]",
-                              f"`min_delta`/`max_drop` compare {gate.candidate!r} with itself (it is the baseline)",
-                              "set the gate's `baseline:` to another candidate, or use `min`/`max`")
-    return LoadedConfig(config=config, path=path, node=node)
+    with problems.unit():
+        data, node = load_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(str(path), "(top level)", "expected a mapping of keys",
+                              "see configs/demo.yaml for the shape")
+        try:
+            config = Config.model_validate(data)
+        except ValidationError as exc:
+            problems.add(validation_errors(Config, exc, path, node))  # type: ignore[arg-type]
+            return None
+        names = [c.name for c in config.candidates]
+        for i, entry in enumerate(config.suites):
+            with problems.unit():
+                unknown = [n for n in getattr(entry, "candidates", []) if n not in names]
+                if unknown:
+                    raise ConfigError(f"{path}:{line_of(node, ('suites', i, 'candidates'))}", f"suites[{i}].candidates",
+                                      f"unknown candidate {unknown[0]!r}", f"use some of: {', '.join(names)}")
+        for i, gate in enumerate(config.gates):
+            with problems.unit():
+                for key in ("candidate", "baseline"):
+                    value = getattr(gate, key)
+                    if value is not None and value not in names:
+                        raise ConfigError(f"{path}:{line_of(node, ('gates', i, key))}", f"gates[{i}].{key}",
+                                          f"unknown candidate {value!r}", f"use one of: {', '.join(names)}")
+                if gate.relative and config.drift is None and config.gate_baseline(gate) == gate.candidate:
+                    raise ConfigError(f"{path}:{line_of(node, ('gates', i))}", f"gates[{i}]",
+                                      f"`min_delta`/`max_drop` compare {gate.candidate!r} with itself (it is the "
+                                      "baseline)",
+                                      "set the gate's `baseline:` to another candidate, or use `min`/`max`")
+        return LoadedConfig(config=config, path=path, node=node)
+    return None

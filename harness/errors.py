@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class HarnessError(Exception):
     """A failure the user can fix; the CLI prints it without a traceback and exits 2."""
@@ -22,3 +25,27 @@ class ConfigError(HarnessError):
 
 class EngineError(HarnessError):
     """The model server could not be started or stopped answering."""
+
+
+class Problems:
+    """Every problem found, not only the first: `harness check` wraps each independent check in `unit()`, which
+    records its HarnessError and carries on. With `collect=False` (a run) the first error is raised as usual."""
+
+    def __init__(self, collect: bool = True) -> None:
+        self.collect = collect
+        self.found: list[HarnessError] = []
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        try:
+            yield
+        except HarnessError as exc:
+            if not self.collect:
+                raise
+            self.found.append(exc)
+
+    def add(self, errors: list[HarnessError]) -> None:
+        """Several errors at once (every pydantic error of a file); raised first-only when not collecting."""
+        if errors and not self.collect:
+            raise errors[0]
+        self.found.extend(errors)

@@ -60,8 +60,8 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
                            case.tags, case.metadata)
     for target, label, members in targets(run, built):
         jobs = [Job(c, s, case, prepare(plan.config, c, s, case, served, built.artifacts.get(c.name)), fingerprint)
-                for c, served, fingerprint in members for s in plan.suites for case in s.cases
-                if (c.name, s.name, case.id) not in skip]
+                for c, served, fingerprint in members for s in plan.suites if plan.runs(c.name, s.name)
+                for case in s.cases if (c.name, s.name, case.id) not in skip]
         misses = []
         for job in jobs:
             hit = store.cache_get(job.prepared.request.cache_key(job.fingerprint)) \

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 
 def builtin_dir(name: str) -> Path:
-    """Shipped data (suites/, judges/): inside an installed wheel it is the package
-    harness.builtin_<name>; in a source checkout, the folder at the repo's top."""
-    try:
-        return Path(str(resources.files(f"harness.builtin_{name}")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / name
+    """Shipped data (suites/, judges/): inside an installed wheel the folder harness/builtin_<name> beside this
+    module (the wheel maps it there); in a source checkout, the folder at the repo's top."""
+    here = Path(__file__).resolve().parent
+    packaged = here / f"builtin_{name}"
+    return packaged if packaged.is_dir() else here.parent / name
 
 
 def harness_home() -> Path:

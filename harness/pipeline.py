@@ -6,6 +6,7 @@ store's primary keys keep every (candidate, suite, case, metric) row exactly onc
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from harness.build import Built, build
-from harness.config import load_config
+from harness.config import DriftConfig, load_config
 from harness.console import console
 from harness.context import Run
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
 from harness.generate import execute
-from harness.judging import judge_targets, run_judges
+from harness.judging import judge_metrics, judge_targets, run_judges
 from harness.plan import Plan, make_plan
 from harness.provenance import environment, new_run_id, package_versions
 from harness.report import write_reports
+from harness.report.tracking import log_to_mlflow
 from harness.serving.pool import Engines
 from harness.store import Store
 
@@ -62,6 +64,7 @@ def run_metadata(plan: Plan) -> dict:
         "endpoints": {c.name: {"protocol": c.protocol, "base_url": c.base_url, "model": c.model}  # type: ignore[attr-defined]
                       for c in plan.endpoints()},
         "suites": {s.name: {"path": str(s.path), "cases": len(s.cases), "content_hash": s.content_hash,
+                            "candidates": plan.answering.get(s.name, [c.name for c in plan.config.candidates]),
                             "metrics": s.metrics, "directions": s.directions,
                             "scorers": {x.metric: x.params.model_dump(mode="json") for x in s.scorers}}
                    for s in plan.suites},
@@ -71,12 +74,18 @@ def run_metadata(plan: Plan) -> dict:
 
 
 def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_cache: bool = True,
-        retrain: bool = False, resume: str | None = None) -> RunOutcome:
+        retrain: bool = False, resume: str | None = None, against: str | None = None) -> RunOutcome:
+    """`against`: a stored run (id or pin name) whose scores are the baseline side of relative gates, each
+    candidate compared with itself there, as `harness drift` does with its pin."""
     started = time.perf_counter()
-    plan = make_plan(load_config(config_path))
+    loaded = load_config(config_path)
+    if against is not None:
+        loaded = loaded.model_copy(update={"config": loaded.config.model_copy(
+            update={"drift": DriftConfig(baseline=against)})})
+    plan = make_plan(loaded)
     root = output_root(plan, out)
     with Store(root / STORE_NAME) as store, Engines(keep=judge_targets(plan)) as engines:
-        pinned, against = _pinned(plan, store, kind)
+        pinned, against = _pinned(plan, store, kind, against is not None)
         run_id, skip = _start(plan, store, kind, resume, against)
         current = Run(plan, store, run_id, root / run_id, use_cache, engines)
         store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
@@ -96,28 +105,66 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
         responses = store.table("responses", run_id)
         verdict = decide(plan.config, store.table("scores", run_id), errors=int(responses["error"].notna().sum()),
                          requests=len(responses), pinned=pinned, directions=plan.directions(),
-                         expected=plan.expected())
+                         expected=plan.expected(), judges=judge_checks(plan, store, run_id))
         store.finish_run(run_id, "finished", verdict.as_dict())
         store.put_timing(run_id, "gate", plan.config.name, time.perf_counter() - started)
         files = write_reports(store, run_id, current.run_dir)
+    if plan.config.report.mlflow is not None:
+        log_to_mlflow(plan.config.report.mlflow, json.loads(files["results"].read_text()), files)
     if verdict.decision == ERROR:
         console.log(f"[yellow]{verdict.reason}[/]")
     return RunOutcome(run_id, current.run_dir, verdict, files)
 
 
-def _pinned(plan: Plan, store: Store, kind: str) -> tuple[pd.DataFrame | None, str | None]:
-    """For drift: the pinned run's scores, which relative gates compare against."""
-    if kind != "drift":
+def judge_checks(plan: Plan, store: Store, run_id: str) -> dict[tuple[str, str], tuple[str, bool, dict | None]]:
+    """(suite, metric) -> (rubric, has a calibration set, its check as the judging stage recorded it)."""
+    meta = (store.run(run_id) or {}).get("meta") or {}
+    recorded = {(j["suite"], j["metric"]): j["check"] for j in meta.get("judges", [])}
+    return {key: (rubric.name, rubric.calibration is not None, recorded.get(key))
+            for key, rubric in judge_metrics(plan).items()}
+
+
+def _pinned(plan: Plan, store: Store, kind: str, against: bool) -> tuple[pd.DataFrame | None, str | None]:
+    """For drift and `compare --against`: the earlier run's scores, which relative gates compare against."""
+    if kind != "drift" and not against:
         return None, None
     if plan.config.drift is None:
         raise HarnessError(f"{plan.loaded.path}: `harness drift` needs a `drift:` block naming the pinned baseline\n"
                            "  fix: add `drift: {baseline: NAME}` after `harness pin RUN --as NAME`")
     name = plan.config.drift.baseline
-    pinned = store.pinned(name)
-    if pinned is None:
-        raise HarnessError(f"no run is pinned as {name!r} in {store.path}\n"
-                           f"  fix: harness pin RUN --as {name} --store {store.path} (see `harness runs`)")
-    return store.table("scores", pinned), pinned
+    run_id = store.pinned(name) or (name if store.run(name) is not None else None)
+    if run_id is None:
+        raise HarnessError(f"no run or pin named {name!r} in {store.path}\n"
+                           f"  fix: name a run id from `harness runs --store {store.path}`, or pin one: "
+                           f"harness pin RUN --as {name} --store {store.path}")
+    record = store.run(run_id) or {}
+    decision = (record.get("verdict") or {}).get("decision")
+    if record.get("status") != "finished" or (decision == "error" and store.pinned(name) is None):
+        raise HarnessError(f"run {run_id} is {record.get('status')}"
+                           f"{' with no verdict (ERROR)' if decision == 'error' else ''}: its scores are partial\n"
+                           "  fix: compare against a run that finished with a verdict (see `harness runs`)")
+    comparable(plan, run_id, record)
+    return store.table("scores", run_id), run_id
+
+
+def comparable(plan: Plan, run_id: str, record: dict) -> None:
+    """The earlier run must have the relative gates' baselines and have scored their suites with the same content
+    (suite file, cases, scorer settings, rubrics): otherwise its scores are not a baseline for these cases."""
+    before = ((record.get("meta") or {}).get("inputs") or {}).get("suites", {})
+    hashes = {s.name: s.content_hash for s in plan.suites}
+    had = [c["name"] for c in (record.get("config") or {}).get("candidates", [])]
+    problems = [f"candidate {who!r} is not in run {run_id} (it has: {', '.join(had)})"
+                for who in sorted({plan.config.gate_baseline(g) for g in plan.config.gates if g.relative})
+                if who not in had]
+    for suite in sorted({g.suite for g in plan.config.gates if g.relative}):
+        if suite not in before:
+            problems.append(f"suite {suite!r} is not in run {run_id} (it has: {', '.join(before) or 'none'})")
+        elif before[suite] != hashes[suite]:
+            problems.append(f"suite {suite!r} changed since run {run_id} (content hash {before[suite][:12]} -> "
+                            f"{hashes[suite][:12]}: its file, cases, scorer settings or rubrics differ)")
+    if problems:
+        raise HarnessError(f"run {run_id} cannot be the baseline: " + "; ".join(problems) +
+                           "\n  fix: compare against a run of the same suites, or restore the suites it used")
 
 
 def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str | None) -> tuple[str, set]:
@@ -141,6 +188,8 @@ def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str
     for suite in plan.suites:
         for case in suite.cases:
             for candidate in plan.config.candidates:
+                if not plan.runs(candidate.name, suite.name):
+                    continue
                 key = (candidate.name, suite.name, case.id)
                 if key in answered and plan.inline_metrics(candidate.name, suite, case) <= answered[key]:
                     skip.add(key)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from harness.dataset_cases import Columns, Sample, data_hash, dataset_records, reads_with_datasets, subset
 from harness.errors import ConfigError
 from harness.generation import Generation
 from harness.paths import builtin_dir
@@ -74,7 +75,12 @@ class Case(Strict):
 class SuiteFile(Strict):
     name: str
     description: str = ""
-    cases: str = Field(description="JSONL file of cases, relative to the suite file")
+    cases: str = Field(description="the cases, relative to the suite file: JSONL in the case shape, a HarmBench CSV, "
+                                   "or any file `datasets` reads (JSON, CSV, Parquet, Arrow) or a save_to_disk folder")
+    columns: Columns | None = Field(None, description="which dataset column is which case field")
+    split: str | None = Field(None, description="the split of a DatasetDict folder")
+    sample: Sample | None = Field(None, description="a seeded random subset: {n, seed}")
+    limit: int | None = Field(None, ge=1, description="at most this many cases (after `sample`)")
     generation: Generation = Generation()
     scorers: list[str | dict[str, Any]] = Field(min_length=1, description="a scorer type, or a mapping with `type:`")
 
@@ -137,12 +143,17 @@ def load_suite(path: Path) -> Suite:
                           f"metric names repeat: {', '.join(repeated)}",
                           "give each scorer a distinct `name:`")
     cases_path = path.parent / spec.cases
-    cases = load_cases(cases_path)
+    if reads_with_datasets(cases_path, spec.columns):
+        records = dataset_records(cases_path, spec.columns, spec.split, f"{path}:{line_of(node, ('cases',))}")
+        cases = cases_from(records, "fix the row, or the suite's `columns:` mapping")
+    else:
+        cases = load_cases(cases_path)
+    cases = subset(cases, spec.sample, spec.limit)
     _check_needs(path, node, scorers, cases)
     if any(has_gold(c) for c in cases):  # retrieval is scored where cases name their gold documents
         scorers += [implicit_scorer(t) for t in RETRIEVAL_METRICS if t not in metrics]
     # everything the cases are asked and scored with: the suite, its cases, its scorers' settings and files
-    digest = hashlib.sha256(path.read_bytes() + b"\0" + cases_path.read_bytes())
+    digest = hashlib.sha256(path.read_bytes() + b"\0" + data_hash(cases_path))
     digest.update(json.dumps([s.params.model_dump(mode="json") for s in scorers], sort_keys=True).encode())
     for source in (f for s in scorers for f in s.params.sources()):
         digest.update(b"\0" + source.read_bytes())
@@ -243,23 +254,32 @@ def load_cases(path: Path) -> list[Case]:
         if not cases:
             raise ConfigError(str(path), "", "no behaviours", "add at least one row")
         return cases
+    records = []
+    for where, raw in jsonl_records(path.read_text().splitlines(), path, "one JSON object per line"):
+        if isinstance(raw, dict) and "id" not in raw:
+            raw["id"] = where.rsplit(":", 1)[1]
+        records.append((where, raw))
+    if not records:
+        raise ConfigError(str(path), "", "no cases", "add at least one JSON line")
+    return cases_from(records, "see suites/tickets/cases.jsonl for the shape of a case")
+
+
+def cases_from(records: list[tuple[str, Any]], fix: str) -> list[Case]:
+    """Validated cases from (file:line, record) pairs; a bad record or a repeated id is a ConfigError there."""
     cases: list[Case] = []
     seen: set[str] = set()
-    for where, raw in jsonl_records(path.read_text().splitlines(), path, "one JSON object per line"):
-        number = int(where.rsplit(":", 1)[1])
-        if isinstance(raw, dict) and "id" not in raw:
-            raw["id"] = str(number)
+    for where, raw in records:
         try:
             case = Case.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ConfigError(where, key_path(err["loc"]) or "(case)", err["msg"].removeprefix("Value error, "),
-                              "see suites/tickets/cases.jsonl for the shape of a case") from None
+                              fix) from None
         if case.id in seen:
             raise ConfigError(where, "id", f"case id {case.id!r} repeats", "give every case a unique `id`")
         seen.add(case.id)
         case._where = where
         cases.append(case)
     if not cases:
-        raise ConfigError(str(path), "", "no cases", "add at least one JSON line")
+        raise ConfigError(records[0][0] if records else "", "", "no cases", "add at least one case")
     return cases

@@ -80,7 +80,15 @@ def validate(model: type[BaseModel], data: Any, path: Path, node: yaml.Node | No
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        raise validation_errors(model, exc, path, node, loc_prefix, line_offset)[0] from None
+
+
+def validation_errors(model: type[BaseModel], exc: ValidationError, path: Path, node: yaml.Node | None,
+                      loc_prefix: tuple[Any, ...] = (), line_offset: int | None = None) -> list[ConfigError]:
+    """Every error pydantic found, each a ConfigError naming file:line, key and fix (`harness check` lists them
+    all; a run stops at the first)."""
+    out = []
+    for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc += (str(err["ctx"]["discriminator"]).strip("'"),)
@@ -92,7 +100,8 @@ def validate(model: type[BaseModel], data: Any, path: Path, node: yaml.Node | No
             allowed = f"; allowed keys: {', '.join(owner.model_fields)}"
         fix = err.get("ctx", {}).get("fix") or _FIXES.get(err["type"], "correct the value") + allowed
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(where, key_path(loc_prefix + loc) or "(top level)", msg, fix) from None
+        out.append(ConfigError(where, key_path(loc_prefix + loc) or "(top level)", msg, fix))
+    return out
 
 
 def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:

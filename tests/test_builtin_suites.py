@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -91,18 +94,51 @@ def test_general_text_is_one_paragraph_per_case() -> None:
     assert suite.directions == {"perplexity": False}
 
 
+ROOT = Path(__file__).resolve().parent.parent
+WHEEL_CONFIG = """\
+name: from-the-wheel
+candidates: [{name: bare, kind: prompt}, {name: terse, kind: prompt, system: Be brief.}]
+suites: [builtin:tickets, builtin:release_notes, builtin:forgetting_mc]
+gates: [{candidate: terse, suite: tickets, metric: json_valid, min: 0.5}]
+"""
+
+
+def build_wheel(folder: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(folder)], check=True, capture_output=True)
+    return next(folder.glob("harness-*.whl"))
+
+
 def test_builtin_suites_and_judges_ship_in_the_wheel(tmp_path: Path) -> None:
     """`builtin:NAME` must work from an installed wheel, not only from a checkout."""
-    import subprocess
-    import sys
-    import zipfile
-
-    root = Path(__file__).resolve().parent.parent
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(root),
-                    "-w", str(tmp_path)], check=True, capture_output=True)
-    names = zipfile.ZipFile(next(tmp_path.glob("harness-*.whl"))).namelist()
-    for suite in ("tickets", "knowledge", "safety", "overrefusal", "forgetting"):
+    names = zipfile.ZipFile(build_wheel(tmp_path)).namelist()
+    for suite in (p.name for p in (ROOT / "suites").iterdir() if (p / "suite.yaml").is_file()):
         assert f"harness/builtin_suites/{suite}/suite.yaml" in names
-    assert "harness/builtin_suites/safety/behaviors.csv" in names
+    shipped = {f"harness/builtin_suites/{p.relative_to(ROOT / 'suites')}" for p in (ROOT / "suites").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    shipped |= {f"harness/builtin_judges/{p.relative_to(ROOT / 'judges')}" for p in (ROOT / "judges").rglob("*")
+                if p.is_file()}
+    assert shipped <= set(names), sorted(shipped - set(names))[:5]
     assert "harness/report/templates/report.html.j2" in names
-    assert any(n.startswith("harness/builtin_judges/") and n.endswith(".yaml") for n in names)
+
+
+def test_a_wheel_in_a_clean_venv_checks_a_config_of_builtin_suites(tmp_path: Path) -> None:
+    """Installed from the wheel (not the checkout) into a fresh venv whose only other packages are the
+    dependencies, `harness check` finds the built-in suites, rubrics and calibration sets and starts nothing."""
+    wheel = build_wheel(tmp_path / "dist")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "pydantic").exists())
+    (site / "dependencies.pth").write_text(f"{deps}\n")  # the dependencies, but not the checkout's editable path
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                   check=True, capture_output=True)
+    (tmp_path / "config.yaml").write_text(WHEEL_CONFIG)
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness.paths as p; "
+                            "print(p.builtin_dir('suites'), p.builtin_dir('judges'))"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert where.split() == [str(site / "harness" / "builtin_suites"), str(site / "harness" / "builtin_judges")]
+    done = subprocess.run([str(venv / "bin" / "harness"), "check", "config.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ok: config.yaml: 2 candidates, 3 suites" in done.stdout

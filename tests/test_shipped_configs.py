@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,31 @@ def test_drift_example_names_a_pin_and_tolerances() -> None:
     assert config.candidates[0].kind == "endpoint" and config.candidates[0].api_key_env
 
 
+def harness_commands(workflow: dict) -> list[list[str]]:
+    """Every `.venv/bin/harness ...` a workflow runs, parsed by the real command line (a typo fails here)."""
+    from harness.cli import build_parser
+
+    runs = [s["run"] for job in workflow["jobs"].values() for s in job["steps"] if "harness " in s.get("run", "")]
+    commands = [shlex.split(r.split(".venv/bin/harness", 1)[1]) for r in runs]
+    for command in commands:
+        build_parser().parse_args(command)
+    return commands
+
+
+def test_the_compare_workflow_gates_every_pull_request_and_keeps_the_report() -> None:
+    workflow = yaml.safe_load((CONFIGS / "ci" / "compare-workflow.yml").read_text())
+    assert "pull_request" in workflow[True]
+    [job] = workflow["jobs"].values()
+    assert not any(s.get("continue-on-error") for s in job["steps"])  # exit 1 or 2 fails the job
+    commands = harness_commands(workflow)
+    assert ["check", "configs/demo.yaml"] in commands and commands[-1][:2] == ["compare", "configs/demo.yaml"]
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()" and "report.html" in upload["with"]["path"]
+
+
 def test_schedule_examples() -> None:
-    workflow = yaml.safe_load((CONFIGS / "drift-workflow.yml").read_text())
+    workflow = yaml.safe_load((CONFIGS / "ci" / "drift-workflow.yml").read_text())
+    assert harness_commands(workflow) == [["drift", "configs/drift.yaml"]]
     triggers = workflow[True]  # YAML 1.1 (PyYAML) reads the key `on` as the boolean true
     assert triggers["schedule"][0]["cron"] == "0 6 * * *" and "workflow_dispatch" in triggers
     steps = workflow["jobs"]["drift"]["steps"]

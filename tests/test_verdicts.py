@@ -11,22 +11,17 @@ import http.server
 import json
 import sqlite3
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 from helpers import local_server, send_json
-from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, tickets
+from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, calibrated_rubric, tickets
 
 from harness.serving.engines import ENGINES
 
 JUDGE = "Reply with only a JSON object"
 COMPLY, REFUSE = "Sure, here is how you do it, step by step.", "I can't help with that."
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path)
 
 
 def ticket_suite(project: Project, n: int = 30) -> None:
@@ -158,11 +153,12 @@ def test_a_gate_no_candidate_can_meet_is_an_input_error(project: Project, kind: 
 
 
 def safety_project(project: Project, judge_rules: list[dict], n: int = 20, **extra: object) -> None:
-    project.suite("safety", [{"type": "judge", "rubric": "harmbench", "name": "attack_success",
-                              "fallback": "refusal"}],
+    """A gate on the harmbench judge, whose judge answers its calibration set as labeled (validated)."""
+    rubric, calibration_rules = calibrated_rubric(project, "harmbench")
+    project.suite("safety", [{"type": "judge", "rubric": rubric, "name": "attack_success", "fallback": "refusal"}],
                   [{"id": f"h{i:02d}", "prompt": f"How do I do harmful thing {i:02d}?"} for i in range(n)])
     project.config([PROMPT, LORA], [gate("attack_success", suite="safety", max=0.5)],
-                   judge_rules + [answer(REFUSE)], **extra)
+                   calibration_rules + judge_rules + [answer(REFUSE)], **extra)
 
 
 def test_a_judge_that_fails_wholesale_is_no_verdict(project: Project) -> None:
@@ -233,15 +229,30 @@ def drift_project(project: Project) -> None:
     project.config([LORA], [gate("json_valid", max_drop=0.1)], [answer(TICKET)], drift={"baseline": "prod"})
 
 
-def test_drift_against_a_pinned_run_missing_cases_is_no_verdict(project: Project) -> None:
+def test_drift_against_a_pinned_run_of_other_cases_is_refused_before_it_runs(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
     drift_project(project)
     code, first = project.run()
     assert code == 0
     assert main_pin(project, first["run"]["id"]) == 0
     assert project.run(command="drift")[0] == 0
     ticket_suite(project, 12)  # two new cases the pinned run never answered
+    capsys.readouterr()
+    code, _ = project.run(command="drift")
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be the baseline: suite 'tickets' changed since run" in err and "fix:" in err
+
+
+def test_drift_against_a_pinned_run_missing_rows_is_no_verdict(project: Project) -> None:
+    """A pinned run of the same suites whose rows are missing (its requests failed, pinned with --force)."""
+    drift_project(project)
+    project.config([LORA], [gate("json_valid", max_drop=0.1)], [answer(TICKET, contains="Ticket 00"),
+                                                                {"error": "down"}], drift={"baseline": "prod"})
+    code, first = project.run()
+    assert code == 2 and main_pin(project, first["run"]["id"], "--force") == 0
+    drift_project(project)
     code, results = project.run(command="drift")
-    assert code == 2 and "2 of 12 rows of lora (pinned run) / tickets / json_valid have no value" in \
+    assert code == 2 and "of 10 rows of lora (pinned run) / tickets / json_valid have no value" in \
         results["verdict"]["reason"]
 
 
@@ -418,3 +429,27 @@ def test_a_judge_of_another_model_starts_after_generation_stopped(project: Proje
     code, _ = project.run()
     assert code == 0 and opened[0] == [f"{BASE}+1", "judge-model+0"]
     assert max(opened[1]) == 1  # the generation engine stopped before the judge's started
+
+
+def test_a_suite_can_run_on_some_candidates_only(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    ticket_suite(project, 6)
+    project.suite("extra", ["json_valid"], tickets(4))
+    third = {"name": "third", "kind": "prompt", "system": "Be brief."}
+
+    def run(gates: list[dict], answering: list[str]) -> tuple[int, dict | None]:
+        config = project.config([PROMPT, LORA, third], gates, [answer(TICKET)])
+        data = yaml.safe_load(config.read_text())
+        data["suites"][1] = {"suite": "suites/extra", "candidates": answering}
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        capsys.readouterr()
+        return project.run()
+
+    code, results = run([gate("json_valid", min=0.5)], ["bare", "lora"])
+    assert code == 0
+    answered = {(c["candidate"], c["suite"]) for c in results["cases"]}
+    assert ("third", "extra") not in answered and ("lora", "extra") in answered and ("third", "tickets") in answered
+    assert results["run"]["suites"]["extra"]["candidates"] == ["bare", "lora"]
+    code, _ = run([gate("json_valid", suite="extra", candidate="third", min=0.5)], ["bare", "lora"])
+    assert code == 2 and "impossible gate: candidate 'third' does not answer suite 'extra'" in capsys.readouterr().err
+    code, _ = run([gate("json_valid", min=0.5)], ["bare", "nobody"])
+    assert code == 2 and "suites[1].candidates: unknown candidate 'nobody'" in capsys.readouterr().err

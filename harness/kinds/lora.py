@@ -40,21 +40,34 @@ class LoraCandidate(LocalCandidateBase):
 
 
 def check(plan: Plan, i: int, candidate: LoraCandidate) -> None:
+    """The adapter folder, or the training data, is there; training targets exist in the base model."""
+    if candidate.adapter is not None:
+        adapter_config(plan, i, candidate.adapter)
     if candidate.train is not None:
+        data = plan.resolve_path(candidate.train.data)
+        if not data.is_file():
+            raise ConfigError(plan.where("candidates", i, "train", "data"), f"candidates[{i}].train.data",
+                              f"training data {data} not found", "check the `data:` path (relative to the config)")
         check_lora_targets(plan.models[candidate.name], candidate.train.lora,
                            f"{plan.where('candidates', i, 'train', 'lora')}: candidates[{i}].train")
+
+
+def adapter_config(plan: Plan, i: int, adapter: str) -> Path:
+    path = plan.resolve_path(adapter)
+    config_file = path / "adapter_config.json"
+    if not config_file.exists():
+        raise ConfigError(plan.where("candidates", i, "adapter"), f"candidates[{i}].adapter",
+                          f"{path} is not a peft adapter folder (no adapter_config.json)",
+                          "point `adapter:` at a folder saved by peft's save_pretrained, or use `train:`")
+    return config_file
 
 
 def build(plan: Plan, i: int, candidate: LoraCandidate, store: Store, run_id: str, retrain: bool) -> Adapter:
     """The peft adapter as given, or trained (cached by content hash) when it is missing."""
     base = plan.models[candidate.name]
     if candidate.adapter is not None:
-        path = plan.resolve_path(candidate.adapter)
-        config_file = path / "adapter_config.json"
-        if not config_file.exists():
-            raise ConfigError(plan.where("candidates", i, "adapter"), f"candidates[{i}].adapter",
-                              f"{path} is not a peft adapter folder (no adapter_config.json)",
-                              "point `adapter:` at a folder saved by peft's save_pretrained, or use `train:`")
+        config_file = adapter_config(plan, i, candidate.adapter)
+        path = config_file.parent
         rank = int(json.loads(config_file.read_text()).get("r", 16))
         digest = hashlib.sha256(f"{base.fingerprint}:{fingerprint_folder(path)}".encode()).hexdigest()
         store.put_artifact(run_id, candidate.name, "adapter", {"path": str(path), "rank": rank, "trained": False})

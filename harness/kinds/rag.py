@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from harness.console import console
+from harness.errors import ConfigError
 from harness.kinds.base import Kind, LocalCandidateBase, register
 from harness.retrieval import DEFAULT_TEMPLATE, Index, build_index, check_template, render_context
 from harness.retrieval.settings import RetrievalSettings
@@ -24,6 +25,12 @@ class RagCandidate(LocalCandidateBase):
 
 
 def check(plan: Plan, i: int, candidate: RagCandidate) -> None:
+    documents = plan.resolve_path(candidate.retrieval.documents)
+    if not documents.exists():
+        raise ConfigError(plan.where("candidates", i, "retrieval", "documents"), f"candidates[{i}].retrieval.documents",
+                          f"{documents} does not exist",
+                          "point `documents:` at a folder of .md/.txt/.html/.pdf files or a .jsonl (relative to the "
+                          "config)")
     if candidate.template is not None:
         check_template(candidate.template, plan.where("candidates", i, "template"), f"candidates[{i}].template")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from harness.gate import LABELS
 
@@ -60,3 +60,34 @@ def summary_md(results: dict[str, Any]) -> str:
         lines.append(f"| {_cell(g['rule'])} | {'pass' if g['passed'] else '**FAIL**'} | {mean} | {delta} | {p} |")
     lines += ["", f"run `{results['run']['id']}` · config `{results['run']['config_hash'][:12]}`"]
     return "\n".join(lines) + "\n"
+
+
+def _escape(text: str, prop: bool = False) -> str:
+    """GitHub's workflow-command escaping (its toolkit's escapeData / escapeProperty)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def github_annotations(results: dict[str, Any]) -> list[str]:
+    """GitHub Actions workflow commands: `::error` per failed gate, `::notice` per passed one, and an `::error` for
+    a run that reached no verdict; each shows up on the run's summary page and in the log."""
+    verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
+    lines = [f"::{'notice' if g['passed'] else 'error'} title={_escape('harness gate ' + g['rule'], True)}::"
+             f"{_escape(('pass: ' if g['passed'] else 'FAIL: ') + g['reason'])}" for g in verdict["gates"]]
+    if verdict["decision"] == "error":
+        lines.append(f"::error title={_escape(LABELS['error'] + ' ' + results['run']['name'], True)}::"
+                     f"{_escape(verdict['reason'])}")
+    return lines
+
+
+def publish_to_github(results: dict[str, Any], summary: str, env: Mapping[str, str],
+                      out: Callable[[str], None] = print) -> None:
+    """Under GitHub Actions: the summary appended to the job's step summary (`GITHUB_STEP_SUMMARY`), and the
+    gates printed as annotations. Elsewhere nothing (GitLab and Jenkins read junit.xml)."""
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(summary + "\n")
+    if env.get("GITHUB_ACTIONS") == "true":
+        for line in github_annotations(results):
+            out(line)

@@ -1,0 +1,72 @@
+"""Compare with any earlier run: `harness compare CONFIG --against RUN` (the stored run's scores as the baseline
+side of relative gates, each candidate against itself there) and `harness diff RUN_A RUN_B`."""
+
+from __future__ import annotations
+
+import pytest
+from scenarios import LORA, PROMPT, TICKET, Project, answer, tickets
+
+from harness.cli import main
+
+RULE = {"candidate": "lora", "suite": "tickets", "metric": "json_valid", "max_drop": 0.1}
+
+
+def tickets_project(project: Project, lora_answer: str, n: int = 20) -> None:
+    project.suite("tickets", ["json_valid", {"type": "json_fields", "name": "exact_fields"}], tickets(n))
+    project.config([PROMPT, LORA], [RULE], [answer(lora_answer, model="lora"), answer("no json here")])
+
+
+def test_against_an_earlier_run_compares_each_candidate_with_itself_there(project: Project) -> None:
+    tickets_project(project, TICKET)
+    code, first = project.run()
+    assert code == 0  # against the prompt-only baseline: no drop
+    run_id = first["run"]["id"]
+    code, same = project.run("--against", run_id)
+    assert code == 0 and same["run"]["against"] == run_id and same["run"]["kind"] == "compare"
+    [gate] = same["verdict"]["gates"]
+    assert gate["baseline"] == "lora (pinned run)" and gate["delta"] == 0.0
+    assert {c["baseline"] for c in same["comparisons"]} == {"bare (pinned)", "lora (pinned)"}
+
+    tickets_project(project, "Sure! The category is billing.")  # the new fine-tune lost the format
+    code, worse = project.run("--against", run_id, "--no-cache")
+    assert code == 1 and worse["verdict"]["gates"][0]["delta"] == -1.0
+
+
+def test_against_a_run_of_other_suites_or_none_is_a_clear_error(project: Project,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    tickets_project(project, TICKET)
+    _, first = project.run()
+    tickets_project(project, TICKET, n=22)  # two more cases: not the same suite any more
+    capsys.readouterr()
+    code, _ = project.run("--against", first["run"]["id"])
+    err = capsys.readouterr().err
+    assert code == 2 and "suite 'tickets' changed since run" in err and "fix: compare against a run of the same" in err
+    code, _ = project.run("--against", "no-such-run")
+    assert code == 2 and "no run or pin named 'no-such-run'" in capsys.readouterr().err
+
+
+def test_diff_prints_deltas_with_intervals_and_writes_the_html(project: Project,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    tickets_project(project, TICKET)
+    _, first = project.run()
+    tickets_project(project, "Sure! The category is billing.")
+    _, second = project.run("--no-cache")
+    capsys.readouterr()
+    out = project.root / "diff.html"
+    code = main(["diff", first["run"]["id"], second["run"]["id"], "--store", str(project.store), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    lora_json = next(line for line in printed.splitlines() if "lora" in line and "json_valid" in line)
+    assert "-1.000" in lora_json and "worse" in lora_json and "mcnemar" in lora_json
+    html = out.read_text()
+    assert "Candidates × suites" in html and "json_valid" in html and "Δ -1.000" in html
+
+
+def test_diff_leaves_out_a_changed_suite_and_refuses_when_nothing_is_shared(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    tickets_project(project, TICKET)
+    _, first = project.run()
+    tickets_project(project, TICKET, n=22)
+    _, second = project.run("--no-cache")
+    code = main(["diff", first["run"]["id"], second["run"]["id"], "--store", str(project.store)])
+    assert code == 2 and "share no suite with the same content" in capsys.readouterr().err
