@@ -7,8 +7,9 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(ENGINE)
 
 .PHONY: setup demo test bench
+# The model conversion's own progress bars (tqdm, from transformers' GGUF reader) would fill the log: off.
 setup: $(STAMP)
-	$(VENV)/bin/harness models pull
+	@TQDM_DISABLE=1 $(VENV)/bin/harness models pull
 
 $(STAMP): pyproject.toml scripts/setup_env.sh
 	bash scripts/setup_env.sh $(ENGINE)

