@@ -49,6 +49,13 @@ def test_startup_bench_smoke() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_evalcli_bench_smoke(vllm_url: str) -> None:
+    out = bench("evalcli.py", "--server", vllm_url, "--n", "2", timeout=540)
+    assert "2 answers (2 ticket cases x 1 candidates), identical between the tools" in out and "lm-eval @8" in out
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_generation_bench_smoke() -> None:
     assert "raw vllm" in bench("generation.py", "--n", "4", "--max-tokens", "8", timeout=840)
