@@ -187,10 +187,16 @@ def test_report_in_a_real_browser(demo_run: tuple[Path, Path, subprocess.Complet
     assert (run_dir / "report.png").stat().st_size > 10_000
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches a foreground program; a test run started in the background (`cmd &` in a script)
+    inherits SIGINT ignored, and a program started with it ignored rightly keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_wait_for_rows(demo_copy: Path) -> tuple[subprocess.Popen, Path, Path]:
     """Start the demo and return once the server is answering and rows are landing in the store."""
     proc = subprocess.Popen([*HARNESS, "compare", str(quick(demo_copy))], cwd=demo_copy,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_as_in_a_terminal)
     store = demo_copy / "reports" / "harness.sqlite"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
