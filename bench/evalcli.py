@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,15 +128,13 @@ def run_lmeval(url: str, served: str, tasks: Path, out: Path, concurrency: int) 
 def lmeval_arm(model: ModelRef, adapters: tuple[Adapter, ...], tasks: Path, out: Path, concurrency: int,
                server: str | None) -> tuple[float, float, dict[tuple[str, str], str]]:
     """(seconds to a ready server, seconds in total, answers): a fresh server unless `server` is given."""
-    names = [model.name, *(a.name for a in adapters)]
     started = time.perf_counter()
-    if server:
-        answers = {k: v for name in names for k, v in run_lmeval(server, name, tasks, out, concurrency).items()}
-        return 0.0, time.perf_counter() - started, answers
-    with tempfile.TemporaryDirectory() as folder, \
-            managed_server(model, Path(folder), EngineConfig(), 0, adapters) as url:
-        ready = time.perf_counter() - started
-        answers = {k: v for name in names for k, v in run_lmeval(url, name, tasks, out, concurrency).items()}
+    with ExitStack() as stack:
+        url = server or stack.enter_context(managed_server(
+            model, Path(stack.enter_context(tempfile.TemporaryDirectory())), EngineConfig(), 0, adapters))
+        ready = time.perf_counter() - started if not server else 0.0
+        answers = {k: v for name in [model.name, *(a.name for a in adapters)]
+                   for k, v in run_lmeval(url, name, tasks, out, concurrency).items()}
     return ready, time.perf_counter() - started, answers
 
 
