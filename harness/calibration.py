@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from harness.errors import ConfigError
 from harness.strict import Strict
+from harness.textfiles import read_text
 from harness.yamlfile import jsonl_records, key_path
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def load_calibration(path: Path, rubric: Rubric) -> CalibrationSet:
                           "in the rubric (relative to the rubric file)")
     items: list[CalibrationItem] = []
     seen: set[str] = set()
-    for where, raw in jsonl_records(path.read_text().splitlines(), path, SHAPE):
+    for where, raw in jsonl_records(read_text(path).splitlines(), path, SHAPE):
         try:
             item = CalibrationItem.model_validate(raw)
         except ValidationError as exc:

@@ -1,8 +1,10 @@
 """`harness check CONFIG`: everything the plan validates, every problem at once, no model started.
 
-The config (every key pydantic rejects), each suite and its cases against their scorers, each rubric and its
-calibration set, each gate against what its candidates can have, the models (converted and cached, or a local
-folder), adapter folders and training data, RAG documents, and the judge's model. Each check runs on its own,
+The config (every key pydantic rejects: unknown keys, non-finite numbers, sizes past their limits, crossed
+bounds), each suite and its cases against their scorers, each rubric and its calibration set, each gate against
+what its candidates can have and the values its metric can take, the models (converted and cached, or a local
+folder), adapter folders and training data, RAG documents, the judge's model, the API keys the endpoints need
+(in the environment, named, never shown) and the output folder (probed with a file). Each check runs on its own,
 so one broken suite does not hide a typo in a gate. Fast enough for a pre-commit hook: no model is loaded.
 """
 

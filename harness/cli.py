@@ -12,9 +12,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from rich.console import Console
-from rich.table import Column, Table
+from rich.table import Column
+from rich.text import Text
 
+from harness.console import SafeConsole, inert_lines, styled
+from harness.console import SafeTable as Table
 from harness.console import console as err
 from harness.errors import HarnessError
 from harness.gate import ERROR, EXIT_CODES, LABELS
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 # The stages import torch, transformers and vLLM's client: each command imports what it runs, so
 # `harness --help` and `harness runs` answer at once.
 
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = SafeConsole(width=None if sys.stdout.isatty() else 160)
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 DEFAULT_STORE = "reports/harness.sqlite"
@@ -42,22 +44,23 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """compare and drift: the same pipeline; drift compares with a pinned run."""
     from harness.pipeline import run
-    from harness.report.ci import publish_to_github
+    from harness.report.ci import FAIL, NO_DATA, PASS, gate_status, publish_to_github
 
     outcome = run(args.config, kind=args.command, out=args.out, use_cache=not args.no_cache,
                   retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None))
     verdict = outcome.verdict
+    results = json.loads(outcome.files["results"].read_text())
     style = {"ship": "bold green", "do_not_ship": "bold red", "error": "bold yellow"}[verdict.decision]
-    label = LABELS[verdict.decision]
+    colour = {PASS: "green", FAIL: "red", NO_DATA: "yellow"}
     table = Table("gate", "value", "result", "why")
-    for gate in verdict.gates:
-        table.add_row(gate.rule, "—" if gate.value is None else f"{gate.value:.3f}",
-                      "[green]pass[/]" if gate.passed else "[red]FAIL[/]", gate.reason)
+    for gate in results["verdict"]["gates"]:
+        status = gate_status(gate)
+        table.add_row(gate["rule"], "—" if gate["value"] is None else f"{gate['value']:.3f}",
+                      Text(status, style=colour[status]), gate["reason"])
     out.print(table)
-    out.print(f"[{style}]{label}[/]: {verdict.reason}")
-    out.print("\n".join(f"{kind}: {path}" for kind, path in outcome.files.items()))
-    publish_to_github(json.loads(outcome.files["results"].read_text()), outcome.files["summary"].read_text(),
-                      os.environ, lambda line: print(line, flush=True))
+    out.print(styled((LABELS[verdict.decision], style), f": {verdict.reason}"))
+    out.print(*(f"{kind}: {path}" for kind, path in outcome.files.items()), sep="\n")
+    publish_to_github(results, outcome.files["summary"].read_text(), os.environ, lambda line: print(line, flush=True))
     return EXIT_CODES[verdict.decision]
 
 
@@ -67,10 +70,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     checked = check(args.config)
     if checked.problems:
-        err.print(f"[bold red]{len(checked.problems)} problem{'s' * (len(checked.problems) > 1)}[/] in {args.config}:",
-                  highlight=False)
+        err.print(styled((f"{len(checked.problems)} problem{'s' * (len(checked.problems) > 1)}", "bold red"),
+                         f" in {args.config}:"))
         for problem in checked.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(inert_lines(f"error: {problem}"), file=sys.stderr)
         return EXIT_ERROR
     plan = checked.plan
     assert plan is not None
@@ -94,11 +97,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_reports
 
     with _open_store(args.store) as store:
-        if store.run(args.run) is None:
+        record = store.run(args.run)
+        if record is None:
             known = ", ".join(store.runs()["run_id"].tolist()[-5:]) or "(none)"
             raise HarnessError(f"no run {args.run!r} in {args.store}\n  fix: one of: {known}")
+        if record["status"] != "finished":
+            what, resume = _unfinished(record)
+            err.print(f"warning: {what}: the reports show what is stored; finish it with: {resume}",
+                      style="bold yellow")
         files = write_reports(store, args.run, store.path.parent / args.run)
-    out.print("\n".join(f"{kind}: {path}" for kind, path in files.items()))
+    out.print(*(f"{kind}: {path}" for kind, path in files.items()), sep="\n")
     return 0
 
 
@@ -123,20 +131,33 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unfinished(record: dict) -> tuple[str, str]:
+    """A run that did not finish: its status and why (with no verdict), and the command that finishes it."""
+    meta = record["meta"] or {}
+    why = f" ({record['reason'][:300]})" if record["reason"] else \
+        " (stopped without a word: killed, or still going)" if record["status"] == "running" else ""
+    resume = f"harness {record['kind']} {meta.get('config_path', 'CONFIG')} --resume {record['run_id']}"
+    return f"run {record['run_id']} is {record['status']}{why}, with no verdict", resume
+
+
 def cmd_pin(args: argparse.Namespace) -> int:
     with _open_store(args.store) as store:
         record = store.run(args.run)
-        if record is None or record["status"] != "finished":
-            raise HarnessError(f"run {args.run!r} is {'not in ' + args.store if record is None else record['status']}"
-                               "\n  fix: pin a finished run (see `harness runs`)")
+        if record is None:
+            raise HarnessError(f"run {args.run!r} is not in {args.store}\n"
+                               f"  fix: pin a finished run (see `harness runs --store {args.store}`)")
+        if record["status"] != "finished":
+            what, resume = _unfinished(record)
+            raise HarnessError(f"{what}\n  fix: pin a finished run (see `harness runs --store {args.store}`), "
+                               f"or finish this one: {resume}")
         verdict = record["verdict"] or {}
         if verdict.get("decision") == ERROR:
             if not args.force:
                 raise HarnessError(f"run {args.run} ended with no verdict (ERROR: {verdict.get('reason', '')[:300]}); "
                                    "drift against it would compare with partial data\n"
                                    "  fix: pin a run that reached a verdict, or pass --force to pin it anyway")
-            err.print(f"[bold yellow]warning: pinning {args.run}, whose verdict was ERROR: "
-                      f"{verdict.get('reason', '')[:300]}[/]")
+            err.print(f"warning: pinning {args.run}, whose verdict was ERROR: "
+                      f"{verdict.get('reason', '')[:300]}", style="bold yellow")
         store.pin(args.name, args.run)
     out.print(f"pinned {args.run} as {args.name!r}")
     return 0
@@ -206,8 +227,8 @@ def cmd_judge_check(args: argparse.Namespace) -> int:
                   _num(check.flip_rate), _num(check.first_position_rate))
     out.print(table)
     style = "bold green" if check.validated else "bold red"
-    out.print(f"[{style}]{'VALIDATED' if check.validated else 'NOT VALIDATED'}[/]: {check.judge} on {check.rubric}: "
-              f"{check.sentence()}")
+    out.print(styled(("VALIDATED" if check.validated else "NOT VALIDATED", style),
+                     f": {check.judge} on {check.rubric}: {check.sentence()}"))
     return 0 if check.validated else 1
 
 
@@ -227,7 +248,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     table = Table("name", "kind", "created", "status", "verdict", "against")
     table.columns.insert(0, Column("run", no_wrap=True))
     for r in runs.itertuples(index=False):
-        table.add_row(r.run_id, r.name, r.kind, r.created_at, r.status, r.decision or "—", r.against or "")
+        status = f"{r.status}: {r.reason.splitlines()[0][:100]}" if r.reason else r.status
+        table.add_row(r.run_id, r.name, r.kind, r.created_at, status, r.decision or "—", r.against or "")
     out.print(table)
     return 0
 
@@ -332,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug(args: argparse.Namespace) -> None:
+    """With --debug, the traceback: as inert as any error (its last line quotes the message)."""
+    if args.debug:
+        print(inert_lines(traceback.format_exc()), end="", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -339,9 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except HarnessError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        _debug(args)
+        print(inert_lines(f"error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -350,10 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         print("terminated (SIGTERM)", file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as exc:  # an unexpected failure is still exit 2, with the details on request
-        if args.debug:
-            traceback.print_exc()
-        else:
-            print(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)", file=sys.stderr)
+        _debug(args)
+        if not args.debug:
+            print(inert_lines(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)"),
+                  file=sys.stderr)
         return EXIT_ERROR
 
 

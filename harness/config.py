@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from harness.caps import Batch, Concurrency, RequestsPerMinute, Resamples, Retries, Seconds, Seed, Tokens, Tries
 from harness.errors import ConfigError, Problems
 from harness.generation import Generation
 from harness.kinds import Candidate, CandidateBase
@@ -27,7 +29,7 @@ class ScriptRule(Strict):
     logliks: list[tuple[float, int]] | None = Field(None, description="(log-prob, tokens) per text or choice")
     top_logprobs: list[tuple[str, float]] | None = Field(
         None, description="(token, log-prob) alternatives of the first token, for requests that ask for them")
-    delay_s: float = Field(0.0, ge=0)
+    delay_s: Seconds = Field(0.0, ge=0)
     times: int | None = Field(None, ge=1, description="answer this many matching requests, then stop matching")
 
 
@@ -35,17 +37,17 @@ class EngineConfig(Strict):
     """How requests are answered. `vllm` manages a local server; `transformers` runs in-process."""
 
     kind: Literal["vllm", "transformers", "scripted"] = "vllm"
-    max_concurrency: int | None = Field(
+    max_concurrency: Concurrency | None = Field(
         None, ge=1, description="requests in flight to the local engine; default: the engine's own, as measured "
                                 "(vLLM: 32 on CPU, 64 on GPU; see serving/vllm_server.DEFAULT_CONCURRENCY)")
-    request_timeout_s: float = Field(120, gt=0)
-    max_retries: int = Field(3, ge=0)
-    startup_timeout_s: float = Field(600, gt=0)
+    request_timeout_s: Seconds = Field(120, gt=0)
+    max_retries: Retries = Field(3, ge=0)
+    startup_timeout_s: Seconds = Field(600, gt=0)
     dtype: str = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
     enforce_eager: bool | None = Field(
         None,
         description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
-    batch_size: int = Field(16, ge=1, description="transformers engine: prompts per forward batch")
+    batch_size: Batch = Field(16, ge=1, description="transformers engine: prompts per forward batch")
     extra_args: list[str] = Field([], description="extra vLLM server arguments, passed as given")
     script: list[ScriptRule] = Field([], description="scripted engine: planted answers, first matching rule wins")
 
@@ -57,6 +59,13 @@ class EngineConfig(Strict):
 
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
+
+
+def shown(value: float, signed: bool = False) -> str:
+    """A bound as people read it (0.1, or +0.1 when `signed`); zero is plain 0, never -0 or +0."""
+    if value == 0:
+        return "0"
+    return f"{value:+g}" if signed else f"{value:g}"
 
 
 class SuiteEntry(Strict):
@@ -81,6 +90,15 @@ class Gate(Strict):
     significant: bool = False
     baseline: str | None = Field(None, description="candidate to compare with; default: the config's baseline")
 
+    @field_validator("max")
+    @classmethod
+    def _not_below_min(cls, high: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("min")
+        if high is not None and low is not None and low > high:
+            raise PydanticCustomError("crossed_bounds", "`min` {low} is above `max` {high}: no mean can pass", {
+                "low": shown(low), "high": shown(high), "fix": "swap them, or lower `min` to at most `max`"})
+        return high
+
     @model_validator(mode="after")
     def _one_bound(self) -> "Gate":
         if all(getattr(self, b) is None for b in BOUNDS):
@@ -95,13 +113,13 @@ class Gate(Strict):
         """The rule as people read it; on a lower-is-better metric a drop is a rise and a gain a fall."""
         parts = []
         if self.min is not None:
-            parts.append(f">= {self.min:g}")
+            parts.append(f">= {shown(self.min)}")
         if self.max is not None:
-            parts.append(f"<= {self.max:g}")
+            parts.append(f"<= {shown(self.max)}")
         if self.min_delta is not None:
-            parts.append(f"Δ >= {self.min_delta:+g}" if higher else f"Δ <= {-self.min_delta:+g}")
+            parts.append(f"Δ >= {shown(self.min_delta, True)}" if higher else f"Δ <= {shown(-self.min_delta, True)}")
         if self.max_drop is not None:
-            parts.append(f"{'drop' if higher else 'rise'} <= {self.max_drop:g}")
+            parts.append(f"{'drop' if higher else 'rise'} <= {shown(self.max_drop)}")
         significant = " (significant)" if self.significant else ""
         return f"{self.candidate} / {self.suite} / {self.metric} {' and '.join(parts)}{significant}"
 
@@ -109,7 +127,7 @@ class Gate(Strict):
 class StatsConfig(Strict):
     """How sure a comparison must be. Resampling is seeded with the run's seed."""
 
-    resamples: int = Field(10000, ge=100)
+    resamples: Resamples = Field(10000, ge=100)
     confidence: float = Field(0.95, gt=0, lt=1)
     alpha: float = Field(0.05, gt=0, lt=1)
     power: float = Field(0.8, gt=0, lt=1)
@@ -120,8 +138,8 @@ class JudgeEndpoint(Strict):
     base_url: str | None = None
     model: str
     api_key_env: str | None = None
-    requests_per_minute: float | None = Field(None, gt=0)
-    max_concurrency: int = Field(4, ge=1)
+    requests_per_minute: RequestsPerMinute | None = Field(None, gt=0)
+    max_concurrency: Concurrency = Field(4, ge=1)
 
 
 class JudgeConfig(Strict):
@@ -130,12 +148,12 @@ class JudgeConfig(Strict):
 
     model: str | None = Field(None, description="local judge model alias or HF folder; default: the config's `model`")
     endpoint: JudgeEndpoint | None = Field(None, description="judge through an API instead of a local model")
-    attempts: int = Field(3, ge=1, description="tries per judgement before it is recorded as an error")
+    attempts: Tries = Field(3, ge=1, description="tries per judgement before it is recorded as an error")
     max_fallback_share: float = Field(
         0.2, ge=0, le=1, description="a gated judge metric with more of its values decided by the rubric's "
         "`fallback` (the judge gave no usable answer) is no verdict (ERROR): it would gate on the fallback, "
         "not the judge")
-    max_tokens: int = Field(256, ge=16)
+    max_tokens: Tokens = Field(256, ge=16)
     method: Literal["auto", "logprobs", "structured"] = Field(
         "auto", description="how an answer is read: `logprobs` off the first token's probabilities (G-Eval: a "
         "scale's expected score, the likeliest label), `structured` from a JSON reply with reasons; `auto`: "
@@ -177,7 +195,7 @@ class DriftConfig(Strict):
 class Config(Strict):
     name: str
     model: str = "smollm2-135m-instruct"
-    seed: int = 0
+    seed: Seed = Field(0, description="seeds sampling and resampling: 0..2**32-1")
     engine: EngineConfig = EngineConfig()
     generation: Generation = Generation()
     candidates: list[Candidate] = Field(min_length=1)
@@ -205,13 +223,20 @@ class Config(Strict):
             raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
         return candidates
 
+    @field_validator("baseline")
+    @classmethod
+    def _known_baseline(cls, baseline: str | None, info: ValidationInfo) -> str | None:
+        """A field check, not a model one, so the error points at the `baseline:` line (candidates come first)."""
+        names = [c.name for c in info.data.get("candidates", [])]
+        if baseline is not None and names and baseline not in names:
+            raise PydanticCustomError("unknown_candidate", "baseline {baseline} is not a candidate", {
+                "baseline": repr(baseline), "fix": f"use one of: {', '.join(names)}"})
+        return baseline
+
     @model_validator(mode="after")
-    def _known_names(self) -> "Config":
-        names = [c.name for c in self.candidates]
+    def _default_baseline(self) -> "Config":
         if self.baseline is None:
-            self.baseline = names[0]
-        elif self.baseline not in names:
-            raise ValueError(f"baseline {self.baseline!r} is not a candidate ({', '.join(names)})")
+            self.baseline = self.candidates[0].name
         return self
 
     def gate_baseline(self, gate: Gate) -> str:

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from harness.errors import ConfigError
 from harness.strict import Strict
+from harness.textfiles import cause, check_text
 
 T = TypeVar("T")
 
@@ -96,6 +97,7 @@ def _read(path: Path, split: str | None, where: str) -> Any:
     datasets.disable_progress_bars()
     if not path.exists():
         raise ConfigError(str(path), "", "cases file not found", "check `cases:` in the suite file (relative to it)")
+    check_text(path)
     try:
         if path.is_dir():
             loaded = datasets.load_from_disk(str(path))
@@ -104,8 +106,8 @@ def _read(path: Path, split: str | None, where: str) -> Any:
         else:
             loaded = datasets.load_dataset(READERS[path.suffix.lower()], data_files=str(path), split="train",
                                            keep_in_memory=True)
-    except (OSError, ValueError, TypeError) as exc:  # datasets' own errors subclass these
-        raise ConfigError(str(path), "", f"`datasets` cannot read it ({type(exc).__name__}: {str(exc)[:300]})",
+    except Exception as exc:  # noqa: BLE001 - `datasets` and its readers raise many types; each names the file here
+        raise ConfigError(str(path), "", f"`datasets` cannot read it ({cause(exc)})",
                           "give a JSONL, JSON, CSV, Parquet or Arrow file, or a folder saved by save_to_disk") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from harness.compare import per_case
-from harness.config import Config, Gate
+from harness.config import Config, Gate, shown
 from harness.stats import (
     BoundTest,
     binomial_bound,
@@ -195,7 +195,7 @@ def _mde_note(gate: Gate, cand: pd.Series, base: pd.Series, mde: float, n: int, 
         return mde_sentence(mde, n, effect, unit=unit, per_unit=per_unit)
     beyond = mde
     size = lambda v: f"{v / per_unit:.3g} {unit}"  # noqa: E731
-    return (f"{n} cases detect a true gain of {size(beyond)} or more beyond the {margin:+g} margin "
+    return (f"{n} cases detect a true gain of {size(beyond)} or more beyond the {shown(margin, signed=True)} margin "
             f"(a true Δ of {margin + beyond:+.3g} in gain terms) at α = {alpha:.3g} after Holm, "
             f"with {power:.0%} power.")
 
@@ -205,9 +205,9 @@ def _failure(check: Check, alpha: float) -> str | None:
     # a flipped check works on the gain (baseline - candidate); it is told as the change Δ (candidate - baseline)
     sign = -1 if check.flipped else 1
     if check.bound_kind in ("min", "max"):
-        name, stat, bound = "mean", f"{check.statistic:.3f}", f"{check.bound:g}"
-    else:
-        name, stat, bound = "Δ", f"{sign * check.statistic:+.3f}", f"{sign * check.bound:+g}"
+        name, stat, bound = "mean", f"{check.statistic + 0.0:.3f}", shown(check.bound)
+    else:  # (+ 0.0 turns a -0.0 into 0.0)
+        name, stat, bound = "Δ", f"{sign * check.statistic + 0.0:+.3f}", shown(sign * check.bound, signed=True)
     if not check.point_ok():
         beyond = "below" if check.lower != check.flipped else "above"
         return f"{name} {stat} is {beyond} {bound}{' (lower is better)' if check.flipped else ''}"
@@ -233,7 +233,8 @@ def _conclude(result: GateResult, alpha: float) -> None:
         return
     parts = [f"mean {result.value:.3f} over {result.n} cases"]
     if result.delta is not None:
-        parts.append(f"Δ {result.delta:+.3f} [{result.ci_low:+.3f}, {result.ci_high:+.3f}] vs {result.baseline}")
+        parts.append(f"Δ {result.delta + 0.0:+.3f} [{result.ci_low + 0.0:+.3f}, {result.ci_high + 0.0:+.3f}] "
+                     f"vs {result.baseline}")
     significant = [c for c in result.checks if c.p_adjusted is not None]
     parts += [f"{c.test} p = {c.p_value:.3g} (Holm {c.p_adjusted:.3g})" for c in significant]
     result.reason = ", ".join(parts)

@@ -1,5 +1,6 @@
 """Generate and score: every (candidate, suite, case) becomes a request, answered from the cache
-or by the engine, scored at once, and written to the store as it is made (nothing lost on a crash).
+or by the engine, redacted of the run's secrets, scored at once, and written to the store as it is made
+(nothing lost on a crash).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from harness.progress import StageProgress
 from harness.request import Completion
 from harness.scorers import Score, ScoreInput
 from harness.serving.base import LocalTarget, Target
+from harness.serving.endpoints import secret_values
+from harness.serving.limits import redacted
 from harness.suites import Case, Suite
 
 if TYPE_CHECKING:
     from harness.context import Run
+    from harness.plan import Plan
     from harness.store import Store
 
 Member = tuple[CandidateBase, str, "str | None"]  # (candidate, served name, cache fingerprint; None: never cached)
@@ -50,10 +54,22 @@ def targets(run: Run, built: Built) -> list[tuple[Target, str, list[Member]]]:
     return sorted(out, key=lambda t: run.engines.kept(t[0]))  # what a later stage reuses goes last (see pool)
 
 
+def run_secrets(plan: Plan) -> tuple[str, ...]:
+    """The values of every key the config names (each endpoint candidate's and the judge endpoint's
+    `api_key_env`) that are set. Every answer of the run, fresh or cached, a candidate's or the judge's, is
+    redacted of all of them before it is stored, scored or shown: an endpoint may echo its own key, and an
+    answer cached by an older harness may hold any of them."""
+    names = [kind.endpoint(c).api_key_env for c in plan.endpoints() if (kind := kind_of(c)).endpoint]
+    judge = plan.config.judge.endpoint
+    return secret_values([*names, judge.api_key_env if judge else None])
+
+
 def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = None) -> None:
-    """`skip`: (candidate, suite, case) already stored by an earlier attempt at this run (resume)."""
+    """`skip`: (candidate, suite, case) already stored by an earlier attempt at this run (resume).
+    Answers are scored on their redacted text (see run_secrets): a score never rests on a key."""
     plan, store, run_id = run.plan, run.store, run.run_id
     skip = skip or set()
+    secrets = run_secrets(plan)
     for suite in plan.suites:
         for case in suite.cases:
             store.put_case(run_id, suite.name, case.id, [m.model_dump() for m in case.messages], case.reference,
@@ -69,7 +85,7 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
             if hit is None:
                 misses.append(job)
             else:
-                record(store, run_id, job, hit, cached=True)
+                record(store, run_id, job, redacted(hit, secrets), cached=True)
         console.log(f"{label}: {len(jobs) - len(misses)} cached, {len(misses)} to generate")
         if not misses:
             continue
@@ -89,7 +105,8 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
             last = time.perf_counter()
             with StageProgress(f"generate {label} ({', '.join(c.name for c, _, _ in members)})", len(misses),
                                unit="answers") as progress:
-                for index, completion in engine.run([group[0].prepared.request for group in groups]):
+                for index, answered in engine.run([group[0].prepared.request for group in groups]):
+                    completion = redacted(answered, secrets)
                     now = time.perf_counter()
                     spent["generate" if groups[index][0].prepared.request.loglik == "none" else "loglik"] += now - last
                     last = now

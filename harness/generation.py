@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from harness.caps import Tokens
 from harness.strict import Strict
 
 
 class Generation(Strict):
     """Sampling settings; every field is optional so suites and candidates can override a few."""
 
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: Tokens | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
     stop: list[str] | None = None

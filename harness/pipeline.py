@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -19,16 +21,18 @@ from harness.console import console
 from harness.context import Run
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
-from harness.generate import execute
+from harness.generate import execute, run_secrets
 from harness.judging import judge_metrics, judge_targets, run_judges
 from harness.plan import Plan, make_plan
 from harness.provenance import environment, new_run_id, package_versions
-from harness.report import write_reports
+from harness.report import report_paths, write_reports
 from harness.report.tracking import log_to_mlflow
+from harness.serving.limits import redact
 from harness.serving.pool import Engines
-from harness.store import Store
+from harness.store import Store, now
 
 STORE_NAME = "harness.sqlite"
+REASON_CHARS = 2000  # of a stopped run's reason, as the store keeps it (a message with its fix line fits)
 
 
 @dataclass
@@ -37,13 +41,6 @@ class RunOutcome:
     run_dir: Path
     verdict: Verdict
     files: dict[str, Path]
-
-
-def output_root(plan: Plan, override: str | None) -> Path:
-    if override:
-        return Path(override).resolve()
-    configured = plan.config.output_dir
-    return (plan.loaded.base_dir / configured).resolve() if configured else Path("reports").resolve()
 
 
 def inputs(plan: Plan) -> dict[str, dict[str, str]]:
@@ -82,38 +79,86 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
     if against is not None:
         loaded = loaded.model_copy(update={"config": loaded.config.model_copy(
             update={"drift": DriftConfig(baseline=against)})})
-    plan = make_plan(loaded)
-    root = output_root(plan, out)
+    plan = make_plan(loaded, out=out)
+    root = plan.output_root(out)
     with Store(root / STORE_NAME) as store, Engines(keep=judge_targets(plan)) as engines:
         pinned, against = _pinned(plan, store, kind, against is not None)
-        run_id, skip = _start(plan, store, kind, resume, against)
+        run_id = _start(plan, store, kind, resume, against)
         current = Run(plan, store, run_id, root / run_id, use_cache, engines)
-        store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
-        current.run_dir.mkdir(parents=True, exist_ok=True)
-        console.log(f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)} suites "
-                    f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
-        try:
+        with _ended_on_failure(store, run_id, report_paths(current.run_dir), run_secrets(plan)):
+            skip = _stored_answers(plan, store, run_id) if resume is not None else set()
+            store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
+            current.run_dir.mkdir(parents=True, exist_ok=True)
+            console.log(f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)} suites "
+                        f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
             built = build(current, retrain=retrain)
             _check_built(current, built, resumed=resume is not None)
             execute(current, built, skip=skip)
             run_judges(current)
             engines.close()
-        except BaseException as exc:
-            store.finish_run(run_id, "failed" if isinstance(exc, Exception) else "interrupted", None)
-            raise
-        started = time.perf_counter()
-        responses = store.table("responses", run_id)
-        verdict = decide(plan.config, store.table("scores", run_id), errors=int(responses["error"].notna().sum()),
-                         requests=len(responses), pinned=pinned, directions=plan.directions(),
-                         expected=plan.expected(), judges=judge_checks(plan, store, run_id))
-        store.finish_run(run_id, "finished", verdict.as_dict())
-        store.put_timing(run_id, "gate", plan.config.name, time.perf_counter() - started)
-        files = write_reports(store, run_id, current.run_dir)
+            verdict = _gate(current, pinned)
+            files = _finish(current, verdict)
+    _track(plan, files)
+    if verdict.decision == ERROR:
+        console.log(verdict.reason, style="yellow")
+    return RunOutcome(run_id, current.run_dir, verdict, files)
+
+
+@contextmanager
+def _ended_on_failure(store: Store, run_id: str, reports: dict[str, Path], secrets: tuple[str, ...]
+                      ) -> Iterator[None]:
+    """Whatever stops a begun run before it finished (an exception, Ctrl-C, SIGTERM) ends it in the store as
+    `failed` or `interrupted`, with the reason (redacted of the run's keys: a client library's message may
+    quote one) and no verdict, and takes back any report file already renamed into place: those say
+    `finished`, which the run is not. Pin, drift and diff refuse such a run; `--resume` finishes it."""
+    try:
+        yield
+    except BaseException as exc:
+        for path in reports.values():
+            with suppress(OSError):  # what cannot be removed (a folder in a report's place) is no report
+                path.unlink(missing_ok=True)
+        store.finish_run(run_id, *_stopped(exc, secrets))
+        raise
+
+
+def _stopped(exc: BaseException, secrets: tuple[str, ...]) -> tuple[str, None, str]:
+    """(status, verdict, reason) of a run stopped by `exc`: an Exception is a failure; anything else
+    (KeyboardInterrupt, the CLI's Terminated for SIGTERM, SystemExit) an interruption. Redacted before it is cut,
+    so no key is left half shown."""
+    status = "failed" if isinstance(exc, Exception) else "interrupted"
+    message = redact(str(exc), secrets)
+    return status, None, f"{type(exc).__name__}: {message}"[:REASON_CHARS] if message else type(exc).__name__
+
+
+def _gate(run: Run, pinned: pd.DataFrame | None) -> Verdict:
+    """The gates' verdict over the stored rows, stored for the reports (the run is not finished yet)."""
+    started = time.perf_counter()
+    plan, store = run.plan, run.store
+    responses = store.table("responses", run.run_id)
+    verdict = decide(plan.config, store.table("scores", run.run_id), errors=int(responses["error"].notna().sum()),
+                     requests=len(responses), pinned=pinned, directions=plan.directions(),
+                     expected=plan.expected(), judges=judge_checks(plan, store, run.run_id))
+    store.set_verdict(run.run_id, verdict.as_dict())
+    store.put_timing(run.run_id, "gate", plan.config.name, time.perf_counter() - started)
+    return verdict
+
+
+def _finish(run: Run, verdict: Verdict) -> dict[str, Path]:
+    """Every report file written (each atomically), then, and only then, the run `finished` in the store, at
+    the time the files state: a finished run always has its verdict and all of its reports."""
+    at = now()
+    files = write_reports(run.store, run.run_id, run.run_dir, finished_at=at)
+    run.store.finish_run(run.run_id, "finished", verdict.as_dict(), at=at)
+    return files
+
+
+def _track(plan: Plan, files: dict[str, Path]) -> None:
+    """MLflow gets the run once it is finished, never before: the tracker holds a copy of the reports for
+    browsing, it is not where the verdict lives. So a tracker that is down or refuses the run is a warning
+    (report.tracking says it), and the run stays finished with its verdict and exit code: a SHIP that CI may
+    act on must not turn into an error, or a DO NOT SHIP into a pass, because a dashboard was unreachable."""
     if plan.config.report.mlflow is not None:
         log_to_mlflow(plan.config.report.mlflow, json.loads(files["results"].read_text()), files)
-    if verdict.decision == ERROR:
-        console.log(f"[yellow]{verdict.reason}[/]")
-    return RunOutcome(run_id, current.run_dir, verdict, files)
 
 
 def judge_checks(plan: Plan, store: Store, run_id: str) -> dict[tuple[str, str], tuple[str, bool, dict | None]]:
@@ -139,8 +184,9 @@ def _pinned(plan: Plan, store: Store, kind: str, against: bool) -> tuple[pd.Data
                            f"harness pin RUN --as {name} --store {store.path}")
     record = store.run(run_id) or {}
     decision = (record.get("verdict") or {}).get("decision")
+    why = f" ({record['reason'][:300]})" if record.get("reason") else ""
     if record.get("status") != "finished" or (decision == "error" and store.pinned(name) is None):
-        raise HarnessError(f"run {run_id} is {record.get('status')}"
+        raise HarnessError(f"run {run_id} is {record.get('status')}{why}"
                            f"{' with no verdict (ERROR)' if decision == 'error' else ''}: its scores are partial\n"
                            "  fix: compare against a run that finished with a verdict (see `harness runs`)")
     comparable(plan, run_id, record)
@@ -167,12 +213,14 @@ def comparable(plan: Plan, run_id: str, record: dict) -> None:
                            "\n  fix: compare against a run of the same suites, or restore the suites it used")
 
 
-def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str | None) -> tuple[str, set]:
+def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str | None) -> str:
+    """A new run begun in the store, or the one to resume (refused if its config, kind or inputs differ) set
+    running again; its last act is the store's, so that whatever follows ends the run if it fails."""
     if resume is None:
         run_id = new_run_id(plan.config.name)
         store.begin_run(run_id, plan.config.name, plan.loaded.hash, plan.config.model_dump(mode="json"),
                         run_metadata(plan), kind=kind, against=against)
-        return run_id, set()
+        return run_id
     record = store.run(resume)
     if record is None:
         raise HarnessError(f"no run {resume!r} in {store.path}\n  fix: see `harness runs --store {store.path}`")
@@ -183,6 +231,11 @@ def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str
         raise HarnessError(f"run {resume} is a {record['kind']} run\n  fix: resume it with `harness {record['kind']}`")
     _refuse_changed(resume, (record["meta"] or {}).get("inputs", {}), inputs(plan))
     store.resume_run(resume)
+    return resume
+
+
+def _stored_answers(plan: Plan, store: Store, resume: str) -> set[tuple[str, str, str]]:
+    """(candidate, suite, case) a resumed run need not redo: answered, with every inline score stored."""
     answered = store.answered(resume)
     skip = set()
     for suite in plan.suites:
@@ -194,7 +247,7 @@ def _start(plan: Plan, store: Store, kind: str, resume: str | None, against: str
                 if key in answered and plan.inline_metrics(candidate.name, suite, case) <= answered[key]:
                     skip.add(key)
     console.log(f"resuming {resume}: {len(skip)} answers already stored (with their scores)")
-    return resume, skip
+    return skip
 
 
 def _refuse_changed(run_id: str, before: dict[str, dict[str, str]], now: dict[str, dict[str, str]]) -> None:

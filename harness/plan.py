@@ -2,20 +2,23 @@
 
 Everything that can be wrong with the input is found here, before any model is started or trained:
 the config, every suite and case against what its scorers need, every gate against what its
-candidates can have, and each kind's own checks (LoRA targets, RAG templates).
+candidates can have and the values its metric can take, each kind's own checks (LoRA targets, RAG
+templates), the API keys the endpoints are called with, and the folder the run is written to.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import Config, LoadedConfig
+from harness.config import Config, LoadedConfig, shown
 from harness.errors import ConfigError, HarnessError, Problems
 from harness.kinds import CandidateBase, kind_of
 from harness.models import ModelRef, resolve
-from harness.scorers import CANDIDATE_NEEDS
+from harness.scorers import CANDIDATE_NEEDS, ScorerSpec
 from harness.suites import Case, Suite, has_gold, load_suite, resolve_suite_path
 
 
@@ -114,10 +117,28 @@ class Plan:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.loaded.base_dir / path).resolve()
 
+    def output_root(self, override: str | None = None) -> Path:
+        """Where run folders go (`--out`, else `output_dir` from the config's folder, else ./reports), refused
+        at plan time when it is a file, lies under one, or cannot be written (found when the store opened, after
+        the plan, the error named no key)."""
+        configured = self.config.output_dir
+        if override is not None:
+            where, key, path = "the command line", "--out", Path(override)
+        else:
+            where, key = self.where("output_dir"), "output_dir"
+            path = self.loaded.base_dir / configured if configured else Path("reports")
+        why = _unwritable(path)
+        if why is not None:
+            default = "" if override is not None or configured else " (the default: ./reports, from the current folder)"
+            raise ConfigError(where, key, f"run folders cannot be written to {path.absolute()}{default}: {why}",
+                              f"point {key} at a folder this user can write (it is created if missing)")
+        return path.resolve()
 
-def make_plan(loaded: LoadedConfig, problems: Problems | None = None) -> Plan:
+
+def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str | None = None) -> Plan:
     """The plan, every check run. Without `problems` the first error is raised; with a collecting one (harness
-    check) each independent check records its error and the rest still run."""
+    check) each independent check records its error and the rest still run. `out`: the `--out` folder, checked
+    in place of `output_dir`."""
     problems = problems or Problems(collect=False)
     config = loaded.config
     plan = Plan(loaded=loaded, suites=[], models={})
@@ -166,10 +187,12 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None) -> Plan:
                     continue
                 raise ConfigError(plan.where("gates", i, "suite"), f"gates[{i}].suite",
                                   f"unknown suite {gate.suite!r}", f"use one of: {', '.join(by_name)}")
-            if gate.metric not in by_name[gate.suite].metrics:
+            spec = by_name[gate.suite].scorer(gate.metric)
+            if spec is None:
                 raise ConfigError(plan.where("gates", i, "metric"), f"gates[{i}].metric",
                                   f"suite {gate.suite!r} has no metric {gate.metric!r}",
                                   f"use one of: {', '.join(by_name[gate.suite].metrics)}")
+            _check_gate_range(plan, i, spec)
             _check_gate_possible(plan, i)
     for i, candidate in enumerate(config.candidates):
         kind = kind_of(candidate)
@@ -177,6 +200,11 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None) -> Plan:
             continue  # a local candidate whose model is missing was reported above
         with problems.unit():
             kind.check(plan, i, candidate)
+    for where, key, who, name in _api_keys(plan):
+        with problems.unit():
+            _check_key(where, key, who, name)
+    with problems.unit():
+        plan.output_root(out)
     return plan
 
 
@@ -204,3 +232,85 @@ def _check_gate_possible(plan: Plan, i: int) -> None:
         fix = ("gate a candidate that can have it, or remove the gate" if role == "candidate" else
                "compare with a candidate that has it (the gate's `baseline:`), or use an absolute `min`/`max`")
         raise ConfigError(plan.where("gates", i), f"gates[{i}]", f"impossible gate: {why}", fix)
+
+
+def _span(low: float | None, high: float | None, signed: bool = False) -> str:
+    if low is None:
+        return f"at most {shown(high, signed)}"  # type: ignore[arg-type]
+    if high is None:
+        return f"at least {shown(low, signed)}"
+    return f"between {shown(low, signed)} and {shown(high, signed)}"
+
+
+def _check_gate_range(plan: Plan, i: int, spec: ScorerSpec) -> None:
+    """A bound outside the values the metric can take decides nothing: `min: 1.5` on a pass rate can never pass,
+    `max: 2` on it never fail. Relative bounds are held to the widest change the metric can show."""
+    gate = plan.config.gates[i]
+    low, high = spec.bounds
+    width = high - low if low is not None and high is not None else None
+    allowed = {"min": (low, high), "max": (low, high),
+               "min_delta": (None, None) if width is None else (-width, width), "max_drop": (0.0, width)}
+    for key, (lo, hi) in allowed.items():
+        value = getattr(gate, key)
+        if value is None:
+            continue
+        below, above = lo is not None and value < lo, hi is not None and value > hi
+        if not (below or above):
+            continue
+        never = below if key == "max" else above and key != "max_drop"
+        signed = key == "min_delta"
+        metric = f"`{gate.metric}`" + (f" ({spec.type})" if spec.type != gate.metric else "")
+        what = (f"more than {metric} can change (at most {shown(width)} either way)"  # type: ignore[arg-type]
+                if key in ("min_delta", "max_drop") else f"outside the values {metric} takes ({_span(lo, hi)})")
+        raise ConfigError(plan.where("gates", i, key), f"gates[{i}].{key}",
+                          f"{key} {shown(value, signed)} is {what}, so the gate "
+                          f"{'can never pass' if never else 'always passes'}",
+                          f"use a `{key}` {_span(lo, hi, signed)}")
+
+
+def _api_keys(plan: Plan) -> list[tuple[str, str, str, str]]:
+    """(file:line, key, who, variable) of every API key the run will read: each endpoint candidate's, and the
+    judge endpoint's when some suite is judged."""
+    config = plan.config
+    out = []
+    for i, candidate in enumerate(config.candidates):
+        kind = kind_of(candidate)
+        name = kind.endpoint(candidate).api_key_env if kind.endpoint is not None else None
+        if name is not None:
+            out.append((plan.where("candidates", i, "api_key_env"), f"candidates[{i}].api_key_env",
+                        f"candidate {candidate.name!r}", name))
+    judged = any("model" in spec.needs for suite in plan.suites for spec in suite.scorers)
+    endpoint = config.judge.endpoint
+    if judged and endpoint is not None and endpoint.api_key_env is not None:
+        out.append((plan.where("judge", "endpoint", "api_key_env"), "judge.endpoint.api_key_env", "the judge",
+                    endpoint.api_key_env))
+    return out
+
+
+def _check_key(where: str, key: str, who: str, name: str) -> None:
+    """The key must be in the environment before the run starts: read at the first request, an unset one
+    was noticed only after the baseline had run. The message names the variable, never a value."""
+    if not os.environ.get(name, "").strip():
+        raise ConfigError(where, key, f"the environment variable {name} is not set (or empty); {who} sends it as "
+                                      "its API key", f"export {name}=<the key> before the run, or remove "
+                                                     "`api_key_env` if the endpoint needs no key")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why run folders cannot be made at `path`, or None. Permission bits say nothing when the harness runs as
+    root, so the test is a probe file created and removed in the nearest folder that exists."""
+    existing = path
+    try:
+        existing = path.absolute()
+        while not os.path.exists(existing):
+            existing = existing.parent
+        if not existing.is_dir():
+            return "it is a file, not a folder" if existing == path.absolute() else f"{existing} is a file"
+        fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except ValueError as exc:  # a NUL byte in the path
+        return str(exc)
+    except OSError as exc:
+        return f"{existing} cannot be written ({exc.strerror or exc})"
+    return None

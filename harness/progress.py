@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.console import console as default_console
+from harness.console import inert
 
 DEFAULT_INTERVAL_S = 10.0
 
@@ -72,11 +73,12 @@ class StageProgress:
     def __enter__(self) -> "StageProgress":
         self.started = time.perf_counter()
         if self.console.is_terminal:
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=self.console)
+            # labels and notes carry candidate and model names: shown as text, never parsed as markup
+            self._bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=self.console)
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.label, total=self.total, note=self.note)
+            self._task = self._bar.add_task(inert(self.label), total=self.total, note=inert(self.note))
         else:
             self._thread = threading.Thread(target=self._beat, name="harness-progress", daemon=True)
             self._thread.start()
@@ -88,12 +90,13 @@ class StageProgress:
             if note is not None:
                 self.note = note
         if self._bar is not None:
-            self._bar.update(self._task, advance=n, note=self.note)
+            self._bar.update(self._task, advance=n, note=inert(self.note))
 
     def line(self) -> str:
+        """The plain line, made inert: its label and note name candidates and models."""
         with self._lock:
             done, note = self.done, self.note
-        return plain_line(self.label, done, self.total, time.perf_counter() - self.started, self.unit, note)
+        return inert(plain_line(self.label, done, self.total, time.perf_counter() - self.started, self.unit, note))
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):

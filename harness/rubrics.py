@@ -31,6 +31,7 @@ from harness.calibration import CalibrationSet, load_calibration
 from harness.errors import ConfigError
 from harness.paths import builtin_dir
 from harness.strict import Strict
+from harness.textfiles import read_text
 from harness.yamlfile import load_yaml, validate
 
 WINNERS = ("A", "B", "tie")
@@ -279,7 +280,7 @@ def load_rubric(path: Path) -> LoadedRubric:
     if not template_path.is_file():
         raise ConfigError(str(path), "template", f"template file {str(template_path)!r} not found",
                           "put the jinja2 template beside the rubric YAML and name it here")
-    source = template_path.read_text()
+    source = read_text(template_path)
     allowed = COMMON_VARIABLES + ANSWER_VARIABLES[rubric.mode] + (("reference",) if rubric.show_reference else ())
     fix = f"a {rubric.mode} template may use: {', '.join(allowed)}"
     try:

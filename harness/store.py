@@ -7,6 +7,8 @@ WAL mode lets a reader (a report, another run) look while a run writes.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -16,12 +18,13 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from harness.errors import HarnessError
 from harness.request import Completion
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, name TEXT, kind TEXT, created_at TEXT, finished_at TEXT, status TEXT,
-    config_hash TEXT, config_json TEXT, meta_json TEXT, verdict_json TEXT, against TEXT
+    config_hash TEXT, config_json TEXT, meta_json TEXT, verdict_json TEXT, against TEXT, reason TEXT
 );
 CREATE TABLE IF NOT EXISTS pins (
     name TEXT PRIMARY KEY, run_id TEXT NOT NULL, created_at TEXT
@@ -55,23 +58,88 @@ CREATE TABLE IF NOT EXISTS judge_checks (
 """
 
 
+TIMEOUT_ENV = "HARNESS_STORE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 30.0
+_WRITABLE = ("make {path} and its folder writable by this user (SQLite writes {path}-wal and {path}-shm beside "
+             "it), or pass --store (or output_dir) a path this user can write")
+# SQLite's primary result code -> (what is wrong with the store, the fix), so an error names the store and
+# what to do rather than only SQLite's words.
+_PROBLEMS = {
+    "SQLITE_BUSY": ("is locked by another process (a run still writing?) and stayed locked for {timeout:g}s",
+                    f"wait for that process to end, or set {TIMEOUT_ENV}=SECONDS to wait longer"),
+    "SQLITE_NOTADB": ("is not a run store (not an SQLite database)",
+                      "pass --store a harness.sqlite file, or move {path} away: a new store is made in its place"),
+    "SQLITE_CORRUPT": ("is damaged", "restore {path} from a backup, or move it away to start a new store "
+                                     "(`sqlite3 {path} .recover` saves what it can)"),
+    "SQLITE_READONLY": ("cannot be written", _WRITABLE),
+    "SQLITE_CANTOPEN": ("cannot be opened", "check that {path} is a file, not a folder; " + _WRITABLE),
+    "SQLITE_PERM": ("cannot be opened", _WRITABLE),
+    "SQLITE_FULL": ("cannot grow: the disk is full", "free space on that disk, or pass --store a path on another"),
+    "SQLITE_IOERR": ("cannot be read or written (an I/O error)", "check the disk, or pass --store another path"),
+}
+_PROBLEMS["SQLITE_LOCKED"] = _PROBLEMS["SQLITE_BUSY"]
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def lock_timeout() -> float:
+    """Seconds to wait for a store another process holds locked: HARNESS_STORE_TIMEOUT, else 30."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise HarnessError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds\n  fix: set it to how long to wait "
+                           f"for a locked store (e.g. {DEFAULT_TIMEOUT_S:g}), or unset it")
+    return value
+
+
+def store_error(path: Path, exc: sqlite3.Error, timeout: float) -> HarnessError:
+    """One line naming the store, what is wrong with it and SQLite's own words, then the fix."""
+    code = "_".join((getattr(exc, "sqlite_errorname", None) or "").split("_")[:2])
+    problem, fix = _PROBLEMS.get(code, ("failed", "check {path}, or move it away to start a new store"))
+    return HarnessError(f"run store {path} {problem.format(timeout=timeout)} (SQLite: {exc})\n"
+                        f"  fix: {fix.format(path=path)}")
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, timeout: float | None = None) -> None:
+        """`timeout`: seconds to wait for a store another process holds locked (default: lock_timeout()). Any
+        SQLite error, here or inside `with Store(...)`, is a HarnessError naming the store and the fix."""
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self._migrate()
+        self.timeout = lock_timeout() if timeout is None else timeout
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(f"run store {path}: its folder cannot be made ({exc.strerror or exc})\n"
+                               "  fix: pass --store (or output_dir) a path in a folder this user can write") from None
+        with self.explained():
+            self.db = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self._migrate()
+            except sqlite3.Error:
+                self.db.close()
+                raise
+
+    @contextmanager
+    def explained(self) -> Iterator[None]:
+        """SQLite errors inside become store_error: the store's path and a fix."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.timeout) from exc
 
     def _migrate(self) -> None:
         """Columns added since a store was made; old rows read as NULL there."""
-        for table, column in (("responses", "logliks_json"), ("scores", "meta_json")):
+        for table, column in (("responses", "logliks_json"), ("scores", "meta_json"), ("runs", "reason")):
             have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
@@ -93,8 +161,10 @@ class Store:
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         self.close()
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(self.path, exc, self.timeout) from exc
 
     def begin_run(self, run_id: str, name: str, config_hash: str, config: dict, meta: dict, kind: str = "compare",
                   against: str | None = None) -> None:
@@ -104,8 +174,8 @@ class Store:
                         (run_id, name, kind, now(), config_hash, json.dumps(config), json.dumps(meta), against))
 
     def resume_run(self, run_id: str) -> None:
-        self.db.execute("UPDATE runs SET status = 'running', finished_at = NULL, verdict_json = NULL WHERE run_id = ?",
-                        (run_id,))
+        self.db.execute("UPDATE runs SET status = 'running', finished_at = NULL, verdict_json = NULL, reason = NULL "
+                        "WHERE run_id = ?", (run_id,))
 
     def answered(self, run_id: str) -> dict[tuple[str, str, str], set[str]]:
         """(candidate, suite, case) answered without error -> the metrics scored for it; a resumed run
@@ -137,9 +207,17 @@ class Store:
     def set_meta(self, run_id: str, meta: dict) -> None:
         self.db.execute("UPDATE runs SET meta_json = ? WHERE run_id = ?", (json.dumps(meta), run_id))
 
-    def finish_run(self, run_id: str, status: str, verdict: dict | None) -> None:
-        self.db.execute("UPDATE runs SET finished_at = ?, status = ?, verdict_json = ? WHERE run_id = ?",
-                    (now(), status, json.dumps(verdict) if verdict is not None else None, run_id))
+    def set_verdict(self, run_id: str, verdict: dict) -> None:
+        """The gates' verdict, stored for the reports to be rendered from; the run stays `running` until
+        they are written (see finish_run), so no reader takes a verdict without its reports for a finished run."""
+        self.db.execute("UPDATE runs SET verdict_json = ? WHERE run_id = ?", (json.dumps(verdict), run_id))
+
+    def finish_run(self, run_id: str, status: str, verdict: dict | None, reason: str | None = None,
+                   at: str | None = None) -> None:
+        """The run's end: `finished` with its verdict once every report file is written, else `failed` or
+        `interrupted` with no verdict and the `reason`. `at`: the time the reports already state."""
+        self.db.execute("UPDATE runs SET finished_at = ?, status = ?, verdict_json = ?, reason = ? WHERE run_id = ?",
+                        (at or now(), status, json.dumps(verdict) if verdict is not None else None, reason, run_id))
 
     def put_case(self, run_id: str, suite: str, case_id: str, messages: list[dict], reference: str | None,
                  tags: list[str], metadata: dict | None = None) -> None:
@@ -205,7 +283,7 @@ class Store:
     def runs(self) -> pd.DataFrame:
         """Every run, oldest first; missing values are None (not NaN) so callers can test them plainly."""
         runs = pd.read_sql_query(
-            "SELECT run_id, name, kind, created_at, finished_at, status, config_hash, against, "
+            "SELECT run_id, name, kind, created_at, finished_at, status, reason, config_hash, against, "
             "json_extract(verdict_json, '$.decision') AS decision FROM runs ORDER BY created_at, run_id", self.db)
         return runs.astype(object).where(runs.notna(), None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from harness.paths import builtin_dir
 from harness.scorers import CASE_NEEDS, ScorerSpec, build_scorer, implicit_scorer
 from harness.scorers.retrieval import RETRIEVAL_METRICS
 from harness.strict import Strict
+from harness.textfiles import cause, csv_text, read_text
 from harness.yamlfile import jsonl_records, key_path, line_of, load_yaml, validate
 
 
@@ -221,10 +223,11 @@ def load_harmbench_csv(path: Path) -> list[Case]:
     """
     import pandas as pd
 
+    text = csv_text(path)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"not a readable CSV ({exc})",
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types on a broken file; each names the file here
+        raise ConfigError(str(path), "", f"not a readable CSV ({cause(exc)})",
                           "save it as UTF-8 CSV with a header row") from None
     missing = [c for c in HARMBENCH_COLUMNS if c not in table.columns]
     if missing:
@@ -255,7 +258,7 @@ def load_cases(path: Path) -> list[Case]:
             raise ConfigError(str(path), "", "no behaviours", "add at least one row")
         return cases
     records = []
-    for where, raw in jsonl_records(path.read_text().splitlines(), path, "one JSON object per line"):
+    for where, raw in jsonl_records(read_text(path).splitlines(), path, "one JSON object per line"):
         if isinstance(raw, dict) and "id" not in raw:
             raw["id"] = where.rsplit(":", 1)[1]
         records.append((where, raw))

@@ -10,23 +10,136 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import ConfigError
+from harness.textfiles import read_text
+
+# A config, suite or rubric is kilobytes. A hostile or broken one is refused before anything walks it: an alias
+# bomb (nine anchors, each a list of nine aliases of the one before) expands a few hundred bytes into 9^9 values,
+# and every step after the parse (pydantic, JSON Schema checks, hashing) would take gigabytes over them.
+MAX_YAML_BYTES = 4 * 1024 * 1024
+# Aliases may grow a document to MAX_EXPANSION times its own size, or to MIN_EXPANSION_BUDGET, whichever is
+# larger; a size counts each value once and each character of text once, aliases expanded.
+MAX_EXPANSION = 10
+MIN_EXPANSION_BUDGET = 1_000_000
+MAX_DEPTH = 100  # levels of nesting, aliases expanded (recursive readers and checks run out of stack far past it)
+_HUGE = 1 << 62  # sizes are capped here: far past any limit, and the sums stay machine-sized
+_TOO_BIG = ("keep cases and data in their own files (JSONL, CSV, Parquet), which have no such limit; "
+            "a config, suite or rubric needs a few kilobytes")
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, remembering where each alias is and the node it stands for."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases: list[tuple[yaml.Mark, str, yaml.Node]] = []
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            self.aliases.append((event.start_mark, event.anchor, node))
+        return node
 
 
 def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
-    """The parsed document and its node tree (for line numbers)."""
+    """The parsed document and its node tree (for line numbers). Every YAML file the harness reads comes
+    through here, so every one has the same limits: its size, its aliases' expansion and its depth."""
     if not path.exists():
         raise ConfigError(str(path), "", "file not found",
                           "check the path (relative paths start at the file that names them)")
-    text = path.read_text()
+    text = read_text(path, limit=MAX_YAML_BYTES, too_big=_TOO_BIG)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = _compose(text, path)
+        data = yaml.safe_load(text)  # parsed again: constructing from `node` would rewrite its merge keys (<<)
+    except yaml.reader.ReaderError as exc:  # it has a position, not a mark
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}:{line}", "", f"not valid YAML (control character #x{exc.character:02x})",
+                          "remove it: YAML allows no control characters but tab and line breaks") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(where, "", f"not valid YAML ({getattr(exc, 'problem', exc)})",
                           "fix the YAML syntax at that line") from None
     return data, node
+
+
+def _compose(text: str, path: Path) -> yaml.Node | None:
+    """The node graph (an anchored node once, however many aliases name it), checked against the limits
+    before any Python object is built from it."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except RecursionError:
+        raise ConfigError(f"{path}:{loader.get_mark().line + 1}", "", "nested too deeply to read",
+                          f"flatten the structure (at most {MAX_DEPTH} levels)") from None
+    finally:
+        loader.dispose()
+    if node is not None:
+        _check_expansion(node, loader.aliases, path)
+    return node
+
+
+def _check_expansion(root: yaml.Node, aliases: list[tuple[yaml.Mark, str, yaml.Node]], path: Path) -> None:
+    """A ConfigError at the alias that copies the most when the expanded document is past the limit, at the
+    first too deep value when it nests past MAX_DEPTH, at an alias inside its own anchor."""
+    sizes, heights, own = _measure(root, aliases, path)
+    limit = max(MIN_EXPANSION_BUDGET, MAX_EXPANSION * own)
+    if sizes[id(root)] > limit:
+        mark, anchor, node = max(aliases, key=lambda alias: sizes[id(alias[2])])
+        total = f"over {_HUGE:,}" if sizes[id(root)] >= _HUGE else f"{sizes[id(root)]:,}"
+        raise ConfigError(f"{path}:{mark.line + 1}", "",
+                          f"YAML aliases expand the document to {total} values and characters, past the limit "
+                          f"of {limit:,} ({MAX_EXPANSION}x the {own:,} of the file itself, at least "
+                          f"{MIN_EXPANSION_BUDGET:,}); each *{anchor} here copies {sizes[id(node)]:,} (an alias bomb?)",
+                          f"write the values out instead of aliasing them: each *{anchor} copies everything "
+                          f"under &{anchor}")
+    if heights[id(root)] > MAX_DEPTH:
+        node = root
+        for _ in range(MAX_DEPTH):
+            node = max(_children(node), key=lambda child: heights[id(child)])
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}", "",
+                          f"nested {heights[id(root)]} levels deep (aliases expanded), past the limit of {MAX_DEPTH}",
+                          "flatten the structure")
+
+
+def _measure(root: yaml.Node, aliases: list[tuple[yaml.Mark, str, yaml.Node]],
+             path: Path) -> tuple[dict[int, int], dict[int, int], int]:
+    """(size, height) per node with aliases expanded, and the document's own size (each node once): one walk
+    over the graph, each node measured once, without recursion (a document may nest deeper than the stack)."""
+    sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
+    own = 0
+    open_nodes: set[int] = set()  # the nodes whose children are being measured: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, measured = stack.pop()
+        children = _children(node)
+        if measured:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(_HUGE, _weight(node) + sum(sizes[id(c)] for c in children))
+            heights[id(node)] = 1 + max((heights[id(c)] for c in children), default=0)
+        elif id(node) in open_nodes:  # everything above an open node on the stack lies under it
+            mark, anchor, _ = next(alias for alias in aliases if alias[2] is node)
+            raise ConfigError(f"{path}:{mark.line + 1}", "", f"the alias *{anchor} stands inside its own anchor "
+                              f"&{anchor}, so the document never ends", "remove the alias, or move it out of "
+                              f"what &{anchor} anchors")
+        elif id(node) not in sizes:
+            open_nodes.add(id(node))
+            own += _weight(node)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
+    return sizes, heights, own
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _weight(node: yaml.Node) -> int:
+    """A value counts once, and its text once per character."""
+    return 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
 
 
 def jsonl_records(lines: list[str], path: Path, shape: str) -> Iterator[tuple[str, Any]]:
@@ -71,6 +184,7 @@ _FIXES = {
     "missing": "add this key",
     "literal_error": "use one of the allowed values",
     "union_tag_invalid": "use one of the allowed values",
+    "finite_number": "use a finite number (.nan and .inf are not values a run can use)",
 }
 
 

@@ -453,3 +453,140 @@ def test_a_suite_can_run_on_some_candidates_only(project: Project, capsys: pytes
     assert code == 2 and "impossible gate: candidate 'third' does not answer suite 'extra'" in capsys.readouterr().err
     code, _ = run([gate("json_valid", min=0.5)], ["bare", "nobody"])
     assert code == 2 and "suites[1].candidates: unknown candidate 'nobody'" in capsys.readouterr().err
+
+
+class Misshapen(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint: the baseline `prod` always answers the ticket JSON; `next` answers it too,
+    but with `broken` (a raw 200 body) for the tickets whose number is in `cases`."""
+
+    broken: bytes = b""
+    cases: tuple[str, ...] = ()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        if body["model"] == "next" and any(f"Ticket {n}:" in prompt for n in self.cases):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(self.broken)
+            return
+        send_json(self, 200, {"choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": TICKET}}]})
+
+
+NULL_CONTENT = json.dumps({"choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": None}}]}).encode()
+
+
+@pytest.mark.parametrize("broken, cases", [
+    (b'{"id": "c", "object": "chat.completion"}', ("03",)),  # no choices
+    (b'{"choices": []}', ("03", "07")),
+    (b"<html><body>502 Bad Gateway</body></html>", ("05",)),
+    (b'{"choices": [{"index": 0', ("00", "09")),  # invalid JSON
+    (NULL_CONTENT, ("03",)),  # once scored as '' (DO NOT SHIP); no answer is not an empty answer
+    (NULL_CONTENT, tuple(f"{i:02d}" for i in range(10))),
+], ids=["no choices", "empty choices", "HTML", "invalid JSON", "null content once", "null content always"])
+def test_an_endpoint_replying_without_an_answer_is_no_verdict(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                                                broken: bytes, cases: tuple[str, ...]) -> None:
+    """A 200 reply that is not an answer is a failed request: the run goes on, the error row names the endpoint,
+    and with a gate that the other answers would pass the verdict is still ERROR."""
+    monkeypatch.setattr(Misshapen, "broken", broken)
+    monkeypatch.setattr(Misshapen, "cases", cases)
+    ticket_suite(project, 10)
+    with local_server(Misshapen) as url:
+        endpoint = {"kind": "endpoint", "base_url": f"{url}/v1", "max_retries": 0}
+        project.config([{**endpoint, "name": "prod", "model": "prod"}, {**endpoint, "name": "next", "model": "next"}],
+                       [gate("json_valid", candidate="next", min=0.0)], [answer("unused")])
+        code, results = project.run()
+    assert code == 2 and f"{len(cases)} of 20 requests failed" in results["verdict"]["reason"]
+    with sqlite3.connect(project.store) as db:
+        errors = [e for (e,) in db.execute("SELECT error FROM responses WHERE error IS NOT NULL")]
+    assert len(errors) == len(cases) and all(f"{url}/v1" in e and "HTTP 200" in e for e in errors)
+
+
+def test_a_report_that_cannot_be_written_is_no_verdict_and_cannot_be_pinned(
+        project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Gates that pass, then summary.md cannot be written (a folder stands in its place): exit 2, the run failed
+    with the reason and no verdict, the report files already renamed into place taken back, pin refused."""
+    ticket_suite(project, 5)
+    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [answer(TICKET)])
+    monkeypatch.setattr("harness.pipeline.new_run_id", lambda name: "planted-run")
+    folder = project.root / "reports" / "planted-run"
+    (folder / "summary.md").mkdir(parents=True)
+    (folder / "summary.md" / "keep").write_text("a folder is not a file")
+    assert project.run() == (2, None)
+    with sqlite3.connect(project.store) as db:
+        [(status, reason, verdict)] = db.execute("SELECT status, reason, verdict_json FROM runs").fetchall()
+    assert status == "failed" and reason.startswith("IsADirectoryError: ") and verdict is None
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.md"]
+    capsys.readouterr()
+    assert main_pin(project, "planted-run") == 2 and "run planted-run is failed (IsADirectoryError" in \
+        capsys.readouterr().err
+
+
+class Counting(http.server.BaseHTTPRequestHandler):
+    """An endpoint that records each request it gets (and answers each with the ticket)."""
+
+    arrived: list[str] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        Counting.arrived.append(self.path)
+        send_json(self, 200, {"choices": [{"index": 0, "finish_reason": "stop",
+                                           "message": {"role": "assistant", "content": TICKET}}]})
+
+
+@pytest.mark.parametrize("hostile, says", [
+    ({"gate": {"max": float("inf")}}, "gates[0].max: Input should be a finite number"),
+    ({"gate": {"min": float("nan")}}, "gates[0].min: Input should be a finite number"),
+    ({"gate": {"min": 1.5}}, "gates[0].min: min 1.5 is outside the values `json_valid` takes"),
+    ({"gate": {"max_drop": 2}}, "gates[0].max_drop: max_drop 2 is more than `json_valid` can change"),
+    ({"gate": {"min": 0.9, "max": 0.5}}, "gates[0].max: `min` 0.9 is above `max` 0.5"),
+    ({"seed": -5}, "seed: -5 is below the limit of 0"),
+    ({"stats": {"resamples": 10**9}}, "stats.resamples: 1,000,000,000 is past the limit of 1,000,000"),
+    ({"stats": {"resamples": 2000, "alpha": float("inf")}}, "stats.alpha: Input should be a finite number"),
+    ({"output_dir": "config.yaml"}, "output_dir: run folders cannot be written to"),
+    ({"baseline": "nobody"}, "baseline: baseline 'nobody' is not a candidate"),
+    ({"api_key_env": "HARNESS_TEST_NEVER_SET"}, "candidates[1].api_key_env: the environment variable "
+                                               "HARNESS_TEST_NEVER_SET is not set"),
+], ids=["inf-bound", "nan-bound", "bound-out-of-range", "drop-out-of-range", "min-above-max", "negative-seed",
+        "resamples", "inf-alpha", "output-dir-is-a-file", "unknown-baseline", "unset-api-key"])
+def test_hostile_config_values_are_refused_before_any_model_starts(
+        project: Project, hostile: dict, says: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each is a config error at its line, exit 2, with no run started: no store, no request to any engine
+    (a negative seed used to fail after every answer was generated; an unset key after the baseline had run)."""
+    monkeypatch.delenv("HARNESS_TEST_NEVER_SET", raising=False)
+    ticket_suite(project, 5)
+    extra = {k: v for k, v in hostile.items() if k not in ("gate", "api_key_env")}
+    Counting.arrived = []
+    with local_server(Counting) as url:
+        prod = {"name": "prod", "kind": "endpoint", "base_url": f"{url}/v1", "model": "m", "max_retries": 0,
+                "api_key_env": hostile.get("api_key_env")}
+        rules = hostile.get("gate", {"min": 0.5})
+        path = project.config([PROMPT, {k: v for k, v in prod.items() if v is not None}],
+                              [gate("json_valid", candidate="prod", **rules)], [answer(TICKET)], **extra)
+        capsys.readouterr()
+        code, results = project.run()
+    err = capsys.readouterr().err
+    key = says.split(":")[0]
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), start=1)
+                if text.strip().removeprefix("- ").startswith(key.split(".")[-1].split("[")[0] + ":"))
+    assert code == 2 and results is None, err
+    assert f"config.yaml:{line}: {says}" in err and "fix: " in err, err
+    assert not project.store.exists() and Counting.arrived == []
+
+
+def test_no_drop_allowed_reads_without_a_signed_zero(project: Project) -> None:
+    """`max_drop: 0` used to read "Δ -1.000 is below -0"."""
+    ticket_suite(project, 10)
+    project.config([PROMPT, LORA], [gate("json_valid", max_drop=0)], [answer("prose", model="lora"), answer(TICKET)])
+    code, results = project.run()
+    reason = results["verdict"]["reason"]
+    assert code == 1 and "drop <= 0: Δ -1.000 is below 0" in reason and "-0" not in reason.replace("-1.000", "")

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.errors import ConfigError
+from harness.generate import run_secrets
 from harness.models import resolve
 from harness.progress import StageProgress
 from harness.request import Completion, Request
 from harness.rubrics import LoadedRubric, Method, Reply
 from harness.serving.base import EndpointTarget, Engine, LocalTarget, Target
+from harness.serving.limits import redacted
 
 if TYPE_CHECKING:
     from harness.config import EngineConfig, JudgeConfig
@@ -91,12 +93,14 @@ def judge_request(prompt: str, rubric: LoadedRubric, served: str, settings: Judg
 
 class Answerer:
     """Answers judge requests from the cache, else through one engine opened at the first miss, so a
-    fully cached judging stage starts no server and makes no call."""
+    fully cached judging stage starts no server and makes no call. Every answer, cached or fresh, is redacted
+    of `secrets` before it is cached or read (see generate.run_secrets); the engine redacts its own key."""
 
     def __init__(self, judge: JudgeModel, store: Store, engines: Engines, engine: EngineConfig, seed: int,
-                 run_dir: Path, stack: ExitStack, use_cache: bool = True) -> None:
+                 run_dir: Path, stack: ExitStack, use_cache: bool = True, secrets: tuple[str, ...] = ()) -> None:
         self.judge, self.store, self.engines, self.engine_config = judge, store, engines, engine
         self.seed, self.run_dir, self.stack, self.use_cache = seed, run_dir, stack, use_cache
+        self.secrets = secrets
         self.engine: Engine | None = None
         self.started_s: float | None = None  # starting an engine for the judge; None: none started (reused)
         self.cached = self.asked = 0
@@ -104,18 +108,21 @@ class Answerer:
     @classmethod
     def for_run(cls, run: Run, judge: JudgeModel, stack: ExitStack) -> Answerer:
         config = run.plan.config
-        return cls(judge, run.store, run.engines, config.engine, config.seed, run.run_dir, stack, run.use_cache)
+        return cls(judge, run.store, run.engines, config.engine, config.seed, run.run_dir, stack, run.use_cache,
+                   run_secrets(run.plan))
 
     def answer(self, requests: Sequence[Request], label: str = "") -> list[Completion]:
         fingerprint = self.judge.fingerprint
-        out = [self.store.cache_get(r.cache_key(fingerprint)) if self.use_cache else None for r in requests]
+        hits = [self.store.cache_get(r.cache_key(fingerprint)) if self.use_cache else None for r in requests]
+        out = [None if hit is None else redacted(hit, self.secrets) for hit in hits]
         misses = [i for i, hit in enumerate(out) if hit is None]
         self.cached += len(requests) - len(misses)
         self.asked += len(misses)
         if misses:
             engine = self.open()
             with StageProgress(label or self.judge.label, len(misses), unit="judge answers") as progress:
-                for index, completion in engine.run([requests[i] for i in misses]):
+                for index, answered in engine.run([requests[i] for i in misses]):
+                    completion = redacted(answered, self.secrets)
                     out[misses[index]] = completion
                     self.store.cache_put(requests[misses[index]].cache_key(fingerprint), fingerprint, completion)
                     progress.advance()

@@ -15,6 +15,7 @@ from harness.errors import ConfigError
 from harness.kinds.base import Kind, LocalCandidateBase, register
 from harness.models import fingerprint_folder
 from harness.serving.base import Adapter
+from harness.textfiles import check_text
 from harness.training import check_lora_targets, train_adapter
 from harness.training.settings import TrainSettings
 
@@ -48,6 +49,7 @@ def check(plan: Plan, i: int, candidate: LoraCandidate) -> None:
         if not data.is_file():
             raise ConfigError(plan.where("candidates", i, "train", "data"), f"candidates[{i}].train.data",
                               f"training data {data} not found", "check the `data:` path (relative to the config)")
+        check_text(data)
         check_lora_targets(plan.models[candidate.name], candidate.train.lora,
                            f"{plan.where('candidates', i, 'train', 'lora')}: candidates[{i}].train")
 

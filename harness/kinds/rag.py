@@ -11,6 +11,7 @@ from harness.errors import ConfigError
 from harness.kinds.base import Kind, LocalCandidateBase, register
 from harness.retrieval import DEFAULT_TEMPLATE, Index, build_index, check_template, render_context
 from harness.retrieval.settings import RetrievalSettings
+from harness.textfiles import check_text
 
 if TYPE_CHECKING:
     from harness.plan import Plan
@@ -31,6 +32,7 @@ def check(plan: Plan, i: int, candidate: RagCandidate) -> None:
                           f"{documents} does not exist",
                           "point `documents:` at a folder of .md/.txt/.html/.pdf files or a .jsonl (relative to the "
                           "config)")
+    check_text(documents)
     if candidate.template is not None:
         check_template(candidate.template, plan.where("candidates", i, "template"), f"candidates[{i}].template")
 

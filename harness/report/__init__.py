@@ -1,8 +1,15 @@
-"""Reports are rendered from the store alone: results.json for tools, report.html for people."""
+"""Reports are rendered from the store alone: results.json for tools, report.html for people.
+
+Every file is rendered before any is written, and each is written to a temporary file in its folder and then
+renamed over the old one: a reader (a CI step, a browser, a re-render running beside) sees the whole old file
+or the whole new one, never half of either, and a failure while rendering leaves the folder as it was.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from pathlib import Path
 
 from harness.report.ci import junit_xml, summary_md
@@ -10,14 +17,40 @@ from harness.report.html import render_html
 from harness.report.results import build_results
 from harness.store import Store
 
+FILES = {"results": "results.json", "html": "report.html", "junit": "junit.xml", "summary": "summary.md"}
 
-def write_reports(store: Store, run_id: str, run_dir: Path) -> dict[str, Path]:
+
+def report_paths(run_dir: Path) -> dict[str, Path]:
+    return {kind: run_dir / name for kind, name in FILES.items()}
+
+
+def write_reports(store: Store, run_id: str, run_dir: Path, finished_at: str | None = None) -> dict[str, Path]:
+    """`finished_at`: for a run that is finishing, the time the store will record once these files are all
+    written (see pipeline.run): the files say `finished` then, as the store will, and not `running`."""
     results = build_results(store, run_id)
+    if finished_at is not None:
+        results["run"].update(status="finished", finished_at=finished_at)
+    texts = {"results": json.dumps(results, indent=2, ensure_ascii=False),
+             "html": render_html(results), "junit": junit_xml(results), "summary": summary_md(results)}
     run_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"results": run_dir / "results.json", "html": run_dir / "report.html",
-             "junit": run_dir / "junit.xml", "summary": run_dir / "summary.md"}
-    paths["results"].write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    paths["html"].write_text(render_html(results))
-    paths["junit"].write_text(junit_xml(results))
-    paths["summary"].write_text(summary_md(results))
+    paths = report_paths(run_dir)
+    for kind, text in texts.items():
+        write_atomic(paths[kind], text)
     return paths
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`text` in `path`, whole or not at all: a new temporary file in the same folder (a rename is atomic only
+    within one file system; its mode follows the umask, as a plain write's would), flushed to disk, then renamed
+    over `path`; on any failure it is removed."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -1,33 +1,63 @@
-"""Formats CI systems read: JUnit XML (one test per gate) and a Markdown summary (PR comment, step summary)."""
+"""Formats CI systems read: JUnit XML (one test per gate) and a Markdown summary (PR comment, step summary).
+
+Every name, id and reason in them is user data: each format gets its own escaping of all of it (XML 1.0's
+forbidden characters, Markdown and HTML, workflow-command encoding), and control characters never pass.
+A gate whose rows are missing was not decided: it reads "no data" everywhere, not FAIL.
+"""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Mapping
 
+from harness.console import inert
 from harness.gate import LABELS
+
+PASS, FAIL, NO_DATA = "pass", "FAIL", "no data"
+
+
+def gate_status(gate: Mapping[str, Any]) -> str:
+    """pass, FAIL, or no data: a gate some of whose rows are absent or have no value decided nothing (the
+    verdict is ERROR for it), and saying FAIL would claim the candidate was measured and fell short."""
+    if gate.get("missing"):
+        return NO_DATA
+    return PASS if gate["passed"] else FAIL
+
+
+def _xml(text: object) -> str:
+    """Text XML 1.0 can hold: it forbids C0 controls but tab, LF and CR, lone surrogates and U+FFFE/U+FFFF,
+    and a parser rejects the whole file for one of them; each is written as its escape (`\\x1b`), as are
+    the C1 controls it discourages and the newlines of user text."""
+    return inert(text)
 
 
 def junit_xml(results: dict[str, Any]) -> str:
+    """One testcase per gate: a failure when it failed, skipped ("no data") when its rows are missing, and
+    an error testcase for a run that reached no verdict."""
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
     gates = verdict["gates"]
-    failed = sum(not g["passed"] for g in gates)
+    statuses = [gate_status(g) for g in gates]
     errored = 1 if verdict["decision"] == "error" else 0
-    suite = ET.Element("testsuite", name=f"harness gates: {results['run']['name']}", tests=str(len(gates) + errored),
-                       failures=str(failed), errors=str(errored), timestamp=results["run"]["created_at"] or "")
+    suite = ET.Element("testsuite", name=_xml(f"harness gates: {results['run']['name']}"),
+                       tests=str(len(gates) + errored), failures=str(statuses.count(FAIL)), errors=str(errored),
+                       skipped=str(statuses.count(NO_DATA)), timestamp=_xml(results["run"]["created_at"] or ""))
     props = ET.SubElement(suite, "properties")
     for name, value in (("verdict", verdict["decision"]), ("run_id", results["run"]["id"]),
                         ("config_hash", results["run"]["config_hash"])):
-        ET.SubElement(props, "property", name=name, value=str(value))
-    for gate in gates:
-        case = ET.SubElement(suite, "testcase", classname=f"harness.{gate['suite']}", name=gate["rule"])
-        if not gate["passed"]:
-            ET.SubElement(case, "failure", message=gate["reason"]).text = _evidence(gate)
+        ET.SubElement(props, "property", name=name, value=_xml(value))
+    for gate, status in zip(gates, statuses):
+        case = ET.SubElement(suite, "testcase", classname=_xml(f"harness.{gate['suite']}"), name=_xml(gate["rule"]))
+        evidence = _evidence(gate)
+        if status == FAIL:
+            ET.SubElement(case, "failure", message=_xml(gate["reason"])).text = evidence
+        elif status == NO_DATA:
+            ET.SubElement(case, "skipped", message=_xml(f"{NO_DATA}: {gate['reason']}")).text = evidence
         else:
-            ET.SubElement(case, "system-out").text = _evidence(gate)
+            ET.SubElement(case, "system-out").text = evidence
     if errored:
         case = ET.SubElement(suite, "testcase", classname="harness.run", name="run completed")
-        ET.SubElement(case, "error", message=verdict["reason"])
+        ET.SubElement(case, "error", message=_xml(verdict["reason"]))
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -41,39 +71,57 @@ def _evidence(gate: dict) -> str:
         parts.append(gate["mde_note"])
     if gate.get("worst_regressions"):
         parts.append("regressed most: " + ", ".join(map(str, gate["worst_regressions"])))
-    return "\n".join(parts)
+    return "\n".join(map(_xml, parts))
 
 
-def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# what CommonMark and GitHub read as markup (emphasis, links, images, code, headings, lists, tables, strike,
+# emoji, autolinks, mentions, math); `_` only where it can open or close emphasis, not inside a word
+_MD_SPECIAL = re.compile(r"[\\`*{}\[\]()#+\-.!|~:@$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_SHOWN = {PASS: "pass", FAIL: "**FAIL**", NO_DATA: "_no data_"}
+
+
+def md_text(value: object) -> str:
+    """User text that renders as exactly itself on one line of Markdown: control characters and newlines
+    escaped, every Markdown special backslash-escaped, and `&`, `<`, `>` as entities, so no tag, link,
+    image or table cell can come out of a name or a reason."""
+    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(), inert(value))
+    return re.sub("[&<>]", lambda m: _HTML[m.group()], text)
 
 
 def summary_md(results: dict[str, Any]) -> str:
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
     icon = {"ship": "✅", "do_not_ship": "❌", "error": "⚠️"}[verdict["decision"]]
-    lines = [f"## {icon} {LABELS[verdict['decision']]}: {_cell(results['run']['name'])}", "",
-             _cell(verdict["reason"]), "", "| gate | result | mean | Δ vs baseline [CI] | p |", "|---|---|---|---|---|"]
+    lines = [f"## {icon} {LABELS[verdict['decision']]}: {md_text(results['run']['name'])}", "",
+             md_text(verdict["reason"]), "", "| gate | result | mean | Δ vs baseline [CI] | p |",
+             "|---|---|---|---|---|"]
     for g in verdict["gates"]:
         mean = "—" if g["value"] is None else f"{g['value']:.3f}"
         delta = "—" if g.get("delta") is None else f"{g['delta']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]"
-        p = "—" if g.get("p_value") is None else f"{g['p_value']:.3g} ({g.get('test') or 'test'})"
-        lines.append(f"| {_cell(g['rule'])} | {'pass' if g['passed'] else '**FAIL**'} | {mean} | {delta} | {p} |")
+        p = "—" if g.get("p_value") is None else f"{g['p_value']:.3g} ({md_text(g.get('test') or 'test')})"
+        lines.append(f"| {md_text(g['rule'])} | {_SHOWN[gate_status(g)]} | {mean} | {delta} | {p} |")
     lines += ["", f"run `{results['run']['id']}` · config `{results['run']['config_hash'][:12]}`"]
     return "\n".join(lines) + "\n"
 
 
 def _escape(text: str, prop: bool = False) -> str:
-    """GitHub's workflow-command escaping (its toolkit's escapeData / escapeProperty)."""
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """GitHub's workflow-command escaping (its toolkit's escapeData / escapeProperty), then every other control
+    character as its escape: an ESC would reach the log viewer and a terminal raw."""
+    text = inert(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
+_LEVELS = {PASS: "notice", FAIL: "error", NO_DATA: "warning"}
+
+
 def github_annotations(results: dict[str, Any]) -> list[str]:
-    """GitHub Actions workflow commands: `::error` per failed gate, `::notice` per passed one, and an `::error` for
-    a run that reached no verdict; each shows up on the run's summary page and in the log."""
+    """GitHub Actions workflow commands: `::error` per failed gate, `::notice` per passed one, `::warning` per
+    gate with no data, and an `::error` for a run that reached no verdict; each shows up on the run's summary
+    page and in the log."""
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
-    lines = [f"::{'notice' if g['passed'] else 'error'} title={_escape('harness gate ' + g['rule'], True)}::"
-             f"{_escape(('pass: ' if g['passed'] else 'FAIL: ') + g['reason'])}" for g in verdict["gates"]]
+    lines = [f"::{_LEVELS[status]} title={_escape('harness gate ' + g['rule'], True)}::"
+             f"{_escape(f'{status}: ' + g['reason'])}"
+             for g, status in ((g, gate_status(g)) for g in verdict["gates"])]
     if verdict["decision"] == "error":
         lines.append(f"::error title={_escape(LABELS['error'] + ' ' + results['run']['name'], True)}::"
                      f"{_escape(verdict['reason'])}")

@@ -3,6 +3,10 @@
 Model outputs are untrusted: jinja2's autoescape renders them inert, no template marks anything
 `|safe`, and the Content-Security-Policy lets only the script carrying this render's nonce run.
 Python prepares numbers and geometry; the template only places escaped text and shapes.
+
+Texts are untrusted in size too: every text the template places is cut to SHOWN_CHARS with its whole
+length stated (a 10 MB answer made a 10 MB cell, three of them a 61 MB run folder); results.json and the
+store keep every text whole.
 """
 
 from __future__ import annotations
@@ -11,11 +15,23 @@ import secrets
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from harness.compare import better
 from harness.config import StatsConfig
 from harness.gate import LABELS, unvalidated_judge
 from harness.report.breakdown import suite_directions
+
+SHOWN_CHARS = 4000  # of one text, in a report cell: a long answer's start, enough to see what it is
+
+
+def clipped(value: Any) -> Any:
+    """What a cell shows of a value: a text past SHOWN_CHARS is cut there, and says how long it is. Markup (what
+    a macro rendered, already escaped) passes whole: its texts were cut as they were placed."""
+    if isinstance(value, str) and not isinstance(value, Markup) and len(value) > SHOWN_CHARS:
+        return f"{value[:SHOWN_CHARS]}… ({len(value):,} characters; the whole text is in results.json)"
+    return value
+
 
 _env = Environment(
     loader=PackageLoader("harness.report", "templates"),
@@ -23,9 +39,12 @@ _env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=clipped,  # every {{ value }} the templates place, in text and in attributes alike
 )
-_env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v:.{digits}f}"
-_env.filters["signed"] = lambda v, digits=3: "—" if v is None else f"{v:+.{digits}f}"
+_env.filters["clipped"] = clipped
+# (+ 0.0 turns a -0.0 into 0.0: a difference of exactly nothing is not shown as a negative one)
+_env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v + 0.0:.{digits}f}"
+_env.filters["signed"] = lambda v, digits=3: "—" if v is None else f"{v + 0.0:+.{digits}f}"
 _env.filters["pval"] = lambda v: "—" if v is None else ("< 0.001" if v < 0.001 else f"{v:.3f}")
 
 

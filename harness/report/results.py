@@ -21,10 +21,19 @@ SCHEMA_VERSION = 4
 
 
 def _clean(value: Any) -> Any:
-    """NaN and numpy scalars -> JSON-friendly values."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
+    """NaN, infinities and numpy scalars -> JSON values (null for what is not a finite number)."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _json_ready(value: Any) -> Any:
+    """The whole record with every value _clean, however deep: JSON has no NaN or Infinity (json.dumps writes
+    them, and no strict parser reads them back), so results.json can carry none, whatever a run stored."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return _clean(value)
 
 
 def history(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,7 +100,7 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
                   mean_latency_s=("latency_s", "mean"), prompt_tokens=("prompt_tokens", "sum"),
                   completion_tokens=("completion_tokens", "sum"))
              .reset_index()) if not responses.empty else pd.DataFrame()
-    return {
+    return _json_ready({
         "schema_version": SCHEMA_VERSION,
         "run": {
             "id": run["run_id"], "name": run["name"], "kind": run["kind"], "against": run["against"],
@@ -112,4 +121,4 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
         "cases": records,
         "artifacts": store.artifacts(run_id),
         "history": history(store, run) if run["kind"] == "drift" else [],
-    }
+    })

@@ -39,14 +39,15 @@ def tag_key(rule: str) -> str:
 
 
 def log_to_mlflow(settings: MlflowConfig, results: dict[str, Any], files: dict[str, Path]) -> str | None:
-    """The MLflow run id, or None when logging failed (said as a warning)."""
-    import mlflow
-
+    """The MLflow run id, or None when logging failed (said as a warning): the run is finished when this is
+    called, and whatever goes wrong here, a broken MLflow install included, leaves its verdict as it is."""
     if settings.tracking_uri.startswith("file:") or "://" not in settings.tracking_uri:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # the user asked for a local file store
     run = results["run"]
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
     try:
+        import mlflow
+
         client_uri = settings.tracking_uri
         mlflow.set_tracking_uri(client_uri)
         mlflow.set_experiment(settings.experiment or run["name"])
@@ -69,6 +70,6 @@ def log_to_mlflow(settings: MlflowConfig, results: dict[str, Any], files: dict[s
                 mlflow.log_artifact(str(path), artifact_path="report")
             return tracked.info.run_id
     except Exception as exc:  # noqa: BLE001 - any tracker failure is a warning: the verdict stands
-        console.log(f"[yellow]warning: the run was not logged to MLflow at {settings.tracking_uri}: "
-                    f"{type(exc).__name__}: {str(exc)[:300]}[/]")
+        console.log(f"warning: the run was not logged to MLflow at {settings.tracking_uri}: "
+                    f"{type(exc).__name__}: {str(exc)[:300]}", style="yellow")
         return None

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 
 from harness.errors import ConfigError
 from harness.strict import Strict
+from harness.textfiles import decode
 from harness.yamlfile import key_path
 
 JSONL_SHAPE = 'one JSON object per line: {"id": "...", "text": "...", "metadata": {...}}'
@@ -152,10 +153,8 @@ def _parse_files(sources: list[Source]) -> tuple[list[Document], list[Skipped]]:
 
 
 def _parse_jsonl(path: Path, data: bytes) -> tuple[list[Document], list[Skipped]]:
-    try:
-        lines = data.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), "documents", "not UTF-8 text", "save the file as UTF-8") from None
+    # UTF-8, then a byte order mark dropped: the offset of a bad byte counts the mark, as a hex editor does
+    lines = decode(data, str(path)).removeprefix("\ufeff").splitlines()
     documents: list[Document] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()

@@ -32,12 +32,17 @@ CANDIDATE_NEEDS = {
 }
 APPLIES_TO = {"gold_documents": "cases whose metadata names `gold_doc_ids`"}
 NEEDS = {**CASE_NEEDS, **CANDIDATE_NEEDS, **APPLIES_TO, "model": "a model to ask (a judge)"}
+# The values a metric can take, (lowest, highest), None where it has no limit: the plan refuses a gate bound
+# outside them (`min: 1.5` on a pass rate can never pass). A type that declares none is unbounded.
+Bounds = tuple[float | None, float | None]
+UNBOUNDED: Bounds = (None, None)
+UNIT: Bounds = (0.0, 1.0)  # pass/fail metrics and rates
 
 
 class Params(BaseModel):
     """Base for scorer parameters: unknown keys are errors, and `name` renames the metric."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str
     name: str | None = None
@@ -96,22 +101,25 @@ class ScorerType:
     higher_is_better: bool
     needs: frozenset[str]
     corpus: CorpusFn | None
+    bounds: Bounds = UNBOUNDED
 
 
 _REGISTRY: dict[str, ScorerType] = {}
 
 
 def scorer(type_name: str, params: type[Params], higher_is_better: bool = True,
-           needs: Sequence[str] = ("generated",), corpus: CorpusFn | None = None) -> Callable[[ScoreFn], ScoreFn]:
+           needs: Sequence[str] = ("generated",), corpus: CorpusFn | None = None,
+           bounds: Bounds = UNBOUNDED) -> Callable[[ScoreFn], ScoreFn]:
     """Register a scorer type. `higher_is_better`: the metric's direction unless a suite says otherwise
     (comparisons, colours and relative gates follow it); `needs`: keys of NEEDS; `corpus`: how the report
-    computes the corpus-level value (BLEU's pooled statistics, perplexity over all tokens)."""
+    computes the corpus-level value (BLEU's pooled statistics, perplexity over all tokens); `bounds`: the values
+    it can take."""
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
 
     def register(fn: ScoreFn) -> ScoreFn:
-        _REGISTRY[type_name] = ScorerType(params, fn, higher_is_better, frozenset(needs), corpus)
+        _REGISTRY[type_name] = ScorerType(params, fn, higher_is_better, frozenset(needs), corpus, bounds)
         return fn
 
     return register
@@ -119,8 +127,9 @@ def scorer(type_name: str, params: type[Params], higher_is_better: bool = True,
 
 def deferred_scorer(type_name: str, params: type[Params], needs: Sequence[str] = ("generated", "model")) -> None:
     """Register a scorer that needs a model to score (a judge): the judging stage runs it after
-    generation; inline scoring skips it. Its params set `higher_is_better` themselves."""
-    _REGISTRY[type_name] = ScorerType(params, None, True, frozenset(needs), None)
+    generation; inline scoring skips it. Its params set `higher_is_better` themselves; its values are on 0..1
+    (a scale's score is normalised onto it, a label or a pairwise verdict is 0, 0.5 or 1)."""
+    _REGISTRY[type_name] = ScorerType(params, None, True, frozenset(needs), None, UNIT)
 
 
 def scorer_type(type_name: str) -> ScorerType | None:
@@ -142,6 +151,7 @@ class ScorerSpec:
     higher_is_better: bool = True
     needs: frozenset[str] = frozenset()
     corpus: CorpusFn | None = None
+    bounds: Bounds = UNBOUNDED
 
     @property
     def deferred(self) -> bool:
@@ -178,4 +188,5 @@ def implicit_scorer(type_name: str, params: Params | None = None) -> ScorerSpec:
     params = params if params is not None else entry.params(type=type_name)
     higher = entry.higher_is_better if params.higher_is_better is None else params.higher_is_better
     return ScorerSpec(type=type_name, metric=params.name or type_name, params=params, fn=entry.fn,
-                      higher_is_better=higher, needs=params.needs(entry.needs), corpus=entry.corpus)
+                      higher_is_better=higher, needs=params.needs(entry.needs), corpus=entry.corpus,
+                      bounds=entry.bounds)

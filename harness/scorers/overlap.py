@@ -27,7 +27,7 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
 
 from harness.errors import HarnessError
-from harness.scorers.base import CorpusItem, Params, Score, ScoreInput, scorer
+from harness.scorers.base import UNIT, CorpusItem, Params, Score, ScoreInput, scorer
 
 ROUGE_VARIANTS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SACREBLEU_TYPES = ("bleu", "chrf", "ter")
@@ -76,7 +76,7 @@ def corpus(p: Params, items: Sequence[CorpusItem]) -> tuple[float, str]:
 
 NEEDS = ("generated", "reference")
 for _variant in ROUGE_VARIANTS:
-    scorer(_variant, RougeParams, needs=NEEDS, corpus=corpus)(rouge)
+    scorer(_variant, RougeParams, needs=NEEDS, corpus=corpus, bounds=UNIT)(rouge)
 
 
 class _SacrebleuParams(Params):
@@ -148,10 +148,10 @@ def _sentence(p: Params, item: ScoreInput) -> Score:
     return Score(result.score, None, str(result))
 
 
-scorer("bleu", BleuParams, needs=NEEDS, corpus=corpus)(_sentence)
-scorer("chrf", ChrfParams, needs=NEEDS, corpus=corpus)(_sentence)
+scorer("bleu", BleuParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
+scorer("chrf", ChrfParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
 # TER counts edits: a drop is an improvement
-scorer("ter", TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus)(_sentence)
+scorer("ter", TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus, bounds=(0.0, None))(_sentence)
 
 _PARAMS: dict[str, type[Params]] = {
     **{v: RougeParams for v in ROUGE_VARIANTS}, "bleu": BleuParams, "chrf": ChrfParams, "ter": TerParams,

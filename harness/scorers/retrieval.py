@@ -4,18 +4,18 @@ their gold documents. A suite adds these itself when any case has `metadata.gold
 from __future__ import annotations
 
 from harness.retrieval.metrics import recall_at_k, reciprocal_rank
-from harness.scorers.base import Params, Score, ScoreInput, scorer
+from harness.scorers.base import UNIT, Params, Score, ScoreInput, scorer
 
 RETRIEVAL_METRICS = ("recall_at_k", "mrr")
 NEEDS = ("gold_documents", "retrieval")
 
 
-@scorer("recall_at_k", Params, needs=NEEDS)
+@scorer("recall_at_k", Params, needs=NEEDS, bounds=UNIT)
 def recall(p: Params, item: ScoreInput) -> Score:
     k = len(item.retrieved)
     return Score(recall_at_k(list(item.retrieved), list(item.gold), k), None, f"k={k}")
 
 
-@scorer("mrr", Params, needs=NEEDS)
+@scorer("mrr", Params, needs=NEEDS, bounds=UNIT)
 def mrr(p: Params, item: ScoreInput) -> Score:
     return Score(reciprocal_rank(list(item.retrieved), list(item.gold)), None, "")

@@ -1,11 +1,11 @@
 """Requests through Anthropic's Messages API (Anthropic itself, or vLLM's /v1/messages).
 
-Same contract as the OpenAI engine: paced, bounded, retried by the client, failures as error rows.
+Same contract as the OpenAI engine: paced, bounded, retried by the client, replies checked for the shape of
+an answer (see serving.shapes), failures as error rows, answers redacted of the key and capped in length.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Iterator, Sequence
 
 import anthropic
@@ -13,7 +13,7 @@ import anthropic
 from harness.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer
-from harness.serving.openai_client import describe
+from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, may, need, own_secrets
 
 
 def sampling(request: Request) -> dict[str, float]:
@@ -26,38 +26,50 @@ def sampling(request: Request) -> dict[str, float]:
     return body
 
 
-class AnthropicEngine:
+class AnthropicEngine(HttpEngine):
+    client_errors = (anthropic.AnthropicError,)
+
     def __init__(self, base_url: str | None, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
-                 requests_per_minute: float | None = None) -> None:
+                 requests_per_minute: float | None = None, max_answer_chars: int | None = None) -> None:
         self.client = anthropic.Anthropic(base_url=base_url, api_key=api_key, timeout=timeout_s,
                                           max_retries=max_retries)
         self.max_concurrency = max_concurrency
+        self.max_retries, self.max_answer_chars = max_retries, max_answer_chars
         self.pacer = RatePacer(requests_per_minute)
-        self.secrets = (api_key,)
+        self.secrets = own_secrets(api_key)
 
     def complete(self, request: Request) -> Completion:
         """The system prompt is a parameter here, not a message; consecutive turns pass through as given."""
         refused = no_loglik(request, "Anthropic's Messages API")
         if refused is not None:
             return refused
-        self.pacer.wait()
         system = "\n\n".join(content for role, content in request.messages if role == "system")
         messages = [{"role": role, "content": content} for role, content in request.messages if role != "system"]
-        started = time.perf_counter()
         kwargs = {"system": system} if system else {}
-        try:
-            response = self.client.messages.create(
+
+        def send() -> RawReply:
+            return self.client.messages.with_raw_response.create(
                 model=request.model, messages=messages, max_tokens=request.max_tokens,  # type: ignore[arg-type]
                 stop_sequences=list(request.stop) or anthropic.NOT_GIVEN,
                 extra_body=sampling(request), **kwargs,
             )
-        except anthropic.AnthropicError as exc:
-            return Completion(text="", latency_s=time.perf_counter() - started, error=describe(exc, self.secrets))
-        text = "".join(block.text for block in response.content if getattr(block, "type", "") == "text")
-        return Completion(
-            text=text, prompt_tokens=response.usage.input_tokens, completion_tokens=response.usage.output_tokens,
-            latency_s=time.perf_counter() - started, finish_reason=response.stop_reason,
-        )
+
+        return self.answer(send, read_message)
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         return run_concurrently(self.complete, requests, self.max_concurrency)
+
+
+def read_message(body: dict) -> Completion:
+    """A Messages API body -> the completion, or NotAnAnswer: an answer's `content` is a list of typed blocks
+    with at least one text block (its text blocks joined are the answer); token counts and the stop reason
+    may be absent, but not of another type."""
+    blocks = [checked(block, dict, f"content[{i}]") for i, block in enumerate(need(body, "content", list, ""))]
+    texts = [need(block, "text", str, f"content[{i}]") for i, block in enumerate(blocks)
+             if need(block, "type", str, f"content[{i}]") == "text"]
+    if not texts:
+        raise NotAnAnswer("content has no text block")
+    usage = may(body, "usage", dict, "", {})
+    return Completion(text="".join(texts), prompt_tokens=count(usage, "input_tokens", "usage"),
+                      completion_tokens=count(usage, "output_tokens", "usage"),
+                      finish_reason=may(body, "stop_reason", str, "", None))

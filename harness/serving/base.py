@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
+from harness.serving.limits import MAX_ANSWER_CHARS
+
 if TYPE_CHECKING:
     from harness.models import ModelRef
     from harness.request import Completion, Request
@@ -45,6 +47,7 @@ class EndpointTarget:
     request_timeout_s: float
     max_retries: int
     requests_per_minute: float | None
+    max_answer_chars: int = MAX_ANSWER_CHARS  # longer answers are cut (see limits.capped)
 
 
 Target = LocalTarget | EndpointTarget

@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from harness.config import EngineConfig
 from harness.errors import HarnessError
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.base import EndpointTarget, Engine, engine
+from harness.serving.limits import NO_KEY
 from harness.serving.openai_client import OpenAIEngine
 
 
 def api_key(target: EndpointTarget) -> str:
     """The key is read at run time from the variable the config names; it is never stored or printed."""
     if target.api_key_env is None:
-        return "EMPTY"
+        return NO_KEY
     value = os.environ.get(target.api_key_env)
     if not value:
         raise HarnessError(f"the environment variable {target.api_key_env} (api_key_env) is not set\n"
@@ -25,15 +26,21 @@ def api_key(target: EndpointTarget) -> str:
     return value
 
 
+def secret_values(names: Iterable[str | None]) -> tuple[str, ...]:
+    """The values of the named environment variables that are set: the keys a run sends, which no answer may
+    carry into the store, a score or a report (see limits.redacted)."""
+    return tuple(sorted({value for name in names if name and (value := os.environ.get(name))}))
+
+
 @engine("openai")
 @contextmanager
 def openai_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     yield OpenAIEngine(target.base_url or "", api_key(target), target.max_concurrency, target.request_timeout_s,
-                       target.max_retries, target.requests_per_minute)
+                       target.max_retries, target.requests_per_minute, max_answer_chars=target.max_answer_chars)
 
 
 @engine("anthropic")
 @contextmanager
 def anthropic_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     yield AnthropicEngine(target.base_url, api_key(target), target.max_concurrency, target.request_timeout_s,
-                          target.max_retries, target.requests_per_minute)
+                          target.max_retries, target.requests_per_minute, target.max_answer_chars)

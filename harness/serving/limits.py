@@ -1,9 +1,17 @@
-"""Client-side limits shared by the HTTP engines: a requests-per-minute pacer and secret redaction."""
+"""Client-side limits shared by the HTTP engines: a requests-per-minute pacer, secret redaction and the size
+of an answer."""
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+
+from harness.request import Completion
+
+NO_KEY = "EMPTY"  # what is sent when no key is configured (our own vLLM server): not a secret
+MAX_ANSWER_CHARS = 200_000  # an endpoint answer longer than this is cut (see `capped`)
+LENGTH_CAP = "length_cap"  # the finish reason of a cut answer
 
 
 class RatePacer:
@@ -29,8 +37,40 @@ class RatePacer:
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Errors from APIs sometimes echo the key back; never let it reach a log, the store or a report."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    """Errors and answers from APIs sometimes echo a key back; never let it reach a log, the store or a report.
+    Longest first, so a key that contains another is not left half shown; a key padded with whitespace in the
+    environment is redacted as sent, too. Keys under 4 characters are left alone (they would redact words)."""
+    values = {v for secret in secrets for v in (secret, secret.strip()) if len(v) >= 4}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
+
+
+def redacted(completion: Completion, secrets: tuple[str, ...]) -> Completion:
+    """The completion with every secret out of each text of it that is stored or shown: the answer (so it is
+    scored redacted, too), the error, the finish reason and the alternatives of its first token."""
+    if not secrets:
+        return completion
+
+    def clean(text: str | None) -> str | None:
+        return None if text is None else redact(text, secrets)
+
+    return replace(completion, text=redact(completion.text, secrets), error=clean(completion.error),
+                   finish_reason=clean(completion.finish_reason),
+                   top_logprobs=tuple((redact(token, secrets), lp) for token, lp in completion.top_logprobs))
+
+
+def capped(completion: Completion, max_chars: int | None) -> Completion:
+    """An answer cut at `max_chars`, its finish reason saying so: an endpoint owes no heed to `max_tokens`, and
+    one 10 MB answer would otherwise be stored, cached and rendered whole."""
+    if max_chars is None or len(completion.text) <= max_chars:
+        return completion
+    return replace(completion, text=completion.text[:max_chars], finish_reason=LENGTH_CAP)
+
+
+def one_line(text: str, limit: int) -> str:
+    """The first `limit` characters of `text` on one line, newlines and other unprintable characters escaped as
+    Python writes them (\\n, \\x1b, \\u2028), "..." after them when there was more: an error row that is safe in a
+    log line, a terminal or a CI annotation."""
+    head = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return head + ("..." if len(text) > limit else "")

@@ -8,7 +8,6 @@ and turn final failures into error completions, so one bad request never sinks a
 from __future__ import annotations
 
 import json
-import time
 from typing import Callable, Iterator, Sequence
 
 import openai
@@ -16,29 +15,33 @@ import openai
 from harness.loglik import loglik_batches
 from harness.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
-from harness.serving.limits import RatePacer, redact
+from harness.serving.limits import RatePacer
+from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
 
 
-class OpenAIEngine:
+class OpenAIEngine(HttpEngine):
+    client_errors = (openai.OpenAIError,)
+
     def __init__(self, base_url: str, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None,
                  loglik: Callable[[Sequence[Request]], list[Completion]] | None = None,
-                 isolate_models: bool = False) -> None:
+                 isolate_models: bool = False, max_answer_chars: int | None = None) -> None:
         """`loglik`: how to answer log-likelihood requests (several of one served name at a time); only a
         server we run ourselves (vLLM) has one.
-        `isolate_models`: never have requests for two served names in flight together (see `run`)."""
+        `isolate_models`: never have requests for two served names in flight together (see `run`).
+        `max_answer_chars`: cut longer answers (see limits.capped); None: an answer is as long as it comes."""
         self.loglik = loglik
         self.isolate_models = isolate_models
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
         self.max_concurrency = max_concurrency
+        self.max_retries, self.max_answer_chars = max_retries, max_answer_chars
         self.pacer = RatePacer(requests_per_minute)
-        self.secrets = (api_key,)
+        self.secrets = own_secrets(api_key)
 
     def complete(self, request: Request) -> Completion:
+        """One chat completion, read from the raw reply once its shape is checked (see HttpEngine.answer)."""
         if request.loglik != "none":
             return self.loglik([request])[0] if self.loglik else no_loglik(request, "an OpenAI-compatible endpoint")  # type: ignore[return-value]
-        self.pacer.wait()
-        started = time.perf_counter()
         extra = {}
         if request.response_schema:
             extra["response_format"] = {"type": "json_schema",
@@ -46,8 +49,9 @@ class OpenAIEngine:
                                                         "schema": json.loads(request.response_schema)}}
         if request.top_logprobs:
             extra.update(logprobs=True, top_logprobs=request.top_logprobs)
-        try:
-            response = self.client.chat.completions.create(
+
+        def send() -> RawReply:
+            return self.client.chat.completions.with_raw_response.create(
                 model=request.model,
                 messages=request.chat(),  # type: ignore[arg-type]
                 max_tokens=request.max_tokens,
@@ -57,19 +61,8 @@ class OpenAIEngine:
                 seed=request.seed,
                 **extra,
             )
-        except openai.OpenAIError as exc:
-            return Completion(text="", latency_s=time.perf_counter() - started, error=describe(exc, self.secrets))
-        choice = response.choices[0]
-        usage = response.usage
-        tokens = (choice.logprobs.content or []) if request.top_logprobs and choice.logprobs else []
-        return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            latency_s=time.perf_counter() - started,
-            finish_reason=choice.finish_reason,
-            top_logprobs=tuple((t.token, float(t.logprob)) for t in tokens[0].top_logprobs) if tokens else (),
-        )
+
+        return self.answer(send, lambda body: read_chat(body, request.top_logprobs))
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """Generation runs concurrently; log-likelihood requests follow, alone on the server, a batch of one
@@ -99,8 +92,34 @@ class OpenAIEngine:
             yield from zip(batch, self.loglik([requests[i] for i in batch]), strict=True)
 
 
-def describe(exc: Exception, secrets: tuple[str, ...]) -> str:
-    """A one-line error: the kind, the status, the message; never request headers or the key."""
-    status = getattr(exc, "status_code", None)
-    message = getattr(exc, "message", None) or str(exc)
-    return redact(f"{type(exc).__name__}{f' {status}' if status else ''}: {message}", secrets)[:500]
+def read_chat(body: dict, top_logprobs: int) -> Completion:
+    """A chat completion body -> the completion, or NotAnAnswer: an answer has a first choice with a message
+    whose content is a string (null content is no answer, not an empty one). Token counts, the finish reason
+    and the first token's alternatives (asked for: `top_logprobs`) may be absent, but not of another type."""
+    choices = need(body, "choices", list, "")
+    if not choices:
+        raise NotAnAnswer("choices is empty")
+    choice = checked(choices[0], dict, "choices[0]")
+    message = need(choice, "message", dict, "choices[0]")
+    usage = may(body, "usage", dict, "", {})
+    return Completion(
+        text=need(message, "content", str, "choices[0].message"),
+        prompt_tokens=count(usage, "prompt_tokens", "usage"),
+        completion_tokens=count(usage, "completion_tokens", "usage"),
+        finish_reason=may(choice, "finish_reason", str, "choices[0]", None),
+        top_logprobs=first_token_alternatives(choice) if top_logprobs else (),
+    )
+
+
+def first_token_alternatives(choice: dict) -> tuple[tuple[str, float], ...]:
+    """(token, log-prob) of the first generated token's alternatives; () when the endpoint sent none."""
+    tokens = may(may(choice, "logprobs", dict, "choices[0]", {}), "content", list, "choices[0].logprobs", [])
+    if not tokens:
+        return ()
+    path = "choices[0].logprobs.content[0]"
+    out = []
+    for i, alternative in enumerate(may(checked(tokens[0], dict, path), "top_logprobs", list, path, [])):
+        where = f"{path}.top_logprobs[{i}]"
+        checked(alternative, dict, where)
+        out.append((need(alternative, "token", str, where), logprob(alternative, "logprob", where)))
+    return tuple(out)

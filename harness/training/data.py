@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import ConfigError, HarnessError
+from harness.textfiles import cause, check_text, read_text
 
 ROLES = ("system", "user", "assistant")
 IGNORE = -100  # the label torch's cross-entropy skips
@@ -70,7 +71,7 @@ def load_examples(path: Path) -> list[Example]:
 def _jsonl_records(path: Path) -> list[tuple[Any, str, str]]:
     """(record, file:line, key) per non-blank line, parsed here so errors can name the line."""
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -84,15 +85,15 @@ def _jsonl_records(path: Path) -> list[tuple[Any, str, str]]:
 def _dataset_records(path: Path, loader: str) -> list[tuple[Any, str, str]]:
     """Rows read by `datasets` from the local file; its cache goes to a temp folder, not ~/.cache."""
     from datasets import Dataset
-    from datasets.exceptions import DatasetGenerationError
 
     if path.stat().st_size == 0:
         return []
+    check_text(path)
     with tempfile.TemporaryDirectory(prefix="harness-data-") as cache:
         try:
             rows = getattr(Dataset, loader)(str(path), cache_dir=cache, keep_in_memory=True).to_list()
-        except (DatasetGenerationError, ValueError, OSError) as exc:
-            raise ConfigError(str(path), "", f"could not be read as {path.suffix[1:]}: {exc}",
+        except Exception as exc:  # noqa: BLE001 - `datasets` and its readers raise many types; name the file
+            raise ConfigError(str(path), "", f"could not be read as {path.suffix[1:]} ({cause(exc)})",
                               "check the file opens in the tool that wrote it") from None
     return [(row, str(path), f"row {i}") for i, row in enumerate(rows, start=1)]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
+from harness.caps import Seed
 from harness.strict import Strict
 
 # vLLM refuses adapters above its largest `--max-lora-rank` choice; failing here is cheaper than
@@ -57,7 +58,7 @@ class TrainSettings(Strict):
         5, ge=1, description="optimizer steps between validation losses (the last step is always evaluated)")
     early_stopping_patience: int | None = Field(
         2, ge=1, description="stop after this many evaluations without a better validation loss; null: never")
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _has_length(self) -> "TrainSettings":
