@@ -116,9 +116,10 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise HarnessError(f"run store {path}: its folder cannot be made ({exc.strerror or exc})\n"
-                               "  fix: pass --store (or output_dir) a path in a folder this user can write") from None
-        with self.explained():
+            raise HarnessError(f"run store {path} cannot be made in {path.parent} ({exc.strerror or exc})\n"
+                               f"  fix: pass --store (or output_dir) a path in a folder this user can write "
+                               f"({path.parent} must be a folder, or be one that can be made)") from None
+        with self._explained():
             self.db = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
             try:
                 self.db.execute("PRAGMA journal_mode=WAL")
@@ -130,7 +131,7 @@ class Store:
                 raise
 
     @contextmanager
-    def explained(self) -> Iterator[None]:
+    def _explained(self) -> Iterator[None]:
         """SQLite errors inside become store_error: the store's path and a fix."""
         try:
             yield

@@ -338,7 +338,7 @@ def drift_ready(project: Project) -> None:
 def assert_store_error(code: int, err: str, store: Path, problem: str) -> None:
     lines = error_lines(err)
     assert code == 2 and len(lines) == 1, err
-    assert lines[0].startswith(f"error: run store {store} {problem}"), err
+    assert lines[0].startswith(f"error: run store {store} ") and problem in lines[0], err
     assert "\n  fix: " in err and "Traceback" not in err
 
 
@@ -432,3 +432,17 @@ def test_a_lock_timeout_that_is_not_a_number_of_seconds_is_an_error(stored: tupl
     monkeypatch.setenv("HARNESS_STORE_TIMEOUT", "soon")
     assert main(["runs", "--store", str(project.store)]) == 2
     assert "HARNESS_STORE_TIMEOUT='soon' is not a number of seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["a folder", "under a file"])
+def test_a_store_path_that_is_a_folder_or_lies_under_a_file_names_it(stored: tuple[Project, str], case: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    project, _ = stored
+    if case == "a folder":
+        store, problem = project.root / "reports", "cannot be opened"
+    else:
+        store = project.root / "config.yaml" / "harness.sqlite"
+        problem = f"cannot be made in {store.parent}"
+    config = str(project.root / "config.yaml")
+    code = main(["judge", "check", "correctness", "--config", config, "--store", str(store)])
+    assert_store_error(code, capsys.readouterr().err, store, problem)
