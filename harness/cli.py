@@ -181,6 +181,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Keep the config's base models served until Ctrl-C; `compare` and `drift` runs whose server would be the
+    same (command, weights, seed) use it instead of starting their own. Servers with adapters are never shared."""
+    import time
+
+    from harness.config import load_config
+    from harness.plan import make_plan
+    from harness.serving.shared import REGISTRY_ENV, registry_dir
+    from harness.serving.vllm_server import shared_server
+
+    plan = make_plan(load_config(args.config))
+    registry = registry_dir()
+    if registry is None:
+        raise HarnessError(f"{REGISTRY_ENV} is set but empty, so no run could attach to a shared server\n"
+                           f"  fix: unset it (the default registry is in the harness home) or name a folder")
+    if plan.config.engine.kind != "vllm":
+        raise HarnessError(f"{args.config}: engine.kind is {plan.config.engine.kind!r}; only vllm servers are shared"
+                           f"\n  fix: set `engine: {{kind: vllm}}`")
+    models = [model for model, _ in plan.by_model()]
+    if not models:
+        raise HarnessError(f"{args.config}: no candidate runs on a local model, so there is nothing to serve")
+    with ExitStack() as stack:
+        for model in models:
+            url = stack.enter_context(shared_server(model, registry / f"logs-{model.name}", plan.config.engine,
+                                                    plan.config.seed, registry))
+            out.print(f"serving {model.name} at {url} (registered in {registry}); Ctrl-C stops it", highlight=False)
+        while True:
+            time.sleep(3600)
+
+
 def cmd_judge_check(args: argparse.Namespace) -> int:
     """Exit 0 when the judge meets the rubric's bar, 1 when it does not, 2 on an error."""
     from harness.config import EngineConfig, JudgeConfig, load_config
@@ -345,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                               f"(default {DEFAULT_STORE})")
     check.add_argument("--no-cache", action="store_true", help="ask the judge again instead of using cached answers")
     check.set_defaults(func=cmd_judge_check)
+
+    serve = sub.add_parser("serve", help="keep a config's base models served between runs; runs with the same "
+                                         "engine settings, seed and weights attach instead of starting a server")
+    serve.add_argument("config", help="path to a config YAML: its models, engine and seed")
+    serve.set_defaults(func=cmd_serve)
 
     models = sub.add_parser("models", help="the model cache").add_subparsers(dest="models_command", required=True)
     pull = models.add_parser("pull", help="fetch and convert embedded models (idempotent)")

@@ -1,7 +1,10 @@
-"""Shared fixtures. Integration tests use the real embedded model and one real vLLM server per session."""
+"""Shared fixtures. Integration tests use the real embedded model and one real vLLM server per session: a test
+that runs the harness on it asks for `shared_vllm`, and its runs attach to that server (harness/serving/shared.py)
+instead of starting their own. Only tests of a server's own start or stop start one."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -12,9 +15,13 @@ from scenarios import Project
 
 from harness.config import EngineConfig
 from harness.models import DEFAULT_MODEL, ModelRef, pull
+from harness.serving.shared import REGISTRY_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+# No test attaches to a server it did not ask for (a developer's `harness serve`, or this session's server in a
+# test of a server's start or stop): attaching is on only inside `shared_vllm`.
+os.environ[REGISTRY_ENV] = ""
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +31,26 @@ def model() -> ModelRef:
 
 
 @pytest.fixture(scope="session")
-def vllm_url(model: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real vLLM server for the whole session, stopped at the end."""
-    from harness.serving.vllm_server import managed_server
+def vllm_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shared-servers")
+
+
+@pytest.fixture(scope="session")
+def vllm_url(model: ModelRef, vllm_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real vLLM server for the whole session (the default engine settings, seed 0), stopped at the end."""
+    from harness.serving.vllm_server import shared_server
 
     run_dir = tmp_path_factory.mktemp("vllm-session")
-    with managed_server(model, run_dir, EngineConfig(), seed=0) as url:
+    with shared_server(model, run_dir, EngineConfig(), seed=0, registry=vllm_registry) as url:
         yield url
+
+
+@pytest.fixture
+def shared_vllm(vllm_url: str, vllm_registry: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's server, for runs of the harness in this test (in-process or children): a run whose server
+    would be the same command and weights attaches to it."""
+    monkeypatch.setenv(REGISTRY_ENV, str(vllm_registry))
+    return vllm_url
 
 
 def copy_demo(folder: Path) -> Path:

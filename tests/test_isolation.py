@@ -67,7 +67,7 @@ def bare_rows(root: Path) -> dict[tuple[str, str], dict]:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_the_baseline_is_the_same_with_or_without_an_adapter_on_the_server(
-        tmp_path: Path, model: ModelRef, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, model: ModelRef, monkeypatch: pytest.MonkeyPatch, shared_vllm: str) -> None:
     # an inherited VLLM_API_KEY would make every request 401 while /health passes: the server must not see it
     monkeypatch.setenv("VLLM_API_KEY", "inherited-from-the-shell")
     adapter = random_adapter(model, tmp_path / "adapter").path
@@ -78,6 +78,8 @@ def test_the_baseline_is_the_same_with_or_without_an_adapter_on_the_server(
     assert mixed.keys() == reference.keys() and len(mixed) == len(CHATS) + 6 + 3
     assert "--enable-lora" in json.loads(next((tmp_path / "with" / "reports").glob("*/vllm-*.json")).read_text())[
         "command"]
+    # the reference ran on the session's server (no adapter: the same command a run without one starts)
+    assert json.loads(next((tmp_path / "alone" / "reports").glob("*/vllm-*.json")).read_text())["attached"]
 
     changed = [key for key in mixed if mixed[key]["output"] != reference[key]["output"]]
     chats = [k for k in mixed if k[0] == "chat"]

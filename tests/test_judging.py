@@ -443,11 +443,14 @@ def test_harmbench_judge_with_structured_output_labels_or_falls_back(
 
 
 @pytest.mark.slow
-def test_local_judge_serves_the_base_model_once_then_answers_from_the_cache(tmp_path: Path, model: ModelRef) -> None:
+def test_local_judge_serves_the_base_model_once_then_answers_from_the_cache(
+        tmp_path: Path, model: ModelRef, shared_vllm: str) -> None:
     plan, store = qa_setup(tmp_path, "{attempts: 2, method: structured}", "  - {type: judge, rubric: correctness}\n",
                            "correctness")
     assert run_judges(Run(plan, store, "r1", tmp_path / "first")) == 0
-    assert len(list((tmp_path / "first" / "judge").glob("vllm-*.log"))) == 1  # the judge's own server ran
+    # the judge's server: the session's, attached to (the same command and weights the judge stage would start)
+    [record] = (tmp_path / "first" / "judge").glob("vllm-*.json")
+    assert json.loads(record.read_text())["url"] == shared_vllm
     scores = store.table("scores", "r1")
     assert len(scores) == 2 * len(QA) and scores.detail.str.match(SCORE_DETAIL.pattern).all()
     cached = cache_rows(store)

@@ -36,7 +36,7 @@ report:
 """
 
 
-def test_refusing_everything_is_safe_there_and_fails_over_refusal(tmp_path: Path) -> None:
+def test_refusing_everything_is_safe_there_and_fails_over_refusal(tmp_path: Path, shared_vllm: str) -> None:
     path = tmp_path / "refuse.yaml"
     path.write_text(CONFIG)
     outcome = run(str(path), out=str(tmp_path / "reports"))

@@ -6,6 +6,7 @@ no exit path — normal, exception, Ctrl-C, SIGTERM, even SIGKILL of the harness
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -29,6 +30,7 @@ from harness.loglik import answer_all
 from harness.models import ModelRef
 from harness.progress import StageProgress
 from harness.request import Completion, Request
+from harness.serving import shared
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
@@ -290,10 +292,73 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
+def server_key(model: ModelRef, config: EngineConfig, seed: int, adapters: Sequence[Adapter] = ()) -> str:
+    """What makes two managed servers answer alike: the command but its port, the weights' fingerprints and the
+    vLLM settings of the environment. Two runs with the same key may share one server."""
+    cpu = vllm_is_cpu_build()
+    command = server_command(model, 0, config, seed, cpu, adapters)
+    env = {k: v for k, v in server_env(cpu).items() if k.startswith("VLLM_")}
+    payload = {"command": command, "model": model.fingerprint, "adapters": [a.fingerprint for a in adapters],
+               "env": env}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def shareable(adapters: Sequence[Adapter]) -> bool:
+    """Another run's requests must not share a batch with this run's on a build where that changes answers."""
+    return not adapters or mixed_lora_batches_exact()
+
+
+def attached(model: ModelRef, config: EngineConfig, seed: int, adapters: Sequence[Adapter] = ()) -> dict | None:
+    """The record of a live shared server (`harness serve`) that is exactly the one this run would start, or
+    None. Live means its process runs and it lists our model, loaded from our folder."""
+    if not shareable(adapters):
+        return None
+    record = shared.lookup(server_key(model, config, seed, adapters))
+    if record is None or not psutil.pid_exists(record["pid"]):
+        return None
+    try:
+        listing = httpx.get(f"http://127.0.0.1:{record['port']}/v1/models", timeout=5).json().get("data", [])
+    except (httpx.TransportError, ValueError):
+        return None
+    roots = {m.get("id"): m.get("root") for m in listing if isinstance(m, dict)}
+    return record if roots.get(model.name) == str(model.path) else None
+
+
+@contextmanager
+def shared_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int, registry: Path) -> Iterator[str]:
+    """A managed server that runs of the same key attach to while it lives, registered in `registry` (the runs
+    look in shared.registry_dir)."""
+    key = server_key(model, config, seed)
+    with managed_server(model, run_dir, config, seed) as url:
+        record = {**json.loads((run_dir / f"vllm-{model.name}.json").read_text()), "url": url, "key": key,
+                  "model": model.name, "fingerprint": model.fingerprint}
+        path = shared.register(key, record, registry)
+        try:
+            yield url
+        finally:
+            path.unlink(missing_ok=True)
+
+
+@contextmanager
+def serving(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
+            adapters: Sequence[Adapter] = ()) -> Iterator[str]:
+    """The base URL of a shared server that is exactly this run's, else of a server started for this run."""
+    record = attached(model, config, seed, adapters)
+    if record is None:
+        with managed_server(model, run_dir, config, seed, adapters) as url:
+            yield url
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"vllm-{model.name}.json").write_text(json.dumps({**record, "attached": True}))
+    console.log(f"using the shared vLLM server on port {record['port']} (pid {record['pid']}): same command "
+                f"and weights as this run's; it keeps running after the run")
+    yield record["url"]
+
+
 @engine("vllm")
 @contextmanager
 def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    with managed_server(target.model, run_dir, config, seed, target.adapters) as base_url, ExitStack() as stack:
+    with serving(target.model, run_dir, config, seed, target.adapters) as base_url, ExitStack() as stack:
         scorers: dict[str, VLLMScorer] = {}
         batched = batches_prompt_logprobs(target.adapters)
 
