@@ -57,7 +57,8 @@ def test_evalcli_bench_smoke(vllm_url: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_generation_bench_smoke() -> None:
+def test_generation_bench_smoke(shared_vllm: str) -> None:
+    """The harness path attaches to the session's server (it times generation, not the start)."""
     assert "raw vllm" in bench("generation.py", "--n", "4", "--max-tokens", "8", timeout=840)
 
 
