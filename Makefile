@@ -7,9 +7,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(ENGINE)
 
 .PHONY: setup demo test bench
-# The model conversion's own progress bars (tqdm, from transformers' GGUF reader) would fill the log: off.
 setup: $(STAMP)
-	@TQDM_DISABLE=1 $(VENV)/bin/harness models pull
+	@$(VENV)/bin/harness models pull
 
 $(STAMP): pyproject.toml scripts/setup_env.sh
 	bash scripts/setup_env.sh $(ENGINE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import ValidationError
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from harness.rubrics import Rubric
 
 MIN_ITEMS = 10  # fewer cannot tell a judge that agrees from one that was lucky
+# The ways a calibration answer ends up read (judging.check counts them): rubrics.Reply.read_by, or not at all.
+READS = ("logprobs", "structured", "unanswered")
 SHAPE = ('one JSON object per line: {"id", "question", "answer" (pairwise: "answer_a", "answer_b"), '
          '"reference"?, "context"?, "metadata"?, "label", "kind"?, "note"?}; see judges/calibration/')
 
@@ -112,3 +114,20 @@ def template_variables(item: CalibrationItem) -> dict[str, Any]:
                else {"answer_a": item.answer_a, "answer_b": item.answer_b})
     return {"question": item.question, "context": item.context, "metadata": item.metadata,
             **({"reference": item.reference} if item.reference is not None else {}), **answers}
+
+
+def read_counts(check: Mapping[str, Any]) -> str:
+    """How a judge check's answers were actually read, from its stored dict: `logprobs 38, structured 4`
+    (pairwise items count both orders' answers); `not counted` for a check stored before reads were counted."""
+    read = check.get("read")
+    if not read:
+        return "not counted"
+    answers = sum(read.values())
+    both = f" ({answers} answers: both orders of each item)" if answers != check["items"] else ""
+    return ", ".join(f"{how} {n}" for how, n in read.items() if n) + both
+
+
+def reading(check: Mapping[str, Any]) -> str:
+    """The way the answers were asked for (judge.method, as resolved) beside the ways they were read:
+    `asked: logprobs; read: logprobs 38, structured 4`."""
+    return f"asked: {check['method']}; read: {read_counts(check)}"

@@ -18,8 +18,9 @@ from rich.text import Text
 from harness.console import SafeConsole, inert_lines, styled
 from harness.console import SafeTable as Table
 from harness.console import console as err
-from harness.errors import HarnessError
-from harness.gate import ERROR, EXIT_CODES, LABELS
+from harness.errors import HarnessError, ProblemsFound
+from harness.gate import ERROR, EXIT_CODES, LABELS, regression_text, regressions_heading, ungated
+from harness.progress import quiet_library_bars
 
 if TYPE_CHECKING:
     from harness.store import Store
@@ -59,6 +60,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                       Text(status, style=colour[status]), gate["reason"])
     out.print(table)
     out.print(styled((LABELS[verdict.decision], style), f": {verdict.reason}"))
+    regressions = ungated(results["verdict"])
+    if regressions:
+        out.print(styled((regressions_heading(regressions), "bold red" if regressions[0]["blocks"] else "bold yellow")))
+        out.print(*(f"  {regression_text(r)}" for r in regressions), sep="\n")
     out.print(*(f"{kind}: {path}" for kind, path in outcome.files.items()), sep="\n")
     publish_to_github(results, outcome.files["summary"].read_text(), os.environ, lambda line: print(line, flush=True))
     return EXIT_CODES[verdict.decision]
@@ -68,15 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when the config is ready to run, 2 with every problem listed."""
     from harness.check import check
 
-    checked = check(args.config)
-    if checked.problems:
-        err.print(styled((f"{len(checked.problems)} problem{'s' * (len(checked.problems) > 1)}", "bold red"),
-                         f" in {args.config}:"))
-        for problem in checked.problems:
-            print(inert_lines(f"error: {problem}"), file=sys.stderr)
-        return EXIT_ERROR
-    plan = checked.plan
-    assert plan is not None
+    plan = check(args.config).ready()
     cases = sum(len(s.cases) for s in plan.suites)
     out.print(f"ok: {args.config}: {len(plan.config.candidates)} candidates, {len(plan.suites)} suites "
               f"({cases} cases), {len(plan.config.gates)} gates; every suite, rubric, gate, model and data file "
@@ -213,6 +210,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_judge_check(args: argparse.Namespace) -> int:
     """Exit 0 when the judge meets the rubric's bar, 1 when it does not, 2 on an error."""
+    from harness.calibration import read_counts, reading
     from harness.config import EngineConfig, JudgeConfig, load_config
     from harness.judging.asking import Answerer, judge_for
     from harness.judging.check import check_judge
@@ -250,7 +248,7 @@ def cmd_judge_check(args: argparse.Namespace) -> int:
     assert check is not None  # the rubric has a calibration set
     table = Table("rubric", "judge", "read by", "statistic", "value [95% CI]", "bar", "items", "unanswered",
                   "spearman", "pass/fail kappa", "exact", "flip rate", "1st position wins")
-    table.add_row(check.rubric, check.judge, check.method, check.statistic,
+    table.add_row(check.rubric, check.judge, read_counts(check.as_dict()), check.statistic,
                   _num(check.value) + (f" [{check.ci_low:.2f}, {check.ci_high:.2f}]" if check.ci_low is not None
                                        else ""), f"{check.min_agreement:g}", str(check.items), str(check.unusable),
                   _num(check.spearman), _num(check.pass_fail_kappa), _num(check.exact_agreement),
@@ -258,7 +256,7 @@ def cmd_judge_check(args: argparse.Namespace) -> int:
     out.print(table)
     style = "bold green" if check.validated else "bold red"
     out.print(styled(("VALIDATED" if check.validated else "NOT VALIDATED", style),
-                     f": {check.judge} on {check.rubric}: {check.sentence()}"))
+                     f": {check.judge} on {check.rubric}: {check.sentence()}; {reading(check.as_dict())}"))
     return 0 if check.validated else 1
 
 
@@ -396,11 +394,18 @@ def _debug(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_bars()  # before any command imports a library that reads its setting once
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except ProblemsFound as exc:  # `harness check`, or a run refusing its config: each problem on its own
+        _debug(args)
+        err.print(styled((str(exc), "bold red"), ":"))
+        for problem in exc.problems:
+            print(inert_lines(f"error: {problem}"), file=sys.stderr)
+        return EXIT_ERROR
     except HarnessError as exc:
         _debug(args)
         print(inert_lines(f"error: {exc}"), file=sys.stderr)

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
+from itertools import count
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from harness.caps import Batch, Concurrency, RequestsPerMinute, Resamples, Retries, Seconds, Seed, Tokens, Tries
 from harness.errors import ConfigError, Problems
 from harness.generation import Generation
-from harness.kinds import Candidate, CandidateBase
+from harness.kinds import Candidate
 from harness.strict import Strict
-from harness.yamlfile import line_of, load_yaml, validation_errors
+from harness.yamlfile import key_path, line_of, load_yaml, validation_errors
 
 
 class ScriptRule(Strict):
@@ -124,6 +136,15 @@ class Gate(Strict):
         return f"{self.candidate} / {self.suite} / {self.metric} {' and '.join(parts)}{significant}"
 
 
+class GatePolicy(Strict):
+    """What the verdict does with what no gate covers: a candidate's significant regression against its
+    baseline on a (suite, metric) no gate names (see gate.UngatedRegression)."""
+
+    ungated_regressions: Literal["warn", "fail"] = Field(
+        "warn", description="warn: listed with the verdict, the exit code unchanged; fail: such a regression is "
+                            "DO NOT SHIP (an ERROR stays ERROR)")
+
+
 class StatsConfig(Strict):
     """How sure a comparison must be. Resampling is seeded with the run's seed."""
 
@@ -192,46 +213,32 @@ class DriftConfig(Strict):
     baseline: str = Field(description="the pin name given with `harness pin RUN --as NAME`")
 
 
+def _engine_shorthand(value: object) -> object:
+    """`engine: vllm` is `engine: {kind: vllm}`; part of the field's type, so the field validates on its own too."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
 class Config(Strict):
+    """The run config. What spans entries (candidate names unique, the names a baseline, gate or suite entry
+    refers to) is read_config's to check: there it is checked against the names in the file, also when some
+    entry does not validate."""
+
     name: str
     model: str = "smollm2-135m-instruct"
     seed: Seed = Field(0, description="seeds sampling and resampling: 0..2**32-1")
-    engine: EngineConfig = EngineConfig()
+    engine: Annotated[EngineConfig, BeforeValidator(_engine_shorthand)] = EngineConfig()
     generation: Generation = Generation()
     candidates: list[Candidate] = Field(min_length=1)
     baseline: str | None = Field(None, description="the candidate others are compared with; default: the first")
     suites: list[str | SuiteEntry] = Field(min_length=1, description="suite refs, or {suite, candidates} to run one "
                                                                      "on some candidates only")
     gates: list[Gate] = Field(min_length=1, description="a verdict needs at least one rule")
+    gate_policy: GatePolicy = GatePolicy()
     stats: StatsConfig = StatsConfig()
     drift: DriftConfig | None = None
     judge: JudgeConfig = JudgeConfig()
     report: ReportConfig = ReportConfig()
     output_dir: str | None = Field(None, description="where run folders go; default ./reports")
-
-    @field_validator("engine", mode="before")
-    @classmethod
-    def _engine_shorthand(cls, value: object) -> object:
-        return {"kind": value} if isinstance(value, str) else value
-
-    @field_validator("candidates")
-    @classmethod
-    def _unique_names(cls, candidates: list[CandidateBase]) -> list[CandidateBase]:
-        names = [c.name for c in candidates]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"candidate names must be unique; repeated: {', '.join(dupes)}")
-        return candidates
-
-    @field_validator("baseline")
-    @classmethod
-    def _known_baseline(cls, baseline: str | None, info: ValidationInfo) -> str | None:
-        """A field check, not a model one, so the error points at the `baseline:` line (candidates come first)."""
-        names = [c.name for c in info.data.get("candidates", [])]
-        if baseline is not None and names and baseline not in names:
-            raise PydanticCustomError("unknown_candidate", "baseline {baseline} is not a candidate", {
-                "baseline": repr(baseline), "fix": f"use one of: {', '.join(names)}"})
-        return baseline
 
     @model_validator(mode="after")
     def _default_baseline(self) -> "Config":
@@ -249,13 +256,28 @@ class Config(Strict):
 
 
 class LoadedConfig(BaseModel):
-    """A validated config plus where it came from (relative paths start at its folder)."""
+    """A validated config plus where it came from (relative paths start at its folder). Of a file that does not
+    validate as a whole (read_config has listed why), `config` holds the parts that do: `unread` names the top-level
+    keys left at their defaults, `broken` the positions of the list items left out, so that each check needing them
+    is skipped rather than run on a guess."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     config: Config
     path: Path
     node: Any = Field(None, repr=False, exclude=True)  # the YAML tree, parsed once, for error lines
+    unread: frozenset[str] = frozenset()
+    broken: dict[str, tuple[int, ...]] = {}
+
+    def items(self, key: str) -> list[tuple[int, Any]]:
+        """(position in the file, item) of each item of the list `key` that validated: the position names its line
+        and key, also when an item before it was left out."""
+        left_out = self.broken.get(key, ())
+        return list(zip((i for i in count() if i not in left_out), getattr(self.config, key)))
+
+    def validated(self, *keys: str) -> bool:
+        """Whether these top-level keys validated whole (a list with every item)."""
+        return not any(key in self.unread or self.broken.get(key) for key in keys)
 
     @property
     def base_dir(self) -> Path:
@@ -280,8 +302,9 @@ def load_config(path: str | Path) -> LoadedConfig:
 
 
 def read_config(path: str | Path, problems: Problems) -> LoadedConfig | None:
-    """The validated config, every problem recorded in `problems` (harness check lists them all); None when the
-    config itself cannot be validated."""
+    """The validated config, every problem recorded in `problems` (harness check lists them all). When pydantic
+    rejects some of it, the parts that validate on their own (see _partial), so that their problems are found too;
+    None when the file cannot be read as a mapping."""
     path = Path(path)
     with problems.unit():
         data, node = load_yaml(path)
@@ -289,28 +312,114 @@ def read_config(path: str | Path, problems: Problems) -> LoadedConfig | None:
             raise ConfigError(str(path), "(top level)", "expected a mapping of keys",
                               "see configs/demo.yaml for the shape")
         try:
-            config = Config.model_validate(data)
+            loaded = LoadedConfig(config=Config.model_validate(data), path=path, node=node)
         except ValidationError as exc:
             problems.add(validation_errors(Config, exc, path, node))  # type: ignore[arg-type]
-            return None
-        names = [c.name for c in config.candidates]
-        for i, entry in enumerate(config.suites):
-            with problems.unit():
-                unknown = [n for n in getattr(entry, "candidates", []) if n not in names]
-                if unknown:
-                    raise ConfigError(f"{path}:{line_of(node, ('suites', i, 'candidates'))}", f"suites[{i}].candidates",
-                                      f"unknown candidate {unknown[0]!r}", f"use some of: {', '.join(names)}")
-        for i, gate in enumerate(config.gates):
-            with problems.unit():
-                for key in ("candidate", "baseline"):
-                    value = getattr(gate, key)
-                    if value is not None and value not in names:
-                        raise ConfigError(f"{path}:{line_of(node, ('gates', i, key))}", f"gates[{i}].{key}",
-                                          f"unknown candidate {value!r}", f"use one of: {', '.join(names)}")
-                if gate.relative and config.drift is None and config.gate_baseline(gate) == gate.candidate:
-                    raise ConfigError(f"{path}:{line_of(node, ('gates', i))}", f"gates[{i}]",
-                                      f"`min_delta`/`max_drop` compare {gate.candidate!r} with itself (it is the "
-                                      "baseline)",
-                                      "set the gate's `baseline:` to another candidate, or use `min`/`max`")
-        return LoadedConfig(config=config, path=path, node=node)
+            loaded = _partial(data, path, node)
+        named = _file_names(data.get("candidates"))
+        _check_unique(loaded, named, problems)
+        _check_references(loaded, list(dict.fromkeys(name for _, name in named)), problems)
+        _check_self_comparisons(loaded, problems)
+        return loaded
     return None
+
+
+_LEFT_OUT = object()
+
+
+def _partial(data: dict, path: Path, node: Any) -> LoadedConfig:
+    """What of a config that does not validate does: each top-level key on its own, and each item of a list on its
+    own (one bad candidate leaves the others to be checked). A baseline left to its default is the first
+    candidate, so it is unknown when that one does not validate."""
+    values: dict[str, Any] = {"name": ""}  # it only labels a run, and a partial config runs nothing
+    unread: set[str] = set()
+    broken: dict[str, tuple[int, ...]] = {}
+    for key, field in Config.model_fields.items():
+        listed = get_origin(field.annotation) is list
+        if listed:
+            values[key] = []
+        if key not in data:
+            if field.is_required():
+                unread.add(key)
+        elif listed and isinstance(data[key], list):
+            items = [_validated(key, item, item=True) for item in data[key]]
+            values[key] = [item for item in items if item is not _LEFT_OUT]
+            broken[key] = tuple(i for i, item in enumerate(items) if item is _LEFT_OUT)
+            if _validated(key, values[key]) is _LEFT_OUT:  # the list's own constraints (at least one item)
+                unread.add(key)
+        elif not listed and (value := _validated(key, data[key])) is not _LEFT_OUT:
+            values[key] = value
+        else:
+            unread.add(key)
+    if values.get("baseline") is None and "baseline" not in unread:
+        if values["candidates"] and 0 not in broken.get("candidates", ()):
+            values["baseline"] = values["candidates"][0].name
+        else:
+            unread.add("baseline")
+    return LoadedConfig.model_construct(config=Config.model_construct(**values), path=path, node=node,
+                                        unread=frozenset(unread), broken=broken)  # validated, as far as it goes
+
+
+def _validated(key: str, value: Any, item: bool = False) -> Any:
+    """`value` validated as the top-level key's value (as an item of that list, with `item`), or _LEFT_OUT."""
+    try:
+        return _adapter(key, item).validate_python(value)
+    except ValidationError:
+        return _LEFT_OUT
+
+
+@cache
+def _adapter(key: str, item: bool) -> TypeAdapter:
+    field = Config.model_fields[key]
+    return TypeAdapter(get_args(field.annotation)[0] if item else field.rebuild_annotation())
+
+
+def _file_names(entries: Any) -> list[tuple[int, str]]:
+    """(position, name) of each candidate entry that names itself, also of those that do not validate: a gate on
+    a candidate whose kind is misspelt is not also a gate on an unknown one. Empty without a list of candidates."""
+    return [(i, entry["name"]) for i, entry in enumerate(entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
+
+
+def _check_unique(loaded: LoadedConfig, named: list[tuple[int, str]], problems: Problems) -> None:
+    for i, name in named:
+        first = next(j for j, other in named if other == name)
+        if first != i:
+            with problems.unit():
+                raise ConfigError(loaded.where("candidates", i, "name"), f"candidates[{i}].name",
+                                  f"candidate name {name!r} is taken (candidates[{first}])",
+                                  "give each candidate a name of its own")
+
+
+def _check_references(loaded: LoadedConfig, names: list[str], problems: Problems) -> None:
+    """Each name the baseline, a suite entry or a gate gives is a candidate's (with no names in the file, there is
+    nothing to check against)."""
+    if not names:
+        return
+    config = loaded.config
+    references: list[tuple[tuple[Any, ...], str | None, str]] = []
+    if loaded.validated("baseline"):
+        references.append((("baseline",), config.baseline, f"baseline {config.baseline!r} is not a candidate"))
+    for i, entry in loaded.items("suites"):
+        references += [(("suites", i, "candidates"), name, f"unknown candidate {name!r}")
+                       for name in getattr(entry, "candidates", [])]
+    for i, gate in loaded.items("gates"):
+        references += [(("gates", i, key), getattr(gate, key), f"unknown candidate {getattr(gate, key)!r}")
+                       for key in ("candidate", "baseline")]
+    for loc, name, problem in references:
+        if name is not None and name not in names:
+            with problems.unit():
+                raise ConfigError(loaded.where(*loc), key_path(loc), problem, f"use one of: {', '.join(names)}")
+
+
+def _check_self_comparisons(loaded: LoadedConfig, problems: Problems) -> None:
+    """A relative gate needs someone else to compare with: unknown while the baseline or drift did not validate."""
+    config = loaded.config
+    if not loaded.validated("baseline", "drift"):
+        return
+    for i, gate in loaded.items("gates"):
+        if gate.relative and config.drift is None and config.gate_baseline(gate) == gate.candidate:
+            with problems.unit():
+                raise ConfigError(loaded.where("gates", i), f"gates[{i}]",
+                                  f"`min_delta`/`max_drop` compare {gate.candidate!r} with itself (it is the baseline)",
+                                  "set the gate's `baseline:` to another candidate, or use `min`/`max`")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -23,6 +25,15 @@ class ConfigError(HarnessError):
         return type(self), (self.file, self.key, self.problem, self.fix)
 
 
+class ProblemsFound(HarnessError):
+    """Every problem found in a config and what it names: `harness check` lists them, and a run refuses with the
+    same list (the CLI prints each on its own, under a count)."""
+
+    def __init__(self, source: str, problems: list[HarnessError]) -> None:
+        self.source, self.problems = source, problems
+        super().__init__(f"{len(problems)} problem{'s' * (len(problems) > 1)} in {source}")
+
+
 class EngineError(HarnessError):
     """The model server could not be started or stopped answering."""
 
@@ -33,19 +44,36 @@ class Problems:
 
     def __init__(self, collect: bool = True) -> None:
         self.collect = collect
-        self.found: list[HarnessError] = []
+        self.found: list[tuple[HarnessError, str]] = []  # each error, and the config's file:line its check was about
 
     @contextmanager
-    def unit(self) -> Iterator[None]:
+    def unit(self, at: str = "") -> Iterator[None]:
+        """`at`: the config's file:line the check is about, which orders a problem found in a file it names (a
+        suite's cases, a rubric) among the config's own."""
         try:
             yield
         except HarnessError as exc:
             if not self.collect:
                 raise
-            self.found.append(exc)
+            self.found.append((exc, at))
 
     def add(self, errors: list[HarnessError]) -> None:
         """Several errors at once (every pydantic error of a file); raised first-only when not collecting."""
         if errors and not self.collect:
             raise errors[0]
-        self.found.extend(errors)
+        self.found.extend((error, "") for error in errors)
+
+    def listed(self, config: str) -> list[HarnessError]:
+        """Each problem once, in the order of the lines of `config` they are at (or were found from); a problem
+        with no such line comes last."""
+        line = re.compile(rf"{re.escape(config)}:(\d+)\b")
+
+        def order(found: tuple[int, tuple[HarnessError, str]]) -> tuple[float, int]:
+            seen, (error, at) = found
+            match = line.match(str(error)) or line.match(at)
+            return (int(match[1]) if match else math.inf), seen
+
+        unique: dict[str, tuple[HarnessError, str]] = {}
+        for error, at in self.found:
+            unique.setdefault(str(error), (error, at))
+        return [error for _, (error, _) in sorted(enumerate(unique.values()), key=order)]

@@ -12,17 +12,23 @@ every significant check in the run (the p shown is the p that decides, with its 
 - pass/fail metrics, paired against the baseline: McNemar's exact test at a zero margin, Tango's score
   test at any other (with Tango's score interval);
 - continuous metrics: the paired percentile bootstrap (absolute bounds: the one-sided bootstrap).
+
+What no gate covers is not silent: every comparison of a candidate with its baseline on a (suite, metric) no
+gate names is checked too, and a significant regression among them is listed with the verdict
+(UngatedRegression); `gate_policy: {ungated_regressions: fail}` makes it DO NOT SHIP.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from harness.compare import per_case
+from harness.calibration import reading
+from harness.compare import Directions, comparisons, per_case
 from harness.config import Config, Gate, shown
 from harness.stats import (
     BoundTest,
@@ -41,8 +47,10 @@ SHIP, DO_NOT_SHIP, ERROR = "ship", "do_not_ship", "error"
 EXIT_CODES = {SHIP: 0, DO_NOT_SHIP: 1, ERROR: 2}
 LABELS = {SHIP: "SHIP", DO_NOT_SHIP: "DO NOT SHIP", ERROR: "ERROR: NO VERDICT"}  # the words every output uses
 SHOWN_IDS = 5  # case ids named in an error before "..."
+POLICY = "gate_policy.ungated_regressions: fail"  # how a reason names the policy that made a regression block
 
 Expected = Mapping[tuple[str, str, str], Sequence[str]]  # (candidate, suite, metric) -> case ids a gate needs
+Judges = Mapping[tuple[str, str], tuple[str, bool, dict | None]]  # (suite, metric) -> (rubric, calibrated, check)
 
 
 @dataclass
@@ -97,11 +105,60 @@ class GateResult:
 
 
 @dataclass
+class UngatedRegression:
+    """A comparison of a candidate with its baseline that no gate covers (none names its candidate, suite and
+    metric) and that went the wrong way with evidence: its CI lies on the worse side of zero in the metric's
+    direction and its p, Holm-adjusted over every ungated comparison of the run, is at most alpha. The figures
+    are the comparison's, as the report's table shows them; `blocks`: gate_policy.ungated_regressions is fail."""
+
+    candidate: str
+    baseline: str
+    suite: str
+    metric: str
+    higher_is_better: bool
+    n: int
+    candidate_mean: float
+    baseline_mean: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    test: str
+    p_value: float
+    p_adjusted: float
+    blocks: bool = False
+
+
+def regression_text(regression: Mapping[str, Any]) -> str:
+    """An ungated regression (as results.json holds it) in the words every output uses."""
+    r = regression
+    lower = " (lower is better)" if not r["higher_is_better"] else ""
+    return (f"{r['candidate']} / {r['suite']} / {r['metric']}: {r['baseline_mean'] + 0.0:.3f} → "
+            f"{r['candidate_mean'] + 0.0:.3f}{lower}, Δ {r['delta'] + 0.0:+.3f} [{r['ci_low'] + 0.0:+.3f}, "
+            f"{r['ci_high'] + 0.0:+.3f}] vs {r['baseline']} over {r['n']} cases, {r['test']} p = {r['p_value']:.3g} "
+            f"(Holm {r['p_adjusted']:.3g})")
+
+
+def ungated(verdict: Mapping[str, Any]) -> list[dict]:
+    """A stored verdict's ungated regressions (results.json's); none in one stored before they were checked."""
+    return verdict.get("ungated_regressions") or []
+
+
+def regressions_heading(regressions: Sequence[Mapping[str, Any]]) -> str:
+    """What a list of ungated regressions is, and whether it changed the verdict, in the words every output uses."""
+    n = len(regressions)
+    what = f"{n} significant regression{'s' * (n > 1)} no gate covers"
+    if any(r.get("blocks") for r in regressions):
+        return f"{what}: each is DO NOT SHIP ({POLICY})"
+    return f"{what}: warnings, the verdict stands (gate_policy: {{ungated_regressions: fail}} would block on them)"
+
+
+@dataclass
 class Verdict:
     decision: str
     reason: str
     gates: list[GateResult] = field(default_factory=list)
     errors: int = 0
+    ungated_regressions: list[UngatedRegression] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -324,21 +381,70 @@ def unvalidated_judge(rubric: str, calibrated: bool, check: dict | None) -> str 
     value = "undefined" if check["value"] is None else f"{check['value']:.2f}"
     ci = f" [{check['ci_low']:.2f}, {check['ci_high']:.2f}]" if check.get("ci_low") is not None else ""
     return (f"{check['judge']} agrees with the {rubric!r} calibration set at {check['statistic']} {value}{ci} "
-            f"(n={check['items']}, read by {check['method']}), below the rubric's bar {check['min_agreement']:g} "
+            f"(n={check['items']}, {reading(check)}), below the rubric's bar {check['min_agreement']:g} "
             f"(fix: judge with a stronger model, `judge: {{endpoint: {{...}}}}` in the config, and check it with "
             f"`harness judge check {rubric} --config CONFIG`)")
 
 
+def ungated_regressions(config: Config, scores: pd.DataFrame, pinned: pd.DataFrame | None = None,
+                        directions: Directions | None = None, judges: Judges | None = None) -> list[UngatedRegression]:
+    """Every significant regression no gate covers, in the order of the candidates, then of the plan's suites and
+    metrics (`directions`). The comparisons are the report's (each candidate against the baseline; in drift
+    against its pinned self); the Holm family is every ungated one that has a p: a family of only those that went
+    the wrong way would be chosen by the data. A judge metric whose judge was not shown to agree with its
+    calibration set tells nothing, so it is no regression either (the report marks it "unvalidated judge")."""
+    directions = directions or {}
+    gated = {(g.candidate, g.suite, g.metric) for g in config.gates}
+    candidates = [c.name for c in config.candidates]
+    rows = [row for row in comparisons(scores, candidates, config.baseline_name, config.stats, config.seed, pinned,
+                                       directions)
+            if (row["candidate"], row["suite"], row["metric"]) not in gated and _tells(row, judges)]
+    alpha, blocks = config.stats.alpha, config.gate_policy.ungated_regressions == "fail"
+    fields = [f for f in UngatedRegression.__dataclass_fields__ if f not in ("p_adjusted", "blocks")]
+    found = [UngatedRegression(**{f: row[f] for f in fields}, p_adjusted=adjusted.adjusted, blocks=blocks)
+             for row, adjusted in zip(rows, holm([r["p_value"] for r in rows], alpha))
+             if row["outcome"] == "worse" and adjusted.adjusted <= alpha]
+    place = {key: i for i, key in enumerate(directions)}
+    return sorted(found, key=lambda r: (candidates.index(r.candidate), place.get((r.suite, r.metric), len(place)),
+                                        r.suite, r.metric))
+
+
+def _tells(row: dict, judges: Judges | None) -> bool:
+    """Whether a comparison row can be a regression: it has a p, and a judge metric's judge met its bar."""
+    if row["p_value"] is None or not math.isfinite(row["p_value"]):
+        return False
+    judge = (judges or {}).get((row["suite"], row["metric"]))
+    return judge is None or unvalidated_judge(*judge) is None
+
+
 def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
-           pinned: pd.DataFrame | None = None, directions: dict[tuple[str, str], bool] | None = None,
-           expected: Expected | None = None,
-           judges: Mapping[tuple[str, str], tuple[str, bool, dict | None]] | None = None) -> Verdict:
+           pinned: pd.DataFrame | None = None, directions: Directions | None = None,
+           expected: Expected | None = None, judges: Judges | None = None) -> Verdict:
     """`errors`: failed requests; `expected`: every (candidate, suite, metric) row's case ids that the
     plan says exist (default: every case some candidate has). A gated row that is absent or has no
     value, on either side, is as fatal as a failed request: the rule would otherwise be decided on the
     cases that happened to work. `judges`: (suite, metric) -> (rubric, whether it has a calibration set, its
-    judge's check or None) for every judge metric; a gate on one whose judge did not meet the bar is no verdict."""
+    judge's check or None) for every judge metric; a gate on one whose judge did not meet the bar is no verdict.
+    The ungated regressions are listed whatever the decision; they change it only under gate_policy `fail`,
+    and never an ERROR."""
     directions = directions or {}
+    verdict = _decide(config, scores, errors, requests, pinned, directions, expected, judges)
+    verdict.ungated_regressions = ungated_regressions(config, scores, pinned, directions, judges)
+    blocking = [r for r in verdict.ungated_regressions if r.blocks]
+    if blocking and verdict.decision == SHIP:
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        verdict.decision = DO_NOT_SHIP
+        verdict.reason = (f"a significant regression no gate covers ({POLICY}): "
+                          f"{regression_text(asdict(blocking[0]))}{more}")
+    elif blocking and verdict.decision == DO_NOT_SHIP:
+        verdict.reason += f"; and {len(blocking)} significant regression{'s' * (len(blocking) > 1)} no gate " \
+                          f"covers ({POLICY})"
+    return verdict
+
+
+def _decide(config: Config, scores: pd.DataFrame, errors: int, requests: int, pinned: pd.DataFrame | None,
+            directions: Directions, expected: Expected | None, judges: Judges | None) -> Verdict:
+    """The gates' verdict alone (see decide)."""
     significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
                              for g in config.gates if g.significant)
     mde_alpha = config.stats.alpha / max(significant_checks, 1)

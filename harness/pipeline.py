@@ -16,14 +16,15 @@ from typing import Iterator
 import pandas as pd
 
 from harness.build import Built, build
-from harness.config import DriftConfig, load_config
+from harness.check import check
 from harness.console import console
 from harness.context import Run
 from harness.errors import HarnessError
 from harness.gate import ERROR, Verdict, decide
 from harness.generate import execute, run_secrets
 from harness.judging import judge_metrics, judge_targets, run_judges
-from harness.plan import Plan, make_plan
+from harness.plan import Plan
+from harness.progress import quiet_library_bars
 from harness.provenance import environment, new_run_id, package_versions
 from harness.report import report_paths, write_reports
 from harness.report.tracking import log_to_mlflow
@@ -74,12 +75,9 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
         retrain: bool = False, resume: str | None = None, against: str | None = None) -> RunOutcome:
     """`against`: a stored run (id or pin name) whose scores are the baseline side of relative gates, each
     candidate compared with itself there, as `harness drift` does with its pin."""
+    quiet_library_bars()  # for library users; the command line did it already
     started = time.perf_counter()
-    loaded = load_config(config_path)
-    if against is not None:
-        loaded = loaded.model_copy(update={"config": loaded.config.model_copy(
-            update={"drift": DriftConfig(baseline=against)})})
-    plan = make_plan(loaded, out=out)
+    plan = check(config_path, out=out, against=against).ready()
     root = plan.output_root(out)
     with Store(root / STORE_NAME) as store, Engines(keep=judge_targets(plan)) as engines:
         pinned, against = _pinned(plan, store, kind, against is not None)

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import Config, LoadedConfig, shown
+from harness.config import Config, Gate, LoadedConfig, shown
 from harness.errors import ConfigError, HarnessError, Problems
 from harness.kinds import CandidateBase, kind_of
 from harness.models import ModelRef, resolve
@@ -138,13 +138,14 @@ class Plan:
 def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str | None = None) -> Plan:
     """The plan, every check run. Without `problems` the first error is raised; with a collecting one (harness
     check) each independent check records its error and the rest still run. `out`: the `--out` folder, checked
-    in place of `output_dir`."""
+    in place of `output_dir`. Of a config that did not validate whole, the parts that did are checked, each check
+    that needs a part that did not skipped (see LoadedConfig)."""
     problems = problems or Problems(collect=False)
     config = loaded.config
     plan = Plan(loaded=loaded, suites=[], models={})
-    broken_suites = 0
-    for i, entry in enumerate(config.suites):
-        with problems.unit():
+    broken_suites = 0 if loaded.validated("suites") else 1  # a suite whose name is unknown: not every name is known
+    for i, entry in loaded.items("suites"):
+        with problems.unit(plan.where("suites", i)):
             broken_suites += 1
             ref = entry if isinstance(entry, str) else entry.suite
             suite_path = resolve_suite_path(ref, loaded.base_dir)
@@ -160,7 +161,8 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
                 plan.answering[suite.name] = entry.candidates
                 pairwise = [s.metric for s in suite.scorers if getattr(getattr(s.params, "loaded", None), "mode", "")
                             == "pairwise"]
-                if pairwise and config.baseline_name not in entry.candidates and config.drift is None:
+                if pairwise and loaded.validated("baseline", "drift") and config.drift is None \
+                        and config.baseline_name not in entry.candidates:
                     raise ConfigError(plan.where("suites", i, "candidates"), f"suites[{i}].candidates",
                                       f"`{pairwise[0]}` compares each candidate with the baseline "
                                       f"{config.baseline_name!r}, which does not answer this suite",
@@ -176,11 +178,11 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
         with problems.unit():
             raise ConfigError(plan.where("report", "mlflow"), "report.mlflow", "MLflow is not installed",
                               "pip install 'harness[mlflow]' (or mlflow itself), or remove report.mlflow")
-    for i, candidate in enumerate(config.candidates):
+    for i, candidate in loaded.items("candidates"):
         with problems.unit():
-            if kind_of(candidate).local:
-                plan.models[candidate.name] = _model(plan, i, candidate.model or config.model)  # type: ignore[attr-defined]
-    for i, gate in enumerate(config.gates):
+            if kind_of(candidate).local and (candidate.model or loaded.validated("model")):  # type: ignore[attr-defined]
+                plan.models[candidate.name] = _model(plan, i, candidate)
+    for i, gate in loaded.items("gates"):
         with problems.unit():
             if gate.suite not in by_name:
                 if broken_suites:  # its name may be in the suite that did not load
@@ -192,40 +194,49 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
                 raise ConfigError(plan.where("gates", i, "metric"), f"gates[{i}].metric",
                                   f"suite {gate.suite!r} has no metric {gate.metric!r}",
                                   f"use one of: {', '.join(by_name[gate.suite].metrics)}")
-            _check_gate_range(plan, i, spec)
-            _check_gate_possible(plan, i)
-    for i, candidate in enumerate(config.candidates):
+            _check_gate_range(plan, i, gate, spec)
+            _check_gate_possible(plan, i, gate)
+    for i, candidate in loaded.items("candidates"):
         kind = kind_of(candidate)
         if kind.check is None or (kind.local and candidate.name not in plan.models):
             continue  # a local candidate whose model is missing was reported above
-        with problems.unit():
+        with problems.unit(plan.where("candidates", i)):
             kind.check(plan, i, candidate)
     for where, key, who, name in _api_keys(plan):
         with problems.unit():
             _check_key(where, key, who, name)
-    with problems.unit():
-        plan.output_root(out)
+    if out is not None or loaded.validated("output_dir"):
+        with problems.unit():
+            plan.output_root(out)
     return plan
 
 
-def _model(plan: Plan, i: int, name: str) -> ModelRef:
+def _model(plan: Plan, i: int, candidate: CandidateBase) -> ModelRef:
     """The candidate's model, or an error at the config line that names it."""
+    own = candidate.model is not None  # type: ignore[attr-defined]
     try:
-        return resolve(name, plan.loaded.base_dir)
+        return resolve(candidate.model if own else plan.config.model, plan.loaded.base_dir)  # type: ignore[attr-defined]
     except HarnessError as exc:
-        own = plan.config.candidates[i].model is not None  # type: ignore[attr-defined]
         where = plan.where(*(("candidates", i, "model") if own else ("model",)))
-        raise HarnessError(f"{where}: {f'candidates[{i}].model' if own else 'model'}: {exc}") from None
+        fix = "" if "\n  fix: " in str(exc) else ("\n  fix: name a known alias, or a Hugging Face model folder (with "
+                                                  "its config.json; a relative path starts at the config's folder)")
+        raise HarnessError(f"{where}: {f'candidates[{i}].model' if own else 'model'}: {exc}{fix}") from None
 
 
-def _check_gate_possible(plan: Plan, i: int) -> None:
-    """A gate on a metric one of its sides can never have is a config error, found before any model starts."""
+def _check_gate_possible(plan: Plan, i: int, gate: Gate) -> None:
+    """A gate on a metric one of its sides can never have is a config error, found before any model starts. A
+    side that is no candidate of the plan (unknown, or its entry did not validate) was reported already, and
+    whom a gate compares with is unknown while the baseline or drift did not validate."""
     config = plan.config
-    gate = config.gates[i]
+    if not plan.loaded.validated("baseline", "drift"):
+        return
     sides = [("candidate", gate.candidate)]
     if gate.relative and config.drift is None:
         sides.append(("baseline", config.gate_baseline(gate)))
+    known = {c.name for c in config.candidates}
     for role, who in sides:
+        if who not in known:
+            continue
         why = plan.unavailable(who, gate.suite, gate.metric)
         if why is None:
             continue
@@ -242,10 +253,9 @@ def _span(low: float | None, high: float | None, signed: bool = False) -> str:
     return f"between {shown(low, signed)} and {shown(high, signed)}"
 
 
-def _check_gate_range(plan: Plan, i: int, spec: ScorerSpec) -> None:
+def _check_gate_range(plan: Plan, i: int, gate: Gate, spec: ScorerSpec) -> None:
     """A bound outside the values the metric can take decides nothing: `min: 1.5` on a pass rate can never pass,
     `max: 2` on it never fail. Relative bounds are held to the widest change the metric can show."""
-    gate = plan.config.gates[i]
     low, high = spec.bounds
     width = high - low if low is not None and high is not None else None
     allowed = {"min": (low, high), "max": (low, high),
@@ -273,7 +283,7 @@ def _api_keys(plan: Plan) -> list[tuple[str, str, str, str]]:
     judge endpoint's when some suite is judged."""
     config = plan.config
     out = []
-    for i, candidate in enumerate(config.candidates):
+    for i, candidate in plan.loaded.items("candidates"):
         kind = kind_of(candidate)
         name = kind.endpoint(candidate).api_key_env if kind.endpoint is not None else None
         if name is not None:

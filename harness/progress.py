@@ -4,11 +4,18 @@ In a terminal: a rich bar. Anywhere else (CI, a pipe, a file) a bar renders noth
 log would go silent for minutes: there a plain line is printed every `HARNESS_PROGRESS_INTERVAL_S`
 seconds (default 10) from a timer thread, whether or not anything finished meanwhile, with done/total,
 the rate and the time left, and one last line when the stage ends.
+
+The libraries' own bars (tqdm: transformers' `Loading weights`, the GGUF conversion, huggingface_hub,
+datasets, peft, accelerate) redraw one line with carriage returns: in a file that is one line of hundreds
+of updates. Outside a terminal `quiet_library_bars` turns them all off (the harness's plain lines say what
+is going on); in a terminal they stay, since there they redraw in place and are the only sign of life
+while a model loads or converts, which the harness cannot count itself.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from types import TracebackType
@@ -21,6 +28,31 @@ from harness.console import console as default_console
 from harness.console import inert
 
 DEFAULT_INTERVAL_S = 10.0
+# What each library reads when it is imported: tqdm's default for every bar (so peft's and the GGUF reader's
+# plain tqdm too), huggingface_hub's (transformers starts from it), datasets'.
+QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+# ... and the switch of each that was imported already (module, function): a library user's process.
+QUIET_LOADED = (("transformers.utils.logging", "disable_progress_bar"),
+                ("huggingface_hub.utils", "disable_progress_bars"), ("datasets.utils.tqdm", "disable_progress_bars"))
+
+
+def in_terminal() -> bool:
+    """Whether a person watches the output: stdout and stderr both terminals, and no CI runner (they set `CI`;
+    some give their jobs a pseudo-terminal whose log is still a file)."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+    return sys.stdout.isatty() and sys.stderr.isatty() and not ci
+
+
+def quiet_library_bars() -> None:
+    """Outside a terminal, no library's progress bar writes to the log. Called first by the command line and by
+    pipeline.run; in a process that imported tqdm before, the libraries without a switch of their own (peft, the
+    GGUF reader) keep theirs. Child processes (the vLLM server) inherit the setting."""
+    if in_terminal():
+        return
+    os.environ.update(QUIET_ENV)
+    for module, switch in QUIET_LOADED:
+        if module in sys.modules:
+            getattr(sys.modules[module], switch)()
 
 
 def interval_s() -> float:

@@ -111,6 +111,12 @@ class Reply:
     probabilities: dict[str, float] | None = None
     mass: float | None = None
 
+    @property
+    def read_by(self) -> Method:
+        """How it was actually read: a judge asked for probabilities that returned none (or none of the options)
+        was asked again, and read from its structured reply."""
+        return "structured" if self.probabilities is None else "logprobs"
+
 
 @dataclass(frozen=True)
 class LoadedRubric:

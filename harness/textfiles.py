@@ -1,12 +1,16 @@
 """User files read as text: UTF-8, or an error naming the file, the line and the byte; a CSV whose rows are no
 wider than its header, or an error at the row. Configs, suites, cases, rubrics, calibration sets, training data
 and documents are read through here, so a file saved as Latin-1 or a CSV with an unquoted comma names its place
-and the fix instead of surfacing as a bare UnicodeDecodeError or a library's DatasetGenerationError."""
+and the fix instead of surfacing as a bare UnicodeDecodeError or a library's DatasetGenerationError.
+Files the harness writes for others to read (reports, a cached model's json files) are written whole or not at
+all (write_atomic)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import secrets
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -95,3 +99,21 @@ def cause(exc: BaseException) -> str:
         exc = inner
         seen.add(id(exc))
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+def write_atomic(path: Path, text: str, scratch: Path | None = None) -> None:
+    """`text` in `path`, whole or not at all: a new temporary file in the same folder (a rename is atomic only
+    within one file system; its mode follows the umask, as a plain write's would), flushed to disk, then renamed
+    over `path`; on any failure it is removed. `scratch`: a folder on the same file system for the temporary
+    instead, where the folder's own listing must never show it (a model folder is fingerprinted by its files)."""
+    temporary = (scratch or path.parent) / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -219,14 +219,16 @@ def validation_errors(model: type[BaseModel], exc: ValidationError, path: Path, 
 
 
 def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-    """Drop union tags pydantic puts into locations (candidates.0.prompt.system -> candidates.0.system)
-    and return the model that owns the last key, so an unknown key can list the allowed ones."""
+    """Drop union tags pydantic puts into locations (candidates.0.prompt.system -> candidates.0.system; a
+    member's own check, candidates.0.lora -> candidates.0) and return the model that owns the last key, so an
+    unknown key can list the allowed ones."""
     out: list[Any] = []
     current: Any = model
     owner: Any = model
     for i, part in enumerate(loc):
         fields = getattr(current, "model_fields", None) or {}
-        if isinstance(part, str) and part not in fields and i < len(loc) - 1:
+        if isinstance(part, str) and part not in fields and (i < len(loc) - 1
+                                                             or _member_for_tag(current, part) is not current):
             current = _member_for_tag(current, part)
             continue
         out.append(part)

@@ -100,3 +100,13 @@ def calibrated_rubric(project: Project, name: str, items: int = 12) -> tuple[str
 
 def _typed(label: str, mode: str) -> Any:
     return int(label) if mode == "pointwise" else label
+
+
+def ungated_regression(project: Project, n: int = 20, **extra: Any) -> Path:
+    """lora keeps the gated format (valid JSON) and gets every field wrong: `exact_fields`, which no gate names,
+    falls from 1 to 0 on all `n` cases against the bare baseline."""
+    project.suite("tickets", ["json_valid", {"type": "json_fields", "name": "exact_fields"}], tickets(n))
+    return project.config([PROMPT, LORA], [{"candidate": "lora", "suite": "tickets", "metric": "json_valid",
+                                            "min": 0.9}],
+                          [answer('{"category": "shipping", "priority": "low"}', model="lora"), answer(TICKET)],
+                          **extra)

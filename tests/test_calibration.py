@@ -17,11 +17,13 @@ from scipy.stats import spearmanr
 from harness.calibration import MIN_ITEMS, load_calibration
 from harness.cli import main
 from harness.errors import ConfigError
+from harness.gate import unvalidated_judge
 from harness.judging.check import agreement_with_labels
 from harness.judging.replies import position_bias
 from harness.models import ModelRef
 from harness.rubrics import Reply, judges_dir, load_rubric
 from harness.stats import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
+from harness.store import Store
 
 SHIPPED = ["correctness", "groundedness", "helpfulness", "pairwise", "harmbench"]
 
@@ -162,6 +164,7 @@ def test_a_perfect_judge_agrees_and_an_unanswered_item_counts_as_the_worst_answe
     silent = [[None] if i < 10 else answers for i, answers in enumerate(perfect)]
     lowered = agreement_with_labels(rubric, calibration, silent, resamples=200)
     assert lowered["unusable"] == 10 and lowered["value"] < 0.9
+    assert lowered["read"] == {"structured": 38, "unanswered": 10}  # no probabilities: read from the JSON reply
 
 
 def test_flip_rate_and_first_position_wins_of_a_judge_that_always_says_a() -> None:
@@ -206,8 +209,9 @@ def test_an_ungated_metric_of_an_unvalidated_judge_is_marked_not_fatal(project: 
     assert "unvalidated judge" in html and "Judges" in html
 
 
-def test_a_judge_that_answers_its_calibration_set_right_may_gate(project: Project) -> None:
-    rubric, rules = calibrated_rubric(project, "helpfulness")
+def gated_on_helpfulness(project: Project, rubric: str, rules: list[dict]) -> dict:
+    """The results of a run that ships on a gate on `rubric` (helpfulness), its judge scripted: `rules` answer
+    the calibration set, every answer to rate gets a 5."""
     project.suite("qa", [{"type": "judge", "rubric": rubric}], [{"id": f"q{i}", "prompt": f"Q{i}?"} for i in range(4)])
     project.config([PROMPT, {"name": "tuned", "kind": "prompt", "system": "Be brief."}],
                    [{"candidate": "tuned", "suite": "qa", "metric": "helpfulness", "min": 0.5}],
@@ -215,7 +219,48 @@ def test_a_judge_that_answers_its_calibration_set_right_may_gate(project: Projec
                                    top_logprobs=[["5", -0.01]]), answer("fine")])
     code, results = project.run()
     assert code == 0, results["verdict"]["reason"]
+    return results
+
+
+def test_a_judge_that_answers_its_calibration_set_right_may_gate(project: Project) -> None:
+    results = gated_on_helpfulness(project, *calibrated_rubric(project, "helpfulness"))
     assert results["verdict"]["gates"][0]["judge"]["value"] == pytest.approx(1.0)
+
+
+def test_every_output_counts_how_the_calibration_answers_were_read(project: Project,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """A judge asked for token probabilities that returns none for the items labeled 1 (3 of 12): those are read
+    from its structured reply, and the check, results.json, the report and `harness judge check` say so, beside
+    the way that was asked for."""
+    rubric, rules = calibrated_rubric(project, "helpfulness")
+    silent_on_1 = [{k: v for k, v in rule.items() if k != "top_logprobs" or rule["contains"] != "CALIBRATION-1"}
+                   for rule in rules]
+    results = gated_on_helpfulness(project, rubric, silent_on_1)
+    [judge] = results["judges"]
+    assert judge["check"]["method"] == "logprobs" and judge["check"]["read"] == {"logprobs": 9, "structured": 3}
+    run_id = results["run"]["id"]
+    html = project.root / "reports" / run_id / "report.html"
+    assert "asked: logprobs; read: logprobs 9, structured 3" in html.read_text()
+    with Store(project.store) as store:  # a run stored before the reads were counted
+        meta = store.run(run_id)["meta"]
+        store.set_meta(run_id, {**meta, "judges": [{**j, "check": {k: v for k, v in j["check"].items() if k != "read"}}
+                                                   for j in meta["judges"]]})
+    assert main(["report", run_id, "--store", str(project.store)]) == 0
+    assert "asked: logprobs; read: not counted" in html.read_text()
+    capsys.readouterr()
+    assert main(["judge", "check", rubric, "--config", str(project.root / "config.yaml"),
+                 "--store", str(project.root / "checks.sqlite")]) == 0
+    said = " ".join(capsys.readouterr().out.split())  # the verdict line, wrapped at the console's width
+    assert "on 12 items; meets the bar 0.6; asked: logprobs; read: logprobs 9, structured 3" in said
+
+
+def test_the_gate_names_the_reads_and_a_check_stored_before_they_were_counted_still_reads() -> None:
+    check = {"judge": "judge m", "statistic": "cohen kappa", "value": 0.2, "ci_low": 0.0, "ci_high": 0.4,
+             "items": 48, "method": "logprobs", "min_agreement": 0.6, "validated": False}
+    counted = {**check, "read": {"logprobs": 90, "structured": 5, "unanswered": 1}}
+    assert "(n=48, asked: logprobs; read: logprobs 90, structured 5, unanswered 1 (96 answers: both orders of each " \
+           "item)), below the rubric's bar 0.6" in unvalidated_judge("pairwise", True, counted)
+    assert "(n=48, asked: logprobs; read: not counted), below" in unvalidated_judge("pairwise", True, check)
 
 
 # --- harness judge check -----------------------------------------------------------------------------------------

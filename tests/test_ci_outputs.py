@@ -1,12 +1,13 @@
 """CI-native output: under GitHub Actions the summary lands in the job's step summary and each gate becomes an
-annotation (::error when it failed, ::notice when it passed); elsewhere nothing extra is printed."""
+annotation (::error when it failed, ::notice when it passed), each ungated regression one too (::warning, or
+::error when it blocks); elsewhere nothing extra is printed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from scenarios import LORA, PROMPT, TICKET, Project, answer, tickets
+from scenarios import LORA, PROMPT, TICKET, Project, answer, tickets, ungated_regression
 
 from harness.report.ci import github_annotations
 
@@ -37,6 +38,23 @@ def test_under_github_actions_each_gate_is_an_annotation_and_the_summary_is_appe
     assert "::FAIL: " in errors[0]
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "DO NOT SHIP" in text and "| lora / tickets / exact_fields" in text
+
+
+@pytest.mark.parametrize("policy, level, code", [("warn", "warning", 0), ("fail", "error", 1)])
+def test_under_github_actions_each_ungated_regression_is_an_annotation(
+        project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], policy: str,
+        level: str, code: int) -> None:
+    summary = project.root / "step-summary.md"
+    ungated_regression(project, gate_policy={"ungated_regressions": policy})
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert project.run()[0] == code
+    out = capsys.readouterr().out.splitlines()
+    [line] = [line for line in out if line.startswith(f"::{level} title=harness ungated regression")]
+    assert line.startswith(f"::{level} title=harness ungated regression lora / tickets / exact_fields::lora / "
+                           "tickets / exact_fields: 1.000 → 0.000, Δ -1.000 [")
+    assert [line for line in out if line.startswith("::notice ")]  # the gate itself passed
+    assert "1 significant regression no gate covers" in summary.read_text()
 
 
 def test_outside_github_actions_nothing_extra_is_printed(project: Project, capsys: pytest.CaptureFixture[str],

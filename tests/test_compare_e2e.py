@@ -76,7 +76,7 @@ def test_demo_verdict_files_and_no_server_left(demo_run: tuple[Path, Path, subpr
     decision = results["verdict"]["decision"]
     assert done.returncode == {"ship": 0, "do_not_ship": 1}[decision], done.stderr
     assert {"ship": "SHIP", "do_not_ship": "DO NOT SHIP"}[decision] in done.stdout
-    assert len(results["verdict"]["gates"]) == 6
+    assert len(results["verdict"]["gates"]) == 7
     assert len(results["cases"]) == 4 * (32 + 37 + 50 + 40) + 2 * 44  # release notes: bare and lora only
     assert all(c["error"] is None for c in results["cases"])
     means = {(s["candidate"], s["suite"], s["metric"]): s["mean"] for s in results["summary"]}

@@ -12,10 +12,11 @@ from harness.errors import ConfigError
 from harness.gate import DO_NOT_SHIP, ERROR, EXIT_CODES, SHIP, decide
 
 
-def config(*gates: dict, **stats: float) -> Config:
+def config(*gates: dict, policy: str = "warn", **stats: float) -> Config:
     return Config.model_validate({
         "name": "t", "suites": ["s"], "gates": list(gates), "stats": {"resamples": 2000, **stats},
         "candidates": [{"name": "base", "kind": "prompt"}, {"name": "new", "kind": "prompt"}],
+        "gate_policy": {"ungated_regressions": policy},
     })
 
 
@@ -208,3 +209,95 @@ def test_lower_is_better_pass_fail_uses_exact_tests_in_the_gain_direction() -> N
     better = decide(config(gate(min_delta=0.0, significant=True)), scores({"base": worse, "new": base}), 0, 80,
                     directions=lower)
     assert better.decision == SHIP and better.gates[0].p_value == pytest.approx(2 * 0.5 ** 6)
+
+
+BROKEN = [0.0] * 30 + [0.0] * 30  # every case BASE passed now fails: McNemar p = 2 * 0.5**30
+SIX_BROKEN = [0.0] * 6 + [1.0] * 24 + [0.0] * 30  # 6 of BASE's passes broken, none fixed: p = 2 * 0.5**6
+
+
+def test_an_ungated_significant_regression_is_a_warning_that_keeps_the_verdict() -> None:
+    """The gate on m covers m whatever its bound (here a loose one that m's own drop passes); k has no gate."""
+    data = pd.concat([scores({"base": BASE, "new": SIX_BROKEN}), scores({"base": BASE, "new": BROKEN}, metric="k")])
+    verdict = decide(config(gate(max_drop=0.5)), data, 0, 240)
+    assert verdict.decision == SHIP and verdict.reason == "all 1 gates pass"
+    [warning] = verdict.ungated_regressions
+    assert (warning.candidate, warning.baseline, warning.suite, warning.metric) == ("new", "base", "s", "k")
+    assert warning.delta == pytest.approx(-0.5) and warning.ci_low < warning.ci_high < 0
+    assert warning.test == "mcnemar_exact" and warning.p_value == pytest.approx(2 * 0.5 ** 30)
+    assert warning.p_adjusted == pytest.approx(warning.p_value) and not warning.blocks
+    assert (warning.baseline_mean, warning.candidate_mean, warning.n) == (0.5, 0.0, 60)
+    assert verdict.as_dict()["ungated_regressions"][0]["metric"] == "k"
+
+
+def test_under_the_fail_policy_an_ungated_regression_is_do_not_ship_but_never_hides_an_error() -> None:
+    data = pd.concat([scores({"base": BASE, "new": BETTER}), scores({"base": BASE, "new": BROKEN}, metric="k")])
+    verdict = decide(config(gate(min=0.5), policy="fail"), data, 0, 240)
+    assert verdict.decision == DO_NOT_SHIP and verdict.ungated_regressions[0].blocks
+    assert verdict.reason.startswith("a significant regression no gate covers (gate_policy.ungated_regressions: "
+                                     "fail): new / s / k: 0.500 → 0.000, Δ -0.500 [")
+    assert "vs base over 60 cases, mcnemar_exact p = 1.86e-09 (Holm 1.86e-09)" in verdict.reason
+    failing = decide(config(gate(min=0.95), policy="fail"), data, 0, 240)
+    assert failing.decision == DO_NOT_SHIP and failing.reason.startswith("new / s / m >= 0.95: mean 0.900")
+    assert failing.reason.endswith("; and 1 significant regression no gate covers "
+                                   "(gate_policy.ungated_regressions: fail)")
+    errored = decide(config(gate(min=0.5), policy="fail"), data, 3, 243)
+    assert errored.decision == ERROR and "3 of 243 requests failed" in errored.reason
+    assert [r.metric for r in errored.ungated_regressions] == ["k"]
+    covered = decide(config(gate(min=0.5), gate(metric="k", min=0.0), policy="fail"), data, 0, 240)
+    assert covered.decision == SHIP and covered.ungated_regressions == []
+
+
+def test_only_a_change_for_the_worse_in_the_metrics_direction_is_a_regression() -> None:
+    base, risen, fallen = [10.0] * 20, [13.0] * 20, [7.0] * 20
+    lower = {("s", "m"): True, ("s", "ppl"): False}
+    gated = scores({"base": BASE[:20], "new": BASE[:20]})
+    rising = pd.concat([gated, scores({"base": base, "new": risen}, metric="ppl")])
+    [warning] = decide(config(gate(min=0.0)), rising, 0, 80, directions=lower).ungated_regressions
+    assert warning.metric == "ppl" and not warning.higher_is_better and warning.delta == pytest.approx(3.0)
+    assert warning.test == "paired_bootstrap"
+    falling = pd.concat([gated, scores({"base": base, "new": fallen}, metric="ppl")])
+    assert decide(config(gate(min=0.0)), falling, 0, 80, directions=lower).ungated_regressions == []
+    improved = pd.concat([gated, scores({"base": BASE, "new": BETTER}, metric="k")])  # significant, but better
+    assert decide(config(gate(min=0.0)), improved, 0, 100).ungated_regressions == []
+
+
+def test_holm_runs_across_the_ungated_comparisons_only() -> None:
+    """p = 0.031 alone is a regression; beside two ungated metrics with p = 1 it is 3 * 0.031 = 0.094 after
+    Holm, and is not. Gated comparisons are not in that family: gating the two brings it back."""
+    alone = pd.concat([scores({"base": BASE, "new": BASE}), scores({"base": BASE, "new": SIX_BROKEN}, metric="k")])
+    [warning] = decide(config(gate(min=0.0)), alone, 0, 240).ungated_regressions
+    assert warning.p_value == pytest.approx(2 * 0.5 ** 6) and warning.p_adjusted == pytest.approx(warning.p_value)
+    crowd = pd.concat([alone] + [scores({"base": BASE, "new": BASE}, metric=m) for m in ("x", "y")])
+    assert decide(config(gate(min=0.0)), crowd, 0, 480).ungated_regressions == []
+    gated = config(gate(min=0.0), gate(metric="x", min=0.0), gate(metric="y", max=1.0))
+    assert [r.metric for r in decide(gated, crowd, 0, 480).ungated_regressions] == ["k"]
+
+
+def test_regressions_are_listed_in_candidate_then_plan_order_and_skip_unvalidated_judges() -> None:
+    cfg = Config.model_validate({
+        "name": "t", "suites": ["s"], "stats": {"resamples": 2000}, "gates": [gate(metric="g", min=0.0)],
+        "candidates": [{"name": "base", "kind": "prompt"}, {"name": "new", "kind": "prompt"},
+                       {"name": "alt", "kind": "prompt"}]})
+    data = pd.concat([scores({"base": BASE, "new": BASE, "alt": BASE}, metric="g")]
+                     + [scores({"base": BASE, "new": BROKEN, "alt": BROKEN}, metric=m) for m in ("z", "a", "judged")])
+    plan_order = {("s", "g"): True, ("s", "z"): True, ("s", "a"): True, ("s", "judged"): True}
+    listed = decide(cfg, data, 0, 720, directions=plan_order).ungated_regressions
+    assert [(r.candidate, r.metric) for r in listed] == [(c, m) for c in ("new", "alt") for m in ("z", "a", "judged")]
+    judges = {("s", "judged"): ("correctness", True, {"validated": False, "value": 0.1, "statistic": "kappa",
+                                                      "judge": "j", "items": 12, "method": "logprobs",
+                                                      "min_agreement": 0.6})}
+    listed = decide(cfg, data, 0, 720, directions=plan_order, judges=judges).ungated_regressions
+    assert [(r.candidate, r.metric) for r in listed] == [(c, m) for c in ("new", "alt") for m in ("z", "a")]
+
+
+def test_in_drift_each_candidate_is_compared_with_its_pinned_self() -> None:
+    cfg = Config.model_validate({"name": "t", "suites": ["s"], "drift": {"baseline": "prod"},
+                                 "candidates": [{"name": "new", "kind": "prompt"}],
+                                 "gates": [gate(max_drop=0.05)], "stats": {"resamples": 500},
+                                 "gate_policy": {"ungated_regressions": "fail"}})
+    now = pd.concat([scores({"new": BASE}), scores({"new": BROKEN}, metric="k")])
+    pinned = pd.concat([scores({"new": BASE}), scores({"new": BASE}, metric="k")])
+    verdict = decide(cfg, now, 0, 120, pinned=pinned)
+    [warning] = verdict.ungated_regressions
+    assert (warning.candidate, warning.baseline, warning.metric) == ("new", "new (pinned)", "k")
+    assert verdict.decision == DO_NOT_SHIP and "new / s / k: 0.500 → 0.000" in verdict.reason

@@ -79,7 +79,8 @@ stats:
   confidence: -.inf
 judge: {max_tokens: 1000000000, endpoint: {model: j, requests_per_minute: .inf}}
 """
-EXPECTED = [  # (the line's fragment, key, what the message says)
+EXPECTED = [  # (the line's fragment, key, what the message says), in file order
+    ("model: ./model", "model", "'./model' is neither a known alias"),  # what validates is checked too
     ("seed: -5", "seed", "-5 is below the limit of 0"),
     ("request_timeout_s: .inf", "engine.request_timeout_s", "finite"),
     ("max_retries:", "engine.max_retries", "past the limit of 100"),
@@ -88,6 +89,7 @@ EXPECTED = [  # (the line's fragment, key, what the message says)
     ("generation:", "generation.max_tokens", "past the limit of 1,048,576"),
     ("requests_per_minute: 0.000000001", "candidates[1].requests_per_minute", "below the limit of 0.01"),
     ("1e400", "candidates[1].request_timeout_s", "finite"),
+    ("suites: [suites/tickets]", "suites[0]", "suite 'suites/tickets' not found"),
     ("min: .nan", "gates[0].min", "finite"),
     ("max: .inf", "gates[1].max", "finite"),
     ("max: 0.5", "gates[2].max", "`min` 0.9 is above `max` 0.5"),
@@ -111,6 +113,8 @@ def test_check_names_every_hostile_value_at_its_line_at_once(tmp_path: Path,
         assert found, f"{where!r} not reported:\n{err}"
         assert says in found[0] and "\n  fix: " in found[0], found[0]
     assert len(problems) == len(EXPECTED), err
+    lines = [int(p.removeprefix(f"{path}:").split(":")[0]) for p in problems]
+    assert lines == sorted(lines), err
 
 
 def test_a_seed_past_numpys_range_is_refused(project: Project, capsys: pytest.CaptureFixture[str]) -> None:

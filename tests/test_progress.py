@@ -1,13 +1,23 @@
-"""Progress in a CI log: plain lines at a steady interval when the console is not a terminal."""
+"""Progress in a CI log: plain lines at a steady interval when the console is not a terminal, and no library's
+progress bar."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import pty
+import subprocess
+import sys
 import time
+from contextlib import suppress
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from harness.progress import StageProgress, duration, plain_line
+from harness.models import ModelRef
+from harness.progress import QUIET_ENV, StageProgress, duration, plain_line
 
 
 def test_a_plain_line_says_done_total_rate_and_time_left() -> None:
@@ -51,3 +61,82 @@ def test_in_a_terminal_it_is_a_bar_and_prints_no_lines() -> None:
         progress.advance(2)
         time.sleep(0.05)
     assert "2/2" in out.getvalue() and "elapsed" not in out.getvalue()
+
+
+# The libraries' own bars in a log: tqdm's carriage-return redraws, its rate and its bar characters.
+BAR_MARKS = ("\r", "it/s", "s/it", "|█", "Loading weights")
+
+
+def in_a_pty(code: str, env: dict[str, str]) -> str:
+    """What `python -c code` prints with a terminal for its stdout and stderr, as a person running it sees."""
+    main, child = pty.openpty()
+    with os.fdopen(main, "rb", buffering=0) as reader:
+        done = subprocess.run([sys.executable, "-c", code], stdout=child, stderr=child, env=env, timeout=60)
+        os.close(child)
+        assert done.returncode == 0
+        out = b""
+        with suppress(OSError):  # the terminal's end reads EIO once everything written was read
+            while chunk := reader.read(4096):
+                out += chunk
+    return out.decode()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the settings the harness makes (a test that ran `main` made them)."""
+    return {**{k: v for k, v in os.environ.items() if k not in QUIET_ENV and k != "CI"}, **extra}
+
+
+def test_library_bars_stay_in_a_terminal_and_go_under_ci() -> None:
+    code = "import os; from harness.progress import quiet_library_bars; quiet_library_bars(); " \
+           "print(os.environ.get('TQDM_DISABLE'))"
+    assert in_a_pty(code, clean_env()).strip() == "None"
+    assert in_a_pty(code, clean_env(CI="true")).strip() == "1"
+
+
+def test_bars_of_libraries_imported_before_are_turned_off_too(tmp_path: Path) -> None:
+    """A library user who imported transformers and datasets before calling pipeline.run."""
+    code = ("import datasets.utils, huggingface_hub.utils, transformers.utils.logging\n"
+            "from harness.progress import quiet_library_bars\n"
+            "quiet_library_bars()\n"
+            "for bar in (transformers.utils.logging.tqdm, huggingface_hub.utils.tqdm, datasets.utils.tqdm):\n"
+            "    list(bar(range(3), desc='Loading weights'))\n")
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, env=clean_env(),
+                       check=True, timeout=120)
+    assert log.read_text() == ""
+
+
+SUITE = """\
+name: tiny
+cases: cases.jsonl
+generation: {max_tokens: 2}
+scorers: [equals]
+"""
+CONFIG = """\
+name: tiny
+engine: {kind: transformers}
+candidates: [{name: a, kind: prompt}]
+suites: [suite]
+gates: [{candidate: a, suite: tiny, metric: equals, min: 0}]
+output_dir: reports
+"""
+
+
+@pytest.mark.slow
+def test_a_run_logged_to_a_file_carries_no_library_bar(model: ModelRef, tmp_path: Path) -> None:
+    """The real model loaded by transformers in a real run, its output redirected as CI does: transformers 5's
+    `Loading weights` bar wrote hundreds of carriage-return updates into one line here."""
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "suite.yaml").write_text(SUITE)
+    (tmp_path / "suite" / "cases.jsonl").write_text(
+        json.dumps({"id": "a", "messages": [{"role": "user", "content": "Say yes."}], "reference": "yes"}) + "\n")
+    (tmp_path / "c.yaml").write_text(CONFIG)
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        done = subprocess.run([str(Path(sys.executable).parent / "harness"), "compare", "c.yaml"], cwd=tmp_path,
+                              stdout=out, stderr=subprocess.STDOUT, env=clean_env(), timeout=300)
+    text = log.read_bytes().decode()  # as written: read_text would turn each carriage return into a newline
+    assert done.returncode == 0, text
+    assert "generate smollm2-135m-instruct (a): 1/1 answers" in text  # the harness's own line: the model ran
+    assert not [mark for mark in BAR_MARKS if mark in text], text

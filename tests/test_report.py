@@ -50,7 +50,7 @@ def test_html_escapes_model_output(tmp_path: Path) -> None:
 def test_results_json_records(tmp_path: Path) -> None:
     store, run_dir = make_run(tmp_path)
     results = json.loads(write_reports(store, "r1", run_dir)["results"].read_text())
-    assert results["schema_version"] == 4 and results["judges"] == []
+    assert results["schema_version"] == 5 and results["judges"] == []
     assert results["run"]["config_hash"] == "hash" and results["run"]["models"]["a"]["fingerprint"] == "f" * 64
     assert results["run"]["packages"] == {"harness": "0.1.0"} and results["run"]["seed"] == 0
     by_candidate = {r["candidate"]: r for r in results["cases"]}
@@ -62,6 +62,52 @@ def test_results_json_records(tmp_path: Path) -> None:
     assert b["error"] == EVIL and b["metrics"] == {}
     assert results["verdict"]["decision"] == "error"
     assert {u["candidate"]: u["errors"] for u in results["usage"]} == {"a": 0, "b": 1}
+
+
+def regression(blocks: bool) -> dict:
+    """An ungated regression as a verdict stores it, with a hostile candidate, suite and metric name."""
+    return {"candidate": EVIL, "baseline": "a", "suite": "s*[x](y)", "metric": "m|<b>", "higher_is_better": False,
+            "n": 40, "candidate_mean": 21.25, "baseline_mean": 18.86, "delta": 2.39, "ci_low": 1.76, "ci_high": 3.08,
+            "test": "paired_bootstrap", "p_value": 0.0002, "p_adjusted": 0.0034, "blocks": blocks}
+
+
+@pytest.mark.parametrize("blocks", [False, True])
+def test_ungated_regressions_are_in_every_report_and_inert(tmp_path: Path, blocks: bool) -> None:
+    from harness.report.ci import github_annotations
+
+    store, run_dir = make_run(tmp_path)
+    decision = "do_not_ship" if blocks else "ship"
+    store.finish_run("r1", "finished", {**Verdict(decision, "all 0 gates pass").as_dict(),
+                                        "ungated_regressions": [regression(blocks)]})
+    files = write_reports(store, "r1", run_dir)
+    results = json.loads(files["results"].read_text())
+    assert results["verdict"]["ungated_regressions"] == [regression(blocks)]
+    html = files["html"].read_text()
+    assert 'id="ungated-regressions"' in html and "<script>alert" not in html and "m|&lt;b&gt;" in html
+    assert "18.860 → 21.250" in html and "+2.390 [+1.760, +3.080]" in html and "paired_bootstrap · Holm 0.003" in html
+    assert "lower is better" in html
+    assert ("each is DO NOT SHIP (gate_policy.ungated_regressions: fail)" in html) == blocks
+    summary = files["summary"].read_text()
+    assert "1 significant regression no gate covers" in summary and "<script>" not in summary
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in summary and "s\\*\\[x\\]\\(y\\) / m\\|&lt;b&gt;" in summary
+    assert "18\\.860 → 21\\.250 \\(lower is better\\), Δ \\+2\\.390" in summary
+    junit = files["junit"].read_text()
+    assert ('failures="1"' in junit and "no ungated regression: " in junit) == blocks
+    assert ("<system-err>1 significant regression" in junit) == (not blocks)
+    [line] = github_annotations(results)
+    assert line.startswith(f"::{'error' if blocks else 'warning'} title=harness ungated regression <script>")
+    assert "s*[x](y) / m|<b>: 18.860 → 21.250" in line
+
+
+def test_a_verdict_stored_before_ungated_regressions_were_checked_still_renders(tmp_path: Path) -> None:
+    store, run_dir = make_run(tmp_path)
+    old = Verdict("ship", "all 1 gates pass").as_dict()
+    del old["ungated_regressions"]
+    store.finish_run("r1", "finished", old)
+    files = write_reports(store, "r1", run_dir)
+    assert "ungated" not in json.loads(files["results"].read_text())["verdict"]
+    assert 'id="ungated-regressions"' not in files["html"].read_text()
+    assert "no gate covers" not in files["summary"].read_text() + files["junit"].read_text()
 
 
 def breakdown_run(tmp_path: Path, redact: list[str]) -> dict:

@@ -57,7 +57,8 @@ def test_serve_refuses_what_it_cannot_share(tmp_path: Path, monkeypatch: pytest.
                                             capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("name: t\nengine: {kind: transformers}\ncandidates: [{name: a, kind: prompt}]\n"
-                      "suites: [builtin:tickets]\ngates: [{candidate: a, suite: tickets, metric: json_valid, min: 0}]\n")
+                      "suites: [builtin:tickets]\n"
+                      "gates: [{candidate: a, suite: tickets, metric: json_valid, min: 0}]\n")
     monkeypatch.setenv(shared.REGISTRY_ENV, str(tmp_path / "servers"))
     assert main(["serve", str(config)]) == 2
     assert "only vllm servers are shared" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
+from harness.calibration import reading
 from harness.console import console
 from harness.judging.asking import Answerer, ask, judge_model
 from harness.judging.check import JudgeCheck, check_rubrics
@@ -141,7 +142,7 @@ def run_judges(run: Run) -> int:
          "check": _as_dict(checks[str(rubric.path)])}
         for (suite, metric), rubric in metrics.items()]})
     for check in filter(None, checks.values()):
-        console.log(f"{judge.label} on {check.rubric}: {check.sentence()}")
+        console.log(f"{judge.label} on {check.rubric}: {check.sentence()}; {reading(check.as_dict())}")
     errors = fallbacks = 0
     for judgement in todo:
         score = reply_score(judgement.params, judgement.output, [next(results) for _ in judgement.variables], attempts,

@@ -8,7 +8,9 @@ often the first position wins. An item the judge gave no usable answer for count
 could give (the far end of the scale, or no label), so a judge cannot look good by failing to answer.
 
 Results are cached in the store by what decides them: the judge's identity (model fingerprint or endpoint),
-the rubric's files, the calibration set's bytes, the way answers are read, and the retry settings.
+the rubric's files, the calibration set's bytes, the way answers are asked for, and the retry settings. How
+each answer was actually read is counted (`read`): a judge asked for probabilities that returned none was
+read from its structured reply instead, and a check that says `logprobs` must not hide that.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness.calibration import CalibrationItem, template_variables
+from harness.calibration import READS, CalibrationItem, template_variables
 from harness.judging.asking import Answerer, JudgeModel, ask, method_for
 from harness.judging.replies import FIRST, SECOND, position_bias
 from harness.rubrics import LoadedRubric, Reply
@@ -29,7 +31,7 @@ from harness.stats import bootstrap_statistic, cohen_kappa, spearman, weighted_k
 if TYPE_CHECKING:
     from harness.config import JudgeConfig
 
-CHECK_VERSION = 1  # bump when the statistics change, so cached checks are computed again
+CHECK_VERSION = 2  # bump when the statistics change, so cached checks are computed again (2: `read` counted)
 NO_ANSWER = "(no answer)"
 
 
@@ -52,6 +54,7 @@ class JudgeCheck:
     flip_rate: float | None = None
     first_position_rate: float | None = None
     key: str = ""
+    read: dict[str, int] | None = None  # answers per way they were read (calibration.READS); None: not counted
 
     @property
     def validated(self) -> bool:
@@ -113,7 +116,9 @@ def agreement_with_labels(rubric: LoadedRubric, items: Sequence[CalibrationItem]
     labels = [item.label for item in items]
     mode = rubric.mode
     unusable = sum(any(a is None for a in pair) for pair in answers)
-    out: dict[str, Any] = {"items": len(items), "unusable": unusable}
+    reads = [READS[-1] if a is None else a.read_by for pair in answers for a in pair]
+    out: dict[str, Any] = {"items": len(items), "unusable": unusable,
+                           "read": {how: reads.count(how) for how in READS if how in reads}}
     if mode == "pointwise":
         scale = rubric.rubric.scale
         assert scale is not None

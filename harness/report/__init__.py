@@ -8,14 +8,13 @@ or the whole new one, never half of either, and a failure while rendering leaves
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 from harness.report.ci import junit_xml, summary_md
 from harness.report.html import render_html
 from harness.report.results import build_results
 from harness.store import Store
+from harness.textfiles import write_atomic
 
 FILES = {"results": "results.json", "html": "report.html", "junit": "junit.xml", "summary": "summary.md"}
 
@@ -38,19 +37,3 @@ def write_reports(store: Store, run_id: str, run_dir: Path, finished_at: str | N
         write_atomic(paths[kind], text)
     return paths
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """`text` in `path`, whole or not at all: a new temporary file in the same folder (a rename is atomic only
-    within one file system; its mode follows the umask, as a plain write's would), flushed to disk, then renamed
-    over `path`; on any failure it is removed."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

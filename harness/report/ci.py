@@ -2,7 +2,8 @@
 
 Every name, id and reason in them is user data: each format gets its own escaping of all of it (XML 1.0's
 forbidden characters, Markdown and HTML, workflow-command encoding), and control characters never pass.
-A gate whose rows are missing was not decided: it reads "no data" everywhere, not FAIL.
+A gate whose rows are missing was not decided: it reads "no data" everywhere, not FAIL. The significant
+regressions no gate covers follow the gates in each (a run stored before they were checked has none).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Callable, Mapping
 
 from harness.console import inert
-from harness.gate import LABELS
+from harness.gate import LABELS, regression_text, regressions_heading, ungated
 
 PASS, FAIL, NO_DATA = "pass", "FAIL", "no data"
 
@@ -25,6 +26,10 @@ def gate_status(gate: Mapping[str, Any]) -> str:
     return PASS if gate["passed"] else FAIL
 
 
+def _key(regression: Mapping[str, Any]) -> str:
+    return f"{regression['candidate']} / {regression['suite']} / {regression['metric']}"
+
+
 def _xml(text: object) -> str:
     """Text XML 1.0 can hold: it forbids C0 controls but tab, LF and CR, lone surrogates and U+FFFE/U+FFFF,
     and a parser rejects the whole file for one of them; each is written as its escape (`\\x1b`), as are
@@ -34,13 +39,17 @@ def _xml(text: object) -> str:
 
 def junit_xml(results: dict[str, Any]) -> str:
     """One testcase per gate: a failure when it failed, skipped ("no data") when its rows are missing, and
-    an error testcase for a run that reached no verdict."""
+    an error testcase for a run that reached no verdict. An ungated regression that blocks (gate_policy fail) is
+    a failed testcase too, so the failures agree with the exit code; one that warns is in the suite's system-err."""
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
     gates = verdict["gates"]
     statuses = [gate_status(g) for g in gates]
+    regressions = ungated(verdict)
+    blocking = [r for r in regressions if r.get("blocks")]
     errored = 1 if verdict["decision"] == "error" else 0
     suite = ET.Element("testsuite", name=_xml(f"harness gates: {results['run']['name']}"),
-                       tests=str(len(gates) + errored), failures=str(statuses.count(FAIL)), errors=str(errored),
+                       tests=str(len(gates) + len(blocking) + errored),
+                       failures=str(statuses.count(FAIL) + len(blocking)), errors=str(errored),
                        skipped=str(statuses.count(NO_DATA)), timestamp=_xml(results["run"]["created_at"] or ""))
     props = ET.SubElement(suite, "properties")
     for name, value in (("verdict", verdict["decision"]), ("run_id", results["run"]["id"]),
@@ -55,9 +64,16 @@ def junit_xml(results: dict[str, Any]) -> str:
             ET.SubElement(case, "skipped", message=_xml(f"{NO_DATA}: {gate['reason']}")).text = evidence
         else:
             ET.SubElement(case, "system-out").text = evidence
+    for regression in blocking:
+        case = ET.SubElement(suite, "testcase", classname=_xml(f"harness.{regression['suite']}"),
+                             name=_xml(f"no ungated regression: {_key(regression)}"))
+        ET.SubElement(case, "failure", message=_xml(regression_text(regression)))
     if errored:
         case = ET.SubElement(suite, "testcase", classname="harness.run", name="run completed")
         ET.SubElement(case, "error", message=_xml(verdict["reason"]))
+    if regressions and not blocking:  # after the testcases, where the schema has it
+        ET.SubElement(suite, "system-err").text = "\n".join(
+            map(_xml, [regressions_heading(regressions)] + [regression_text(r) for r in regressions]))
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -100,6 +116,10 @@ def summary_md(results: dict[str, Any]) -> str:
         delta = "—" if g.get("delta") is None else f"{g['delta']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]"
         p = "—" if g.get("p_value") is None else f"{g['p_value']:.3g} ({md_text(g.get('test') or 'test')})"
         lines.append(f"| {md_text(g['rule'])} | {_SHOWN[gate_status(g)]} | {mean} | {delta} | {p} |")
+    regressions = ungated(verdict)
+    if regressions:
+        lines += ["", f"⚠️ **{md_text(regressions_heading(regressions))}**", ""]
+        lines += [f"- {md_text(regression_text(r))}" for r in regressions]
     lines += ["", f"run `{results['run']['id']}` · config `{results['run']['config_hash'][:12]}`"]
     return "\n".join(lines) + "\n"
 
@@ -116,12 +136,15 @@ _LEVELS = {PASS: "notice", FAIL: "error", NO_DATA: "warning"}
 
 def github_annotations(results: dict[str, Any]) -> list[str]:
     """GitHub Actions workflow commands: `::error` per failed gate, `::notice` per passed one, `::warning` per
-    gate with no data, and an `::error` for a run that reached no verdict; each shows up on the run's summary
-    page and in the log."""
+    gate with no data and per ungated regression (`::error` where it blocks), and an `::error` for a run that
+    reached no verdict; each shows up on the run's summary page and in the log."""
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": []}
     lines = [f"::{_LEVELS[status]} title={_escape('harness gate ' + g['rule'], True)}::"
              f"{_escape(f'{status}: ' + g['reason'])}"
              for g, status in ((g, gate_status(g)) for g in verdict["gates"])]
+    lines += [f"::{'error' if r.get('blocks') else 'warning'} title="
+              f"{_escape('harness ungated regression ' + _key(r), True)}::{_escape(regression_text(r))}"
+              for r in ungated(verdict)]
     if verdict["decision"] == "error":
         lines.append(f"::error title={_escape(LABELS['error'] + ' ' + results['run']['name'], True)}::"
                      f"{_escape(verdict['reason'])}")

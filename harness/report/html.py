@@ -17,9 +17,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from harness.calibration import reading
 from harness.compare import better
 from harness.config import StatsConfig
-from harness.gate import LABELS, unvalidated_judge
+from harness.gate import LABELS, regressions_heading, ungated, unvalidated_judge
 from harness.report.breakdown import suite_directions
 
 SHOWN_CHARS = 4000  # of one text, in a report cell: a long answer's start, enough to see what it is
@@ -42,6 +43,7 @@ _env = Environment(
     finalize=clipped,  # every {{ value }} the templates place, in text and in attributes alike
 )
 _env.filters["clipped"] = clipped
+_env.filters["reading"] = reading
 # (+ 0.0 turns a -0.0 into 0.0: a difference of exactly nothing is not shown as a negative one)
 _env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v + 0.0:.{digits}f}"
 _env.filters["signed"] = lambda v, digits=3: "—" if v is None else f"{v + 0.0:+.{digits}f}"
@@ -258,8 +260,10 @@ def render_html(results: dict[str, Any]) -> str:
     verdict = results["verdict"] or {"decision": "error", "reason": "the run did not finish", "gates": [], "errors": 0}
     hidden = set(run["config"].get("report", {}).get("redact_suites", []))
     cases = explorer({**results, "cases": redact(results["cases"], hidden)}, candidates, baseline)
+    regressions = ungated(verdict)
     return _env.get_template("report.html.j2").render(
         run=run, verdict=verdict, decision_label=LABELS[verdict["decision"]], nonce=secrets.token_urlsafe(16),
+        ungated=regressions, ungated_heading=regressions_heading(regressions) if regressions else "",
         candidates=candidates, baseline=baseline, table=metric_table(results),
         charts=bar_charts(results, candidates), usage=results["usage"], usage_chart=usage_chart(results["usage"]),
         timings=results["timings"], cases=cases, history=history_charts(results["history"]),

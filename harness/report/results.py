@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.report.breakdown import by_tag, corpus_level, judge_agreement, judge_reports, suite_directions
 from harness.store import Store
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _clean(value: Any) -> Any:

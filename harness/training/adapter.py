@@ -23,6 +23,7 @@ from harness.children import die_with_parent
 from harness.errors import ConfigError
 from harness.models import ModelRef
 from harness.paths import harness_home
+from harness.textfiles import write_atomic
 from harness.training.data import encode, load_examples, require_file, split
 from harness.training.loop import fit
 from harness.training.settings import LoraSettings, TrainSettings
@@ -30,6 +31,9 @@ from harness.training.settings import LoraSettings, TrainSettings
 MANIFEST = "harness-adapter.json"
 # Bump when a change to this package changes what training produces, so old adapters are not reused.
 TRAINER_VERSION = 1
+# The layout of a finished folder, in its manifest; an older one is upgraded in place when reused (no retraining).
+# 1 (no field): adapter_config.json as peft 0.21 saves it, which peft 0.13 refuses. 2: portable_adapter_config.
+FORMAT = 2
 LIBRARIES = ("torch", "transformers", "peft")
 
 
@@ -120,6 +124,10 @@ def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cach
     manifest = None if retrain else finished(dest)
     if manifest:
         log(f"adapter {key[:12]}: reusing {dest}")
+        if manifest.get("format", 1) < FORMAT:
+            portable_adapter_config(dest)
+            manifest = {**manifest, "format": FORMAT}
+            _write_manifest(dest, manifest)
         return _adapter(dest, manifest, reused=True)
     check_lora_targets(base, settings.lora, settings_file)
     root.mkdir(parents=True, exist_ok=True)
@@ -139,6 +147,28 @@ def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cach
         shutil.rmtree(work, ignore_errors=True)
     log(f"adapter {key[:12]}: trained in {manifest['wall_s']:.0f} s ({manifest['tokens_per_s']:.0f} tok/s) -> {dest}")
     return _adapter(dest, manifest, reused=False)
+
+
+def portable_adapter_config(folder: Path) -> None:
+    """adapter_config.json as every peft from 0.13 on loads it (0.13-0.17 are the ones beside transformers 4.x):
+    peft writes every LoraConfig field it has, and a field it lacks makes peft 0.13 raise a TypeError (0.14-0.17
+    warn and drop it). A field at its default tells no peft anything (each fills in its own default, and the
+    fields 0.13, 0.17 and 0.21 share have the same ones), so those are left out, and so is `peft_version`
+    (the manifest keeps every library's version). What the adapter does is unchanged: r, alpha, dropout,
+    targets and any field set otherwise than by default stay."""
+    from peft import LoraConfig
+
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(LoraConfig)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text())
+    kept = {k: v for k, v in config.items() if k != "peft_version" and not (k in defaults and v == defaults[k])}
+    write_atomic(path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def _adapter(folder: Path, manifest: dict[str, Any], reused: bool) -> TrainedAdapter:
@@ -192,7 +222,9 @@ def _train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     result = fit(model, train, val, settings, pad_id, device, log)
     model.save_pretrained(out)
+    portable_adapter_config(out)
     manifest = {
+        "format": FORMAT,
         "key": key,
         "base": {"name": base.name, "fingerprint": base.fingerprint},
         "data": {"path": str(data_path), "sha256": data_sha256},
@@ -211,5 +243,5 @@ def _train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256
         "best_step": result.best_step,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _write_manifest(out, manifest)
     return manifest
