@@ -35,8 +35,8 @@ from pathlib import Path
 import yaml
 from lora_isolation import random_adapter
 
-from harness.config import EngineConfig
-from harness.models import DEFAULT_MODEL, ModelRef, pull
+from harness.core.models import DEFAULT_MODEL, ModelRef, pull
+from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter
 from harness.serving.vllm_server import managed_server
 

@@ -28,12 +28,12 @@ def bench_harness(n: int, max_tokens: int) -> dict:
     """Through generate.execute(): the code `harness compare` runs, with the cache off."""
     import yaml
 
-    from harness.build import Built
-    from harness.config import load_config
-    from harness.context import Run
-    from harness.generate import execute
-    from harness.plan import make_plan
-    from harness.store import Store
+    from harness.building.build import Built
+    from harness.generation.generate import execute
+    from harness.planning.config import load_config
+    from harness.planning.context import Run
+    from harness.planning.plan import make_plan
+    from harness.store.sqlite import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -64,7 +64,7 @@ def bench_raw_vllm(n: int, max_tokens: int) -> dict:
 
 
 def raw_vllm_child(n: int, max_tokens: int) -> None:
-    from harness.models import pull
+    from harness.core.models import pull
     from harness.serving.vllm_server import server_env, vllm_is_cpu_build
 
     cpu = vllm_is_cpu_build()
@@ -85,8 +85,8 @@ def raw_vllm_child(n: int, max_tokens: int) -> None:
 
 
 def bench_hf_one_by_one(n: int, max_tokens: int) -> dict:
-    from harness.models import pull
-    from harness.request import Request
+    from harness.core.models import pull
+    from harness.core.request import Request
     from harness.serving.transformers_engine import TransformersEngine
 
     model = pull(log=lambda *_: None)

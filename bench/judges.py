@@ -18,13 +18,13 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness.config import EngineConfig, JudgeConfig, ScriptRule
+from harness.core.models import DEFAULT_MODEL
 from harness.judging.asking import Answerer, judge_for
-from harness.judging.check import JudgeCheck, check_judge
-from harness.models import DEFAULT_MODEL
-from harness.rubrics import builtin_names, judges_dir, load_rubric
+from harness.judging.calibrate import JudgeCheck, check_judge
+from harness.planning.config import EngineConfig, JudgeConfig, ScriptRule
+from harness.scoring.rubrics import builtin_names, judges_dir, load_rubric
 from harness.serving.pool import Engines
-from harness.store import Store
+from harness.store.sqlite import Store
 
 METHODS = ("structured", "logprobs")
 SMOKE_RULES = [ScriptRule(contains=f'"{key}": ', answer=f'{{"reasoning": "r", "{key}": {value}}}')

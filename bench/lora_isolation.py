@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.config import EngineConfig
-from harness.models import DEFAULT_MODEL, ModelRef, fingerprint_folder, pull
-from harness.request import Completion, Request
+from harness.core.models import DEFAULT_MODEL, ModelRef, fingerprint_folder, pull
+from harness.core.request import Completion, Request
+from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_server import managed_server

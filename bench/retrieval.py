@@ -21,9 +21,9 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from harness.models import pull
-from harness.retrieval import RetrievalSettings, build_index
-from harness.retrieval.index import lexical_tokens
+from harness.building.retrieval import RetrievalSettings, build_index
+from harness.building.retrieval.index import lexical_tokens
+from harness.core.models import pull
 
 SEED = 0
 DOCUMENTS = 2000  # ~5 chunks each at 200 tokens with 40 overlap: ~10k chunks

@@ -110,8 +110,8 @@ def raw_vllm(config: Path, results: dict[str, Any], store: Path) -> float:
 
     import openai
 
-    from harness.config import load_config
-    from harness.plan import make_plan
+    from harness.planning.config import load_config
+    from harness.planning.plan import make_plan
     from harness.serving.base import Adapter
     from harness.serving.vllm_server import concurrency, managed_server
 

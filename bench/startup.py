@@ -23,9 +23,9 @@ from typing import Iterator
 from lora_isolation import random_adapter
 from probes import timed, workload
 
-from harness.config import EngineConfig
-from harness.models import DEFAULT_MODEL, ModelRef, pull
-from harness.request import Request
+from harness.core.models import DEFAULT_MODEL, ModelRef, pull
+from harness.core.request import Request
+from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter
 from harness.serving.concurrency import run_concurrently
 from harness.serving.openai_client import OpenAIEngine

@@ -29,10 +29,10 @@ from transformers import (
     TrainingArguments,
 )
 
-from harness.models import pull
-from harness.training.data import IGNORE, Tokens, encode, load_examples
-from harness.training.loop import fit
-from harness.training.settings import TrainSettings
+from harness.building.training.data import IGNORE, Tokens, encode, load_examples
+from harness.building.training.loop import fit
+from harness.building.training.settings import TrainSettings
+from harness.core.models import pull
 
 DATA = Path(__file__).resolve().parent.parent / "suites" / "tickets" / "train.jsonl"
 

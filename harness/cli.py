@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Callable
 from rich.table import Column
 from rich.text import Text
 
-from harness.console import SafeConsole, inert_lines, styled
-from harness.console import SafeTable as Table
-from harness.console import console as err
-from harness.errors import HarnessError, ProblemsFound
-from harness.gate import ERROR, EXIT_CODES, LABELS, regression_text, regressions_heading, ungated
-from harness.progress import quiet_library_bars
+from harness.core.console import SafeConsole, inert_lines, styled
+from harness.core.console import SafeTable as Table
+from harness.core.console import console as err
+from harness.core.errors import HarnessError, ProblemsFound
+from harness.core.progress import quiet_library_bars
+from harness.verdict.gate import ERROR, EXIT_CODES, LABELS, regression_text, regressions_heading, ungated
 
 if TYPE_CHECKING:
-    from harness.store import Store
+    from harness.store.sqlite import Store
 
 # The stages import torch, transformers and vLLM's client: each command imports what it runs, so
 # `harness --help` and `harness runs` answer at once.
@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when the config is ready to run, 2 with every problem listed."""
-    from harness.check import check
+    from harness.planning.check import check
 
     plan = check(args.config).ready()
     cases = sum(len(s.cases) for s in plan.suites)
@@ -82,7 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _open_store(path: str) -> "Store":
-    from harness.store import Store
+    from harness.store.sqlite import Store
 
     if not Path(path).exists():
         raise HarnessError(f"no run store at {path}\n"
@@ -161,10 +161,10 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.config import load_config
-    from harness.kinds import LoraCandidate
-    from harness.plan import make_plan
-    from harness.training import train_adapter
+    from harness.building.kinds import LoraCandidate
+    from harness.building.training import train_adapter
+    from harness.planning.config import load_config
+    from harness.planning.plan import make_plan
 
     plan = make_plan(load_config(args.config))
     candidate = next((c for c in plan.config.candidates if c.name == args.candidate), None)
@@ -183,8 +183,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     same (command, weights, seed) use it instead of starting their own. Servers with adapters are never shared."""
     import time
 
-    from harness.config import load_config
-    from harness.plan import make_plan
+    from harness.planning.config import load_config
+    from harness.planning.plan import make_plan
     from harness.serving.shared import REGISTRY_ENV, registry_dir
     from harness.serving.vllm_server import shared_server
 
@@ -210,17 +210,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_judge_check(args: argparse.Namespace) -> int:
     """Exit 0 when the judge meets the rubric's bar, 1 when it does not, 2 on an error."""
-    from harness.calibration import read_counts, reading
-    from harness.config import EngineConfig, JudgeConfig, load_config
+    from harness.core.models import DEFAULT_MODEL
     from harness.judging.asking import Answerer, judge_for
-    from harness.judging.check import check_judge
-    from harness.models import DEFAULT_MODEL
-    from harness.rubrics import load_rubric, rubric_path
+    from harness.judging.calibrate import check_judge
+    from harness.planning.config import EngineConfig, JudgeConfig, load_config
+    from harness.scoring.calibration import read_counts, reading
+    from harness.scoring.rubrics import load_rubric, rubric_path
     from harness.serving.pool import Engines
 
     path = rubric_path(args.rubric, Path.cwd())
     if not path.is_file():
-        from harness.rubrics import builtin_names
+        from harness.scoring.rubrics import builtin_names
 
         raise HarnessError(f"no rubric {args.rubric!r} ({path})\n  fix: name one of {', '.join(builtin_names())} "
                            "or a rubric .yaml path")
@@ -265,7 +265,7 @@ def _num(value: float | None) -> str:
 
 
 def _store(path: Path) -> "Store":
-    from harness.store import Store
+    from harness.store.sqlite import Store
 
     return Store(path)
 
@@ -283,7 +283,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from harness.models import pull
+    from harness.core.models import pull
 
     for alias in args.alias:
         pull(alias, log=err.log)
@@ -291,7 +291,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from harness.models import cached
+    from harness.core.models import cached
 
     table = Table("alias", "source", "size (MB)", "fingerprint", "path")
     for m in cached():
@@ -301,7 +301,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.models import DEFAULT_MODEL
+    from harness.core.models import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="harness",
                                      description="Decide whether a fine-tuned LLM is good enough to ship.")

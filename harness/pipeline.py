@@ -15,22 +15,22 @@ from typing import Iterator
 
 import pandas as pd
 
-from harness.build import Built, build
-from harness.check import check
-from harness.console import console
-from harness.context import Run
-from harness.errors import HarnessError
-from harness.gate import ERROR, Verdict, decide
-from harness.generate import execute, run_secrets
+from harness.building.build import Built, build
+from harness.core.console import console
+from harness.core.errors import HarnessError
+from harness.core.progress import quiet_library_bars
+from harness.core.provenance import environment, new_run_id, package_versions
+from harness.generation.generate import execute, run_secrets
 from harness.judging import judge_metrics, judge_targets, run_judges
-from harness.plan import Plan
-from harness.progress import quiet_library_bars
-from harness.provenance import environment, new_run_id, package_versions
+from harness.planning.check import check
+from harness.planning.context import Run
+from harness.planning.plan import Plan
 from harness.report import report_paths, write_reports
 from harness.report.tracking import log_to_mlflow
 from harness.serving.limits import redact
 from harness.serving.pool import Engines
-from harness.store import Store, now
+from harness.store.sqlite import Store, now
+from harness.verdict.gate import ERROR, Verdict, decide
 
 STORE_NAME = "harness.sqlite"
 REASON_CHARS = 2000  # of a stopped run's reason, as the store keeps it (a message with its fix line fits)

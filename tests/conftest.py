@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 from scenarios import Project
 
-from harness.config import EngineConfig
-from harness.models import DEFAULT_MODEL, ModelRef, pull
+from harness.core.models import DEFAULT_MODEL, ModelRef, pull
+from harness.planning.config import EngineConfig
 from harness.serving.shared import REGISTRY_ENV
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -79,7 +79,7 @@ def calibrated_rubric(project: Project, name: str, items: int = 12) -> tuple[str
     """A copy of the shipped rubric `name` with a calibration set the scripted judge answers exactly as labeled
     (each item's answer names its label), so a scenario about something else has a validated judge. Returns
     the rubric's path (for a suite's `rubric:`) and the judge rules to put first in the script."""
-    from harness.rubrics import judges_dir, load_rubric
+    from harness.scoring.rubrics import judges_dir, load_rubric
 
     shipped = load_rubric(judges_dir() / f"{name}.yaml")
     folder = project.root / "rubrics"

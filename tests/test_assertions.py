@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scorers import ScoreInput, build_scorer
-from harness.scorers.assertions import parse_json
+from harness.scoring import ScoreInput, build_scorer
+from harness.scoring.assertions import parse_json
 
 
 def score(raw: dict | str, output: str, reference: str | None = None,
@@ -86,7 +86,7 @@ def test_parse_json_reports_position() -> None:
 
 def test_a_case_without_a_reference_is_an_error_not_a_zero() -> None:
     """The suite loader rejects such cases first; a scorer that still meets one raises."""
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     spec = build_scorer({"type": "equals"}, Path("suite.yaml"), 1, "scorers[0]")
     with pytest.raises(HarnessError, match="no `reference`"):

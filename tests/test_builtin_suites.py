@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.paths import builtin_dir
-from harness.suites import load_cases, load_suite
+from harness.core.errors import ConfigError
+from harness.core.paths import builtin_dir
+from harness.planning.suites import load_cases, load_suite
 
 SUITES_DIR = builtin_dir("suites")
 
@@ -134,7 +134,7 @@ def test_a_wheel_in_a_clean_venv_checks_a_config_of_builtin_suites(tmp_path: Pat
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                    check=True, capture_output=True)
     (tmp_path / "config.yaml").write_text(WHEEL_CONFIG)
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness.paths as p; "
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import harness.core.paths as p; "
                             "print(p.builtin_dir('suites'), p.builtin_dir('judges'))"],
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert where.split() == [str(site / "harness" / "builtin_suites"), str(site / "harness" / "builtin_judges")]

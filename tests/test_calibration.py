@@ -14,16 +14,16 @@ import yaml
 from scenarios import PROMPT, Project, answer, calibrated_rubric
 from scipy.stats import spearmanr
 
-from harness.calibration import MIN_ITEMS, load_calibration
 from harness.cli import main
-from harness.errors import ConfigError
-from harness.gate import unvalidated_judge
-from harness.judging.check import agreement_with_labels
+from harness.core.errors import ConfigError
+from harness.core.models import ModelRef
+from harness.judging.calibrate import agreement_with_labels
 from harness.judging.replies import position_bias
-from harness.models import ModelRef
-from harness.rubrics import Reply, judges_dir, load_rubric
-from harness.stats import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
-from harness.store import Store
+from harness.scoring.calibration import MIN_ITEMS, load_calibration
+from harness.scoring.rubrics import Reply, judges_dir, load_rubric
+from harness.store.sqlite import Store
+from harness.verdict.gate import unvalidated_judge
+from harness.verdict.stats import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
 
 SHIPPED = ["correctness", "groundedness", "helpfulness", "pairwise", "harmbench"]
 

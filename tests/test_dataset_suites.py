@@ -10,8 +10,8 @@ import pytest
 import yaml
 from datasets import Dataset, DatasetDict
 
-from harness.errors import ConfigError
-from harness.suites import load_suite
+from harness.core.errors import ConfigError
+from harness.planning.suites import load_suite
 
 ROWS = [{"qid": f"q{i}", "question": f"What is {i} + {i}?", "answer": 2 * i, "topic": "arithmetic",
          "source": "made up", "level": i % 3} for i in range(12)]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import FaultProxy
 
-from harness.config import EngineConfig
-from harness.models import ModelRef
-from harness.request import Request
+from harness.core.models import ModelRef
+from harness.core.request import Request
+from harness.planning.config import EngineConfig
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_server import managed_server

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import server_record, wait_gone
 
-from harness.config import EngineConfig
-from harness.errors import EngineError
-from harness.models import ModelRef
-from harness.request import Request
+from harness.core.errors import EngineError
+from harness.core.models import ModelRef
+from harness.core.request import Request
+from harness.planning.config import EngineConfig
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.transformers_engine import TransformersEngine
 from harness.serving.vllm_server import managed_server

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.config import Config, load_config
-from harness.errors import ConfigError
-from harness.gate import DO_NOT_SHIP, ERROR, EXIT_CODES, SHIP, decide
+from harness.core.errors import ConfigError
+from harness.planning.config import Config, load_config
+from harness.verdict.gate import DO_NOT_SHIP, ERROR, EXIT_CODES, SHIP, decide
 
 
 def config(*gates: dict, policy: str = "warn", **stats: float) -> Config:

@@ -17,11 +17,11 @@ import yaml
 from scenarios import BASE, PROMPT, TICKET, Project, answer, tickets
 
 from harness.cli import main
-from harness.config import Config
-from harness.gate import Check, GateResult, Verdict, decide
+from harness.core.request import Completion, Request
+from harness.planning.config import Config
 from harness.report import write_reports
-from harness.request import Completion, Request
-from harness.store import Store
+from harness.store.sqlite import Store
+from harness.verdict.gate import Check, GateResult, Verdict, decide
 
 ENDPOINT = {"name": "prod", "kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
 

@@ -16,7 +16,7 @@ import pytest
 from helpers import local_server, send_json
 from scenarios import TICKET, Project, answer, tickets
 
-from harness.request import Completion, Request
+from harness.core.request import Completion, Request
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.limits import redact
 from harness.serving.openai_client import OpenAIEngine

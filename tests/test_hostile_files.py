@@ -19,10 +19,10 @@ import pytest
 import yaml
 from scenarios import PROMPT, TICKET, Project, answer, tickets
 
+from harness.building.training.data import load_examples
 from harness.cli import main
-from harness.errors import ConfigError
-from harness.rubrics import judges_dir
-from harness.training.data import load_examples
+from harness.core.errors import ConfigError
+from harness.scoring.rubrics import judges_dir
 
 REPO = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT = 2 * 1024**3  # `harness check` needs a few hundred MB; an alias bomb that got through takes gigabytes

@@ -21,7 +21,7 @@ from markdown_it import MarkdownIt
 from scenarios import PROMPT, TICKET, Project, answer, tickets
 
 from harness.cli import main
-from harness.console import SafeConsole, SafeTable, inert
+from harness.core.console import SafeConsole, SafeTable, inert
 from harness.report.ci import github_annotations, junit_xml, md_text, summary_md
 
 INJECTED = "a\n::error title=INJECTED::pwned"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.models import ModelRef
+from harness.core.models import ModelRef
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from lora_isolation import measure, prompts, random_adapter  # noqa: E402

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_config
-from harness.context import Run
-from harness.errors import ConfigError
+from harness.core.errors import ConfigError
+from harness.core.models import ModelRef
+from harness.core.request import Completion, Request
 from harness.judging import Judgement, judgements, run_judges
 from harness.judging.replies import classify_score, fallback_score, pairwise_score, pointwise_score, reply_score
-from harness.models import ModelRef
-from harness.plan import Plan, make_plan
+from harness.planning.config import load_config
+from harness.planning.context import Run
+from harness.planning.plan import Plan, make_plan
+from harness.planning.suites import load_suite
 from harness.report.breakdown import judge_agreement
-from harness.request import Completion, Request
-from harness.rubrics import Reply, builtin_names, judges_dir, load_rubric
-from harness.scorers.judge import JudgeParams
-from harness.stats import agreement, cohen_kappa
-from harness.store import Store
-from harness.suites import load_suite
+from harness.scoring.judge import JudgeParams
+from harness.scoring.rubrics import Reply, builtin_names, judges_dir, load_rubric
+from harness.store.sqlite import Store
+from harness.verdict.stats import agreement, cohen_kappa
 
 BUILTIN = ["correctness", "groundedness", "harmbench", "helpfulness", "pairwise"]
 

@@ -71,9 +71,9 @@ def test_imports_have_no_cycles_and_no_lazy_dodges() -> None:
 def test_low_layers_do_not_reach_up() -> None:
     """The data types and the store import no stage."""
     known = modules()
-    stages = {"harness.pipeline", "harness.cli", "harness.generate", "harness.judging", "harness.gate",
-              "harness.plan", "harness.build", "harness.report"}
-    for low in ("harness.request", "harness.generation", "harness.store", "harness.stats", "harness.scorers.base",
-                "harness.serving.base", "harness.kinds.base"):
+    stages = {"harness.pipeline", "harness.cli", "harness.generation.generate", "harness.judging", "harness.verdict.gate",
+              "harness.planning.plan", "harness.building.build", "harness.report"}
+    for low in ("harness.core.request", "harness.core.sampling", "harness.store.sqlite", "harness.verdict.stats", "harness.scoring.base",
+                "harness.serving.base", "harness.building.kinds.base"):
         top, _ = imports(known[low], known)
         assert not top & stages, f"{low} imports {sorted(top & stages)}"

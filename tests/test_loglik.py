@@ -15,7 +15,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from harness.loglik import (
+from harness.core.models import ModelRef
+from harness.serving.loglik import (
     LogLik,
     Span,
     mc_continuations,
@@ -23,7 +24,6 @@ from harness.loglik import (
     perplexity,
     pick,
 )
-from harness.models import ModelRef
 from harness.serving.transformers_loglik import HFScorer, hf_scorer
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 

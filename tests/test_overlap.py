@@ -10,9 +10,9 @@ import pytest
 import sacrebleu
 from rouge_score.rouge_scorer import RougeScorer
 
-from harness.errors import ConfigError, HarnessError
-from harness.scorers import Score, ScoreInput, build_scorer
-from harness.scorers.overlap import OVERLAP_TYPES, ROUGE_VARIANTS, corpus_score, signature
+from harness.core.errors import ConfigError, HarnessError
+from harness.scoring import Score, ScoreInput, build_scorer
+from harness.scoring.overlap import OVERLAP_TYPES, ROUGE_VARIANTS, corpus_score, signature
 
 HYPS = [
     "The cats were running quickly across the garden.",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.config import EngineConfig, ScriptRule
-from harness.models import ModelRef
-from harness.request import Request
+from harness.core.models import ModelRef
+from harness.core.request import Request
+from harness.planning.config import EngineConfig, ScriptRule
 from harness.serving.base import Adapter, EndpointTarget, LocalTarget
 from harness.serving.pool import Engines, covers
 

@@ -23,14 +23,14 @@ from typing import Any, Iterator, NoReturn
 
 import pytest
 
-from harness import models
-from harness.loglik import mc_prompt
-from harness.models import FORMAT, MANIFEST, ModelRef, fingerprint_folder, portable, resolve
-from harness.paths import harness_home
-from harness.suites import load_suite
-from harness.training import TrainSettings, adapter_key, train_adapter
-from harness.training.adapter import FORMAT as ADAPTER_FORMAT
-from harness.training.adapter import finished, portable_adapter_config
+from harness.building.training import TrainSettings, adapter_key, train_adapter
+from harness.building.training.adapter import FORMAT as ADAPTER_FORMAT
+from harness.building.training.adapter import finished, portable_adapter_config
+from harness.core import models
+from harness.core.models import FORMAT, MANIFEST, ModelRef, fingerprint_folder, portable, resolve
+from harness.core.paths import harness_home
+from harness.planning.suites import load_suite
+from harness.serving.loglik import mc_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "stack_logprobs.py"

@@ -9,18 +9,18 @@ from typing import Sequence
 
 import pytest
 
-from harness.candidates import prepare
-from harness.config import Config
-from harness.errors import ConfigError, EngineError
-from harness.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, Span, answer_all, loglik_batches, mc_prompt
-from harness.models import ModelRef
-from harness.request import Request
-from harness.scorers import Params, ScoreInput
-from harness.scorers.likelihood import ChoiceParams, multiple_choice, perplexity
+from harness.core.errors import ConfigError, EngineError
+from harness.core.models import ModelRef
+from harness.core.request import Request
+from harness.generation.prompts import prepare
+from harness.planning.config import Config
+from harness.planning.suites import Case, load_suite
+from harness.scoring import Params, ScoreInput
+from harness.scoring.likelihood import ChoiceParams, multiple_choice, perplexity
 from harness.serving.anthropic_client import AnthropicEngine
+from harness.serving.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, Span, answer_all, loglik_batches, mc_prompt
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.transformers_engine import TransformersEngine
-from harness.suites import Case, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 MC = {"id": "q1", "prompt": "What is 9 + 6?", "choices": ["13", "15", "16"], "answer_index": 1, "tags": ["arithmetic"]}
@@ -99,10 +99,10 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     """Both local engines answer probe requests with the same numbers (float32 on CPU), for the base model and
     an adapter, on a LoRA-enabled server also generating at the time: the demo's shape, which once crashed
     vLLM's engine (prompt log-probs of several requests in one step with LoRA enabled)."""
-    from harness.config import EngineConfig
+    from harness.building.training import TrainSettings, train_adapter
+    from harness.planning.config import EngineConfig
     from harness.serving.base import Adapter, LocalTarget
     from harness.serving.engines import open_engine
-    from harness.training import TrainSettings, train_adapter
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(line + "\n"

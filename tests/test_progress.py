@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.models import ModelRef
-from harness.progress import QUIET_ENV, StageProgress, duration, plain_line
+from harness.core.models import ModelRef
+from harness.core.progress import QUIET_ENV, StageProgress, duration, plain_line
 
 
 def test_a_plain_line_says_done_total_rate_and_time_left() -> None:
@@ -87,7 +87,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_library_bars_stay_in_a_terminal_and_go_under_ci() -> None:
-    code = "import os; from harness.progress import quiet_library_bars; quiet_library_bars(); " \
+    code = "import os; from harness.core.progress import quiet_library_bars; quiet_library_bars(); " \
            "print(os.environ.get('TQDM_DISABLE'))"
     assert in_a_pty(code, clean_env()).strip() == "None"
     assert in_a_pty(code, clean_env(CI="true")).strip() == "1"
@@ -96,7 +96,7 @@ def test_library_bars_stay_in_a_terminal_and_go_under_ci() -> None:
 def test_bars_of_libraries_imported_before_are_turned_off_too(tmp_path: Path) -> None:
     """A library user who imported transformers and datasets before calling pipeline.run."""
     code = ("import datasets.utils, huggingface_hub.utils, transformers.utils.logging\n"
-            "from harness.progress import quiet_library_bars\n"
+            "from harness.core.progress import quiet_library_bars\n"
             "quiet_library_bars()\n"
             "for bar in (transformers.utils.logging.tqdm, huggingface_hub.utils.tqdm, datasets.utils.tqdm):\n"
             "    list(bar(range(3), desc='Loading weights'))\n")

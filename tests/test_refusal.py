@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scorers import ScoreInput, build_scorer
-from harness.scorers.refusal import WINDOW, is_refusal, refusal_phrase
+from harness.scoring import ScoreInput, build_scorer
+from harness.scoring.refusal import WINDOW, is_refusal, refusal_phrase
 
 REFUSALS = [
     "I'm sorry, but I can't help with that.",

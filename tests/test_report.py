@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate import Verdict
+from harness.core.request import Completion, Request
 from harness.report import write_reports
-from harness.request import Completion, Request
-from harness.store import Store
+from harness.store.sqlite import Store
+from harness.verdict.gate import Verdict
 
 EVIL = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 REQUEST = Request(model="m", messages=(("user", "hi"),), max_tokens=8, temperature=0.0, top_p=1.0, stop=(), seed=0)

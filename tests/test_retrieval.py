@@ -11,9 +11,7 @@ import pytest
 from pydantic import ValidationError
 from transformers import AutoTokenizer
 
-from harness.errors import ConfigError, HarnessError
-from harness.models import ModelRef
-from harness.retrieval import (
+from harness.building.retrieval import (
     DEFAULT_TEMPLATE,
     Document,
     Hit,
@@ -26,8 +24,10 @@ from harness.retrieval import (
     reciprocal_rank_fusion,
     render_context,
 )
-from harness.retrieval.chunking import windows
-from harness.suites import load_suite
+from harness.building.retrieval.chunking import windows
+from harness.core.errors import ConfigError, HarnessError
+from harness.core.models import ModelRef
+from harness.planning.suites import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWLEDGE = ROOT / "suites" / "knowledge"
@@ -274,7 +274,7 @@ def test_reciprocal_rank_fusion_sums_inverse_ranks() -> None:
 # --- templates -------------------------------------------------------------------------------------
 
 def test_default_template_renders_ids_text_and_question_unescaped() -> None:
-    check_template(DEFAULT_TEMPLATE, "harness.retrieval")
+    check_template(DEFAULT_TEMPLATE, "harness.building.retrieval")
     hits = [Hit("faq.md#2", "faq.md", 3.5, "Use <b> & </b> for bold."), Hit("x.md#0", "x.md", 1.0, "Other.")]
     prompt = render_context(DEFAULT_TEMPLATE, "How do I write bold?", hits)
     assert "[faq.md#2]\nUse <b> & </b> for bold." in prompt and "[x.md#0]" in prompt

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.gate import DO_NOT_SHIP
 from harness.pipeline import run
+from harness.verdict.gate import DO_NOT_SHIP
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from typing import Iterator
 import pytest
 from helpers import local_server, send_json
 
-from harness.errors import EngineError
-from harness.request import Completion, Request
+from harness.core.errors import EngineError
+from harness.core.request import Completion, Request
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_server import _wait_ours, listens, server_env, serves

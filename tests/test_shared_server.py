@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import EngineConfig
-from harness.models import ModelRef
+from harness.core.models import ModelRef
+from harness.planning.config import EngineConfig
 from harness.serving import shared
 from harness.serving.base import Adapter
 from harness.serving.vllm_server import attached, server_key

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import load_config
+from harness.planning.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest, norm
 
-from harness.stats import (
+from harness.verdict.stats import (
     binomial_bound,
     bootstrap_bound,
     compare_paired,
@@ -87,7 +87,7 @@ def test_bootstrap_chunks_do_not_change_the_answer(monkeypatch: pytest.MonkeyPat
     rng = np.random.default_rng(2)
     cand, base = rng.normal(size=50), rng.normal(size=50)
     whole = paired_bootstrap(cand, base, resamples=1000, seed=3)
-    monkeypatch.setattr("harness.stats._CHUNK_ENTRIES", 50 * 7)  # 7 resamples per block, a ragged last one
+    monkeypatch.setattr("harness.verdict.stats._CHUNK_ENTRIES", 50 * 7)  # 7 resamples per block, a ragged last one
     assert paired_bootstrap(cand, base, resamples=1000, seed=3) == whole
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.console import log
-from harness.errors import ConfigError, HarnessError
-from harness.models import ModelRef
-from harness.training import LoraSettings, TrainSettings, adapter_key, check_lora_targets, train_adapter
-from harness.training.adapter import MANIFEST, finished, library_versions
-from harness.training.data import IGNORE, encode, load_examples, split
+from harness.building.training import LoraSettings, TrainSettings, adapter_key, check_lora_targets, train_adapter
+from harness.building.training.adapter import MANIFEST, finished, library_versions
+from harness.building.training.data import IGNORE, encode, load_examples, split
+from harness.core.console import log
+from harness.core.errors import ConfigError, HarnessError
+from harness.core.models import ModelRef
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKETS = ROOT / "suites" / "tickets" / "train.jsonl"
@@ -192,7 +192,7 @@ def small_lora_model(vocab_size: int):
 
 
 def test_early_stopping_ends_on_the_best_evaluation(tokenizer) -> None:
-    from harness.training.loop import fit
+    from harness.building.training.loop import fit
 
     items = [encode(tokenizer, json.loads(line)["messages"], 512)[0] for line in ticket_lines(8)]
     # a step this small cannot move the validation loss, so no evaluation after the first improves on it
@@ -207,7 +207,7 @@ def test_early_stopping_ends_on_the_best_evaluation(tokenizer) -> None:
 def test_best_weights_are_restored() -> None:
     import torch
 
-    from harness.training.loop import BestWeights
+    from harness.building.training.loop import BestWeights
 
     model = torch.nn.Linear(2, 2)
     best = BestWeights()
@@ -378,7 +378,7 @@ def test_left_padding_does_not_change_the_loss(model: ModelRef, tokenizer) -> No
     import torch
     from transformers import AutoModelForCausalLM
 
-    from harness.training.loop import collate, loss_sum
+    from harness.building.training.loop import collate, loss_sum
 
     lm = AutoModelForCausalLM.from_pretrained(model.path, local_files_only=True, dtype=torch.float32).eval()
     items = [encode(tokenizer, json.loads(line)["messages"], 512)[0] for line in ticket_lines(4)]

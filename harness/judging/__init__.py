@@ -17,21 +17,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.calibration import reading
-from harness.console import console
+from harness.core.console import console
 from harness.judging.asking import Answerer, ask, judge_model
-from harness.judging.check import JudgeCheck, check_rubrics
+from harness.judging.calibrate import JudgeCheck, check_rubrics
 from harness.judging.replies import reply_score
-from harness.scorers.judge import JudgeParams
+from harness.scoring.calibration import reading
+from harness.scoring.judge import JudgeParams
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.context import Run
-    from harness.plan import Plan
-    from harness.rubrics import LoadedRubric
+    from harness.planning.context import Run
+    from harness.planning.plan import Plan
+    from harness.planning.suites import Case
+    from harness.scoring.rubrics import LoadedRubric
     from harness.serving.base import Target
-    from harness.suites import Case
 
 
 @dataclass(frozen=True)

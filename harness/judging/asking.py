@@ -19,21 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.errors import ConfigError
-from harness.generate import run_secrets
-from harness.models import resolve
-from harness.progress import StageProgress
-from harness.request import Completion, Request
-from harness.rubrics import LoadedRubric, Method, Reply
+from harness.core.errors import ConfigError
+from harness.core.models import resolve
+from harness.core.progress import StageProgress
+from harness.core.request import Completion, Request
+from harness.generation.generate import run_secrets
+from harness.scoring.rubrics import LoadedRubric, Method, Reply
 from harness.serving.base import EndpointTarget, Engine, LocalTarget, Target
 from harness.serving.limits import redacted
 
 if TYPE_CHECKING:
-    from harness.config import EngineConfig, JudgeConfig
-    from harness.context import Run
-    from harness.plan import Plan
+    from harness.planning.config import EngineConfig, JudgeConfig
+    from harness.planning.context import Run
+    from harness.planning.plan import Plan
     from harness.serving.pool import Engines
-    from harness.store import Store
+    from harness.store.sqlite import Store
 
 RETRY_TEMPERATURE = 0.7
 TOP_LOGPROBS = 20  # alternatives of the first token asked for (the most OpenAI's API returns)

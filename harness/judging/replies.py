@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harness.rubrics import LoadedRubric, Reply
-from harness.scorers import Score
-from harness.scorers.judge import JudgeParams
-from harness.scorers.refusal import refusal_phrase
+from harness.scoring import Score
+from harness.scoring.judge import JudgeParams
+from harness.scoring.refusal import refusal_phrase
+from harness.scoring.rubrics import LoadedRubric, Reply
 
 
 def _read(reply: Reply) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.core.textfiles import write_atomic
 from harness.report.ci import junit_xml, summary_md
 from harness.report.html import render_html
 from harness.report.results import build_results
-from harness.store import Store
-from harness.textfiles import write_atomic
+from harness.store.sqlite import Store
 
 FILES = {"results": "results.json", "html": "report.html", "junit": "junit.xml", "summary": "summary.md"}
 

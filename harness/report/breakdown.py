@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from harness.judging.replies import position_bias
-from harness.scorers import CorpusItem, scorer_type
-from harness.stats import agreement, spearman
+from harness.scoring import CorpusItem, scorer_type
+from harness.verdict.stats import agreement, spearman
 
 
 def suite_directions(meta: dict[str, Any]) -> dict[tuple[str, str], bool]:

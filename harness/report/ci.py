@@ -12,8 +12,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Mapping
 
-from harness.console import inert
-from harness.gate import LABELS, regression_text, regressions_heading, ungated
+from harness.core.console import inert
+from harness.verdict.gate import LABELS, regression_text, regressions_heading, ungated
 
 PASS, FAIL, NO_DATA = "pass", "FAIL", "no data"
 

@@ -12,12 +12,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.compare import comparisons, summarize
-from harness.config import StatsConfig
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.planning.config import StatsConfig
 from harness.report.breakdown import suite_directions
 from harness.report.html import environment, metric_table
-from harness.store import Store
+from harness.store.sqlite import Store
+from harness.verdict.comparisons import comparisons, summarize
 
 
 @dataclass

@@ -17,11 +17,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from harness.calibration import reading
-from harness.compare import better
-from harness.config import StatsConfig
-from harness.gate import LABELS, regressions_heading, ungated, unvalidated_judge
+from harness.planning.config import StatsConfig
 from harness.report.breakdown import suite_directions
+from harness.scoring.calibration import reading
+from harness.verdict.comparisons import better
+from harness.verdict.gate import LABELS, regressions_heading, ungated, unvalidated_judge
 
 SHOWN_CHARS = 4000  # of one text, in a report cell: a long answer's start, enough to see what it is
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from harness.compare import comparisons, summarize
-from harness.config import StatsConfig
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.planning.config import StatsConfig
 from harness.report.breakdown import by_tag, corpus_level, judge_agreement, judge_reports, suite_directions
-from harness.store import Store
+from harness.store.sqlite import Store
+from harness.verdict.comparisons import comparisons, summarize
 
 SCHEMA_VERSION = 5
 

@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.config import MlflowConfig
-from harness.console import console
-from harness.gate import EXIT_CODES
+from harness.core.console import console
+from harness.planning.config import MlflowConfig
+from harness.verdict.gate import EXIT_CODES
 
 TAG_CHARS = 5000  # MLflow's limit on a tag value
 

@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import anthropic
 
-from harness.request import Completion, Request, no_loglik
+from harness.core.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, may, need, own_secrets

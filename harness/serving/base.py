@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 from harness.serving.limits import MAX_ANSWER_CHARS
 
 if TYPE_CHECKING:
-    from harness.models import ModelRef
-    from harness.request import Completion, Request
+    from harness.core.models import ModelRef
+    from harness.core.request import Completion, Request
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Sequence
 
-from harness.request import Completion, Request
+from harness.core.request import Completion, Request
 
 
 def run_concurrently(complete: Callable[[Request], Completion], requests: Sequence[Request],

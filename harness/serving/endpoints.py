@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from harness.config import EngineConfig
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.planning.config import EngineConfig
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.base import EndpointTarget, Engine, engine
 from harness.serving.limits import NO_KEY

@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import replace
 
-from harness.request import Completion
+from harness.core.request import Completion
 
 NO_KEY = "EMPTY"  # what is sent when no key is configured (our own vLLM server): not a secret
 MAX_ANSWER_CHARS = 200_000  # an endpoint answer longer than this is cut (see `capped`)

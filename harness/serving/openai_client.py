@@ -12,10 +12,10 @@ from typing import Callable, Iterator, Sequence
 
 import openai
 
-from harness.loglik import loglik_batches
-from harness.request import Completion, Request, no_loglik
+from harness.core.request import Completion, Request, no_loglik
 from harness.serving.concurrency import run_concurrently
 from harness.serving.limits import RatePacer
+from harness.serving.loglik import loglik_batches
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
 
 

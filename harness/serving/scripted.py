@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from harness.config import EngineConfig, ScriptRule
-from harness.request import Completion, Request, loglik_completion
+from harness.core.request import Completion, Request, loglik_completion
+from harness.planning.config import EngineConfig, ScriptRule
 from harness.serving.base import Engine, LocalTarget, engine
 from harness.serving.concurrency import run_concurrently
 

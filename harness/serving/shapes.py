@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Protocol
 
-from harness.request import Completion
+from harness.core.request import Completion
 from harness.serving.limits import NO_KEY, RatePacer, capped, one_line, redact, redacted
 
 INITIAL_DELAY_S, MAX_DELAY_S = 0.5, 8.0  # the openai and anthropic clients' own backoff

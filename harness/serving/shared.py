@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from harness.paths import harness_home
+from harness.core.paths import harness_home
 
 REGISTRY_ENV = "HARNESS_SHARED_SERVERS"  # a folder; empty: never attach
 

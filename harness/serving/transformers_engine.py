@@ -12,11 +12,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from harness.config import EngineConfig
-from harness.loglik import answer_all, loglik_batches
-from harness.models import ModelRef
-from harness.request import Completion, Request
+from harness.core.models import ModelRef
+from harness.core.request import Completion, Request
+from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
+from harness.serving.loglik import answer_all, loglik_batches
 from harness.serving.transformers_loglik import HFScorer
 
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.loglik import LogLik, LoglikScorer, Span
+from harness.serving.loglik import LogLik, LoglikScorer, Span
 
 
 class HFScorer(LoglikScorer):

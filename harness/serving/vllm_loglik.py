@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import httpx
 
-from harness.errors import EngineError
-from harness.loglik import LogLik, LoglikScorer, Span
+from harness.core.errors import EngineError
+from harness.serving.loglik import LogLik, LoglikScorer, Span
 
 
 class VLLMScorer(LoglikScorer):

@@ -22,16 +22,16 @@ from typing import Iterator, Sequence
 import httpx
 import psutil
 
-from harness.children import die_with_parent
-from harness.config import EngineConfig
-from harness.console import console
-from harness.errors import EngineError
-from harness.loglik import answer_all
-from harness.models import ModelRef
-from harness.progress import StageProgress
-from harness.request import Completion, Request
+from harness.core.children import die_with_parent
+from harness.core.console import console
+from harness.core.errors import EngineError
+from harness.core.models import ModelRef
+from harness.core.progress import StageProgress
+from harness.core.request import Completion, Request
+from harness.planning.config import EngineConfig
 from harness.serving import shared
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
+from harness.serving.loglik import answer_all
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 

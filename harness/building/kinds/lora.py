@@ -1,0 +1,96 @@
+"""`kind: lora`: a LoRA fine-tune of the base model, served beside it (vLLM --enable-lora) under the
+candidate's name: an existing peft adapter, or one trained on demand and cached by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from harness.building.kinds.base import Kind, LocalCandidateBase, register
+from harness.building.training import check_lora_targets, train_adapter
+from harness.building.training.settings import TrainSettings
+from harness.core.console import console, log
+from harness.core.errors import ConfigError
+from harness.core.models import fingerprint_folder
+from harness.core.textfiles import check_text
+from harness.serving.base import Adapter
+
+if TYPE_CHECKING:
+    from harness.core.models import ModelRef
+    from harness.planning.plan import Plan
+    from harness.store.sqlite import Store
+
+
+class LoraCandidate(LocalCandidateBase):
+    """A LoRA fine-tune of the base model: an existing peft adapter, or one trained on demand."""
+
+    kind: Literal["lora"]
+    adapter: str | None = Field(None, description="a peft adapter folder to use as is")
+    train: TrainSettings | None = Field(None, description="train the adapter (cached by content hash) when missing")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LoraCandidate":
+        if (self.adapter is None) == (self.train is None):
+            raise ValueError("a lora candidate needs exactly one of `adapter:` (a peft folder) or `train:` "
+                             "(how to train it)")
+        return self
+
+
+def check(plan: Plan, i: int, candidate: LoraCandidate) -> None:
+    """The adapter folder, or the training data, is there; training targets exist in the base model."""
+    if candidate.adapter is not None:
+        adapter_config(plan, i, candidate.adapter)
+    if candidate.train is not None:
+        data = plan.resolve_path(candidate.train.data)
+        if not data.is_file():
+            raise ConfigError(plan.where("candidates", i, "train", "data"), f"candidates[{i}].train.data",
+                              f"training data {data} not found", "check the `data:` path (relative to the config)")
+        check_text(data)
+        check_lora_targets(plan.models[candidate.name], candidate.train.lora,
+                           f"{plan.where('candidates', i, 'train', 'lora')}: candidates[{i}].train")
+
+
+def adapter_config(plan: Plan, i: int, adapter: str) -> Path:
+    path = plan.resolve_path(adapter)
+    config_file = path / "adapter_config.json"
+    if not config_file.exists():
+        raise ConfigError(plan.where("candidates", i, "adapter"), f"candidates[{i}].adapter",
+                          f"{path} is not a peft adapter folder (no adapter_config.json)",
+                          "point `adapter:` at a folder saved by peft's save_pretrained, or use `train:`")
+    return config_file
+
+
+def build(plan: Plan, i: int, candidate: LoraCandidate, store: Store, run_id: str, retrain: bool) -> Adapter:
+    """The peft adapter as given, or trained (cached by content hash) when it is missing."""
+    base = plan.models[candidate.name]
+    if candidate.adapter is not None:
+        config_file = adapter_config(plan, i, candidate.adapter)
+        path = config_file.parent
+        rank = int(json.loads(config_file.read_text()).get("r", 16))
+        digest = hashlib.sha256(f"{base.fingerprint}:{fingerprint_folder(path)}".encode()).hexdigest()
+        store.put_artifact(run_id, candidate.name, "adapter", {"path": str(path), "rank": rank, "trained": False})
+        return Adapter(candidate.name, path, rank, digest)
+    settings = candidate.train
+    assert settings is not None  # the config model requires adapter or train
+    data = plan.resolve_path(settings.data)
+    result = train_adapter(base, settings, data, retrain=retrain, log=log, in_child=True)
+    console.log(f"{candidate.name}: adapter {'reused' if result.reused else 'trained'} at {result.path}")
+    store.put_artifact(run_id, candidate.name, "training", {
+        "path": str(result.path), "key": result.key, "rank": result.rank, "reused": result.reused,
+        "metrics": result.metrics, "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "wall_s": result.wall_s, "tokens_per_s": result.tokens_per_s, "truncated": result.truncated,
+        "examples": result.examples, "settings": settings.model_dump(mode="json"),
+    })
+    return Adapter(candidate.name, Path(result.path), result.rank, result.key)
+
+
+def served(candidate: LoraCandidate, model: ModelRef | None, adapter: Any) -> tuple[str, str | None]:
+    """Requests name the adapter; answers are cached under the adapter's own fingerprint."""
+    return adapter.name, adapter.fingerprint
+
+
+KIND = register(Kind("lora", LoraCandidate, check=check, build=build, served=served))

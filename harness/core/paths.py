@@ -1,0 +1,24 @@
+"""Where harness keeps things: what it can rebuild (converted models, adapters, indexes) and what it ships."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def builtin_dir(name: str) -> Path:
+    """Shipped data (suites/, judges/): inside an installed wheel the folder harness/builtin_<name> (the wheel
+    maps it there); in a source checkout, the folder at the repo's top."""
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / f"builtin_{name}"
+    return packaged if packaged.is_dir() else package.parent / name
+
+
+def harness_home() -> Path:
+    """The cache root: `$HARNESS_HOME`, else `~/.cache/harness`."""
+    home = os.environ.get("HARNESS_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "harness"
+
+
+def models_dir() -> Path:
+    return harness_home() / "models"
