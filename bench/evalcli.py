@@ -36,8 +36,8 @@ import yaml
 from lora_isolation import random_adapter
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
-from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter
+from harness.serving.settings import EngineConfig
 from harness.serving.vllm_server import managed_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,11 +19,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from harness.core.models import DEFAULT_MODEL
-from harness.judging.asking import Answerer, judge_for
+from harness.judging.asking import Answerer
 from harness.judging.calibrate import JudgeCheck, check_judge
-from harness.planning.config import EngineConfig, JudgeConfig, ScriptRule
+from harness.planning.config import JudgeConfig
+from harness.planning.judge import judge_for
 from harness.scoring.rubrics import builtin_names, judges_dir, load_rubric
 from harness.serving.pool import Engines
+from harness.serving.settings import EngineConfig, ScriptRule
 from harness.store.sqlite import Store
 
 METHODS = ("structured", "logprobs")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, fingerprint_folder, pull
 from harness.core.request import Completion, Request
-from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter
 from harness.serving.openai_client import OpenAIEngine
+from harness.serving.settings import EngineConfig
 from harness.serving.vllm_server import managed_server
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

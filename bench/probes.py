@@ -26,10 +26,10 @@ from harness.building.training import TrainSettings, train_adapter
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
 from harness.core.paths import builtin_dir
 from harness.core.request import Request
-from harness.planning.config import EngineConfig
 from harness.planning.suites import load_suite
 from harness.serving.base import Adapter
 from harness.serving.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, answer_all, mc_continuations, mc_prompt
+from harness.serving.settings import EngineConfig
 from harness.serving.transformers_loglik import HFScorer
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 from harness.serving.vllm_server import batches_prompt_logprobs, managed_server, probes_per_call

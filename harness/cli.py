@@ -211,12 +211,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_judge_check(args: argparse.Namespace) -> int:
     """Exit 0 when the judge meets the rubric's bar, 1 when it does not, 2 on an error."""
     from harness.core.models import DEFAULT_MODEL
-    from harness.judging.asking import Answerer, judge_for
+    from harness.judging.asking import Answerer
     from harness.judging.calibrate import check_judge
-    from harness.planning.config import EngineConfig, JudgeConfig, load_config
+    from harness.planning.config import JudgeConfig, load_config
+    from harness.planning.judge import judge_for
     from harness.scoring.calibration import read_counts, reading
     from harness.scoring.rubrics import load_rubric, rubric_path
     from harness.serving.pool import Engines
+    from harness.serving.settings import EngineConfig
 
     path = rubric_path(args.rubric, Path.cwd())
     if not path.is_file():

@@ -21,9 +21,10 @@ from harness.core.errors import HarnessError
 from harness.core.progress import quiet_library_bars
 from harness.core.provenance import environment, new_run_id, package_versions
 from harness.generation.generate import execute, run_secrets
-from harness.judging import judge_metrics, judge_targets, run_judges
+from harness.judging import run_judges
 from harness.planning.check import check
 from harness.planning.context import Run
+from harness.planning.judge import judge_metrics, judge_targets
 from harness.planning.plan import Plan
 from harness.report import report_paths, write_reports
 from harness.report.tracking import log_to_mlflow

@@ -14,7 +14,7 @@ import pytest
 from scenarios import Project
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
-from harness.planning.config import EngineConfig
+from harness.serving.settings import EngineConfig
 from harness.serving.shared import REGISTRY_ENV
 
 ROOT = Path(__file__).resolve().parent.parent

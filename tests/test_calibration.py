@@ -17,13 +17,13 @@ from scipy.stats import spearmanr
 from harness.cli import main
 from harness.core.errors import ConfigError
 from harness.core.models import ModelRef
+from harness.judging.agreement import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
 from harness.judging.calibrate import agreement_with_labels
 from harness.judging.replies import position_bias
 from harness.scoring.calibration import MIN_ITEMS, load_calibration
 from harness.scoring.rubrics import Reply, judges_dir, load_rubric
 from harness.store.sqlite import Store
 from harness.verdict.gate import unvalidated_judge
-from harness.verdict.stats import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
 
 SHIPPED = ["correctness", "groundedness", "helpfulness", "pairwise", "harmbench"]
 

@@ -15,9 +15,9 @@ from helpers import FaultProxy
 
 from harness.core.models import ModelRef
 from harness.core.request import Request
-from harness.planning.config import EngineConfig
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.openai_client import OpenAIEngine
+from harness.serving.settings import EngineConfig
 from harness.serving.vllm_server import managed_server
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from helpers import server_record, wait_gone
 from harness.core.errors import EngineError
 from harness.core.models import ModelRef
 from harness.core.request import Request
-from harness.planning.config import EngineConfig
 from harness.serving.openai_client import OpenAIEngine
+from harness.serving.settings import EngineConfig
 from harness.serving.transformers_engine import TransformersEngine
 from harness.serving.vllm_server import managed_server
 

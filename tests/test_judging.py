@@ -13,6 +13,7 @@ from harness.core.errors import ConfigError
 from harness.core.models import ModelRef
 from harness.core.request import Completion, Request
 from harness.judging import Judgement, judgements, run_judges
+from harness.judging.agreement import agreement, cohen_kappa
 from harness.judging.replies import classify_score, fallback_score, pairwise_score, pointwise_score, reply_score
 from harness.planning.config import load_config
 from harness.planning.context import Run
@@ -22,7 +23,6 @@ from harness.report.breakdown import judge_agreement
 from harness.scoring.judge import JudgeParams
 from harness.scoring.rubrics import Reply, builtin_names, judges_dir, load_rubric
 from harness.store.sqlite import Store
-from harness.verdict.stats import agreement, cohen_kappa
 
 BUILTIN = ["correctness", "groundedness", "harmbench", "helpfulness", "pairwise"]
 

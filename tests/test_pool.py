@@ -6,9 +6,9 @@ from pathlib import Path
 
 from harness.core.models import ModelRef
 from harness.core.request import Request
-from harness.planning.config import EngineConfig, ScriptRule
 from harness.serving.base import Adapter, EndpointTarget, LocalTarget
 from harness.serving.pool import Engines, covers
+from harness.serving.settings import EngineConfig, ScriptRule
 
 BASE = ModelRef("m", Path("/models/m"), "f" * 64)
 OTHER = ModelRef("o", Path("/models/o"), "0" * 64)

@@ -100,9 +100,9 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     an adapter, on a LoRA-enabled server also generating at the time: the demo's shape, which once crashed
     vLLM's engine (prompt log-probs of several requests in one step with LoRA enabled)."""
     from harness.building.training import TrainSettings, train_adapter
-    from harness.planning.config import EngineConfig
     from harness.serving.base import Adapter, LocalTarget
     from harness.serving.engines import open_engine
+    from harness.serving.settings import EngineConfig
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(line + "\n"

@@ -10,9 +10,9 @@ import pytest
 
 from harness.cli import main
 from harness.core.models import ModelRef
-from harness.planning.config import EngineConfig
 from harness.serving import shared
 from harness.serving.base import Adapter
+from harness.serving.settings import EngineConfig
 from harness.serving.vllm_server import attached, server_key
 
 

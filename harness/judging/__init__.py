@@ -18,9 +18,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.core.console import console
-from harness.judging.asking import Answerer, ask, judge_model
+from harness.judging.asking import Answerer, ask
 from harness.judging.calibrate import JudgeCheck, check_rubrics
 from harness.judging.replies import reply_score
+from harness.planning.judge import judge_metrics, judge_model
 from harness.scoring.calibration import reading
 from harness.scoring.judge import JudgeParams
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from harness.planning.context import Run
     from harness.planning.plan import Plan
     from harness.planning.suites import Case
-    from harness.scoring.rubrics import LoadedRubric
-    from harness.serving.base import Target
 
 
 @dataclass(frozen=True)
@@ -102,18 +101,6 @@ def _judgement(params: JudgeParams, metric: str, candidate: str, suite: str, cas
         return replace(head, problem=f"the baseline {baseline!r} has no answer to this case to compare with")
     return replace(head, variables=({"answer_a": row.output, "answer_b": baseline_row.output, **variables},
                                      {"answer_a": baseline_row.output, "answer_b": row.output, **variables}))
-
-
-def judge_metrics(plan: Plan) -> dict[tuple[str, str], LoadedRubric]:
-    """(suite, metric) -> rubric of every judge scorer in the plan."""
-    return {(suite.name, spec.metric): spec.params.loaded  # type: ignore[attr-defined]
-            for suite in plan.suites for spec in suite.scorers if spec.deferred and spec.type == "judge"}
-
-
-def judge_targets(plan: Plan) -> list[Target]:
-    """What the judging stage will ask, if any suite has a judge scorer: the run keeps that engine open
-    from generation on (see serving.pool)."""
-    return [judge_model(plan).target] if judge_metrics(plan) else []
 
 
 def run_judges(run: Run) -> int:

@@ -11,65 +11,29 @@ failure with the last reason, never a made-up answer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.core.errors import ConfigError
-from harness.core.models import resolve
 from harness.core.progress import StageProgress
 from harness.core.request import Completion, Request
 from harness.generation.generate import run_secrets
+from harness.planning.judge import JudgeModel
 from harness.scoring.rubrics import LoadedRubric, Method, Reply
-from harness.serving.base import EndpointTarget, Engine, LocalTarget, Target
+from harness.serving.base import Engine
 from harness.serving.limits import redacted
 
 if TYPE_CHECKING:
-    from harness.planning.config import EngineConfig, JudgeConfig
+    from harness.planning.config import JudgeConfig
     from harness.planning.context import Run
-    from harness.planning.plan import Plan
     from harness.serving.pool import Engines
+    from harness.serving.settings import EngineConfig
     from harness.store.sqlite import Store
 
 RETRY_TEMPERATURE = 0.7
 TOP_LOGPROBS = 20  # alternatives of the first token asked for (the most OpenAI's API returns)
-
-
-@dataclass(frozen=True)
-class JudgeModel:
-    """Who answers judge prompts: what to open, the model name requests carry, the cache identity, and
-    whether it returns token probabilities (Anthropic's API does not)."""
-
-    target: Target
-    served: str
-    fingerprint: str
-    label: str
-    logprobs: bool = True
-
-
-def judge_model(plan: Plan) -> JudgeModel:
-    return judge_for(plan.config.judge, plan.config.model, plan.loaded.base_dir, plan.config.engine,
-                     plan.where("judge", "endpoint"))
-
-
-def judge_for(judge: JudgeConfig, default_model: str, base_dir: Path, engine: EngineConfig,
-              where: str = "judge") -> JudgeModel:
-    endpoint = judge.endpoint
-    if endpoint is None:
-        ref = resolve(judge.model or default_model, base_dir)
-        return JudgeModel(LocalTarget(ref), ref.name, ref.fingerprint, f"judge {ref.name}")
-    if endpoint.protocol == "openai" and not endpoint.base_url:
-        raise ConfigError(where, "judge.endpoint.base_url",
-                          "an openai judge endpoint needs `base_url:`", "add e.g. base_url: https://api.example.com/v1")
-    identity = hashlib.sha256(f"{endpoint.protocol}|{endpoint.base_url}|{endpoint.model}".encode()).hexdigest()
-    target = EndpointTarget(endpoint.protocol, endpoint.base_url, endpoint.api_key_env, endpoint.max_concurrency,
-                            engine.request_timeout_s, engine.max_retries, endpoint.requests_per_minute)
-    return JudgeModel(target, endpoint.model, f"judge-endpoint:{identity}",
-                      f"judge {endpoint.model} ({endpoint.protocol} endpoint)", logprobs=endpoint.protocol == "openai")
 
 
 def method_for(rubric: LoadedRubric, judge: JudgeModel, config: JudgeConfig) -> Method:

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness.judging.asking import Answerer, JudgeModel, ask, method_for
+from harness.judging.agreement import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
+from harness.judging.asking import Answerer, ask, method_for
 from harness.judging.replies import FIRST, SECOND, position_bias
+from harness.planning.judge import JudgeModel
 from harness.scoring.calibration import READS, CalibrationItem, template_variables
 from harness.scoring.rubrics import LoadedRubric, Reply
-from harness.verdict.stats import bootstrap_statistic, cohen_kappa, spearman, weighted_kappa
 
 if TYPE_CHECKING:
     from harness.planning.config import JudgeConfig

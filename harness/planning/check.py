@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError, Problems, ProblemsFound
-from harness.judging import judge_metrics
-from harness.judging.asking import judge_model
 from harness.planning.config import DriftConfig, read_config
+from harness.planning.judge import judge_metrics, judge_model
 from harness.planning.plan import Plan, make_plan
 
 

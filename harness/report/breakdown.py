@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from harness.judging.agreement import agreement, spearman
 from harness.judging.replies import position_bias
 from harness.scoring import CorpusItem, scorer_type
-from harness.verdict.stats import agreement, spearman
 
 
 def suite_directions(meta: dict[str, Any]) -> dict[tuple[str, str], bool]:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from harness.core.errors import HarnessError
-from harness.planning.config import EngineConfig
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.base import EndpointTarget, Engine, engine
 from harness.serving.limits import NO_KEY
 from harness.serving.openai_client import OpenAIEngine
+from harness.serving.settings import EngineConfig
 
 
 def api_key(target: EndpointTarget) -> str:

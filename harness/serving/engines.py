@@ -10,7 +10,7 @@ from harness.serving import endpoints, scripted, transformers_engine, vllm_serve
 from harness.serving.base import ENGINES, Engine, LocalTarget, Target
 
 if TYPE_CHECKING:
-    from harness.planning.config import EngineConfig
+    from harness.serving.settings import EngineConfig
 
 
 def open_engine(target: Target, config: EngineConfig, run_dir: Path, seed: int) -> AbstractContextManager[Engine]:

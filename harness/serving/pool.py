@@ -14,7 +14,7 @@ from harness.serving.base import Engine, LocalTarget, Target
 from harness.serving.engines import open_engine
 
 if TYPE_CHECKING:
-    from harness.planning.config import EngineConfig
+    from harness.serving.settings import EngineConfig
 
 
 def covers(serving: Target, wanted: Target) -> bool:

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from harness.core.request import Completion, Request, loglik_completion
-from harness.planning.config import EngineConfig, ScriptRule
 from harness.serving.base import Engine, LocalTarget, engine
 from harness.serving.concurrency import run_concurrently
+from harness.serving.settings import EngineConfig, ScriptRule
 
 
 def matches(rule: ScriptRule, request: Request) -> bool:

@@ -14,9 +14,9 @@ from typing import Any, Iterator, Sequence
 
 from harness.core.models import ModelRef
 from harness.core.request import Completion, Request
-from harness.planning.config import EngineConfig
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
 from harness.serving.loglik import answer_all, loglik_batches
+from harness.serving.settings import EngineConfig
 from harness.serving.transformers_loglik import HFScorer
 
 

@@ -28,11 +28,11 @@ from harness.core.errors import EngineError
 from harness.core.models import ModelRef
 from harness.core.progress import StageProgress
 from harness.core.request import Completion, Request
-from harness.planning.config import EngineConfig
 from harness.serving import shared
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
 from harness.serving.loglik import answer_all
 from harness.serving.openai_client import OpenAIEngine
+from harness.serving.settings import EngineConfig
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 
 
