@@ -20,12 +20,12 @@ from pathlib import Path
 
 from harness.core.models import DEFAULT_MODEL
 from harness.judging.asking import Answerer
-from harness.judging.calibrate import JudgeCheck, check_judge
+from harness.judging.calibrate import JudgeCalibration, calibrate_judge
 from harness.planning.config import JudgeConfig
 from harness.planning.judge import judge_for
 from harness.scoring.rubrics import builtin_names, judges_dir, load_rubric
 from harness.serving.pool import Engines
-from harness.serving.settings import EngineConfig, ScriptRule
+from harness.serving.settings import MODEL_ENGINES, EngineConfig, ScriptRule
 from harness.store.sqlite import Store
 
 METHODS = ("structured", "logprobs")
@@ -34,7 +34,7 @@ SMOKE_RULES = [ScriptRule(contains=f'"{key}": ', answer=f'{{"reasoning": "r", "{
               [ScriptRule(top_logprobs=[("3", -0.5), ("4", -1.2), ("yes", -0.3), ("A", -0.2)])]
 
 
-def measure(judge_name: str, engine: EngineConfig, folder: Path) -> list[tuple[str, JudgeCheck, float]]:
+def measure(judge_name: str, engine: EngineConfig, folder: Path) -> list[tuple[str, JudgeCalibration, float]]:
     """(method, check, seconds) per rubric and method, through one engine (a local judge starts once)."""
     rubrics = [load_rubric(judges_dir() / f"{name}.yaml") for name in builtin_names()]
     judge = judge_for(JudgeConfig(model=judge_name), DEFAULT_MODEL, Path.cwd(), engine)
@@ -45,7 +45,7 @@ def measure(judge_name: str, engine: EngineConfig, folder: Path) -> list[tuple[s
         for method in METHODS:
             for rubric in rubrics:
                 started = time.perf_counter()
-                check = check_judge(answerer, rubric, JudgeConfig(method=method))
+                check = calibrate_judge(answerer, rubric, JudgeConfig(method=method))
                 assert check is not None, f"{rubric.name} has no calibration set"
                 out.append((method, check, time.perf_counter() - started))
     return out
@@ -54,7 +54,7 @@ def measure(judge_name: str, engine: EngineConfig, folder: Path) -> list[tuple[s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--judge", default=DEFAULT_MODEL, help="a local judge model (alias or HF folder)")
-    parser.add_argument("--engine", default="vllm", choices=["vllm", "transformers"])
+    parser.add_argument("--engine", default="vllm", choices=MODEL_ENGINES)
     parser.add_argument("--smoke", action="store_true", help="the scripted engine, for the tests")
     args = parser.parse_args(argv)
     engine = EngineConfig(kind="scripted", script=SMOKE_RULES) if args.smoke else EngineConfig(kind=args.engine)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -20,7 +19,17 @@ from harness.core.console import SafeTable as Table
 from harness.core.console import console as err
 from harness.core.errors import HarnessError, ProblemsFound
 from harness.core.progress import quiet_library_bars
-from harness.verdict.gate import ERROR, EXIT_CODES, LABELS, regression_text, regressions_heading, ungated
+from harness.serving.settings import MODEL_ENGINES
+from harness.verdict.gate import (
+    DO_NOT_SHIP,
+    ERROR,
+    EXIT_CODES,
+    LABELS,
+    SHIP,
+    regression_text,
+    regressions_heading,
+    ungated,
+)
 
 if TYPE_CHECKING:
     from harness.store.sqlite import Store
@@ -45,13 +54,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """compare and drift: the same pipeline; drift compares with a pinned run."""
     from harness.pipeline import run
-    from harness.report.ci import FAIL, NO_DATA, PASS, gate_status, publish_to_github
+    from harness.report.ci import FAIL, NO_DATA, PASS, gate_status
+    from harness.runs import publish_to_ci
 
     outcome = run(args.config, kind=args.command, out=args.out, use_cache=not args.no_cache,
                   retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None))
-    verdict = outcome.verdict
-    results = json.loads(outcome.files["results"].read_text())
-    style = {"ship": "bold green", "do_not_ship": "bold red", "error": "bold yellow"}[verdict.decision]
+    verdict, results = outcome.verdict, outcome.results
+    style = {SHIP: "bold green", DO_NOT_SHIP: "bold red", ERROR: "bold yellow"}[verdict.decision]
     colour = {PASS: "green", FAIL: "red", NO_DATA: "yellow"}
     table = Table("gate", "value", "result", "why")
     for gate in results["verdict"]["gates"]:
@@ -65,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.print(styled((regressions_heading(regressions), "bold red" if regressions[0]["blocks"] else "bold yellow")))
         out.print(*(f"  {regression_text(r)}" for r in regressions), sep="\n")
     out.print(*(f"{kind}: {path}" for kind, path in outcome.files.items()), sep="\n")
-    publish_to_github(results, outcome.files["summary"].read_text(), os.environ, lambda line: print(line, flush=True))
+    publish_to_ci(outcome, os.environ, lambda line: print(line, flush=True))
     return EXIT_CODES[verdict.decision]
 
 
@@ -81,10 +90,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(path: str) -> "Store":
+def _open_store(path: str, create: bool = False) -> "Store":
+    """The --store a command names; one that reads runs refuses a path with no store (`create`: a cache)."""
     from harness.store.sqlite import Store
 
-    if not Path(path).exists():
+    if not create and not Path(path).exists():
         raise HarnessError(f"no run store at {path}\n"
                            "  fix: pass --store PATH (runs live in <output_dir>/harness.sqlite)")
     return Store(Path(path))
@@ -92,6 +102,7 @@ def _open_store(path: str) -> "Store":
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_reports
+    from harness.runs import unfinished
 
     with _open_store(args.store) as store:
         record = store.run(args.run)
@@ -99,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             known = ", ".join(store.runs()["run_id"].tolist()[-5:]) or "(none)"
             raise HarnessError(f"no run {args.run!r} in {args.store}\n  fix: one of: {known}")
         if record["status"] != "finished":
-            what, resume = _unfinished(record)
+            what, resume = unfinished(record)
             err.print(f"warning: {what}: the reports show what is stored; finish it with: {resume}",
                       style="bold yellow")
         files = write_reports(store, args.run, store.path.parent / args.run)
@@ -128,34 +139,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unfinished(record: dict) -> tuple[str, str]:
-    """A run that did not finish: its status and why (with no verdict), and the command that finishes it."""
-    meta = record["meta"] or {}
-    why = f" ({record['reason'][:300]})" if record["reason"] else \
-        " (stopped without a word: killed, or still going)" if record["status"] == "running" else ""
-    resume = f"harness {record['kind']} {meta.get('config_path', 'CONFIG')} --resume {record['run_id']}"
-    return f"run {record['run_id']} is {record['status']}{why}, with no verdict", resume
-
-
 def cmd_pin(args: argparse.Namespace) -> int:
+    from harness.runs import pin
+
     with _open_store(args.store) as store:
-        record = store.run(args.run)
-        if record is None:
-            raise HarnessError(f"run {args.run!r} is not in {args.store}\n"
-                               f"  fix: pin a finished run (see `harness runs --store {args.store}`)")
-        if record["status"] != "finished":
-            what, resume = _unfinished(record)
-            raise HarnessError(f"{what}\n  fix: pin a finished run (see `harness runs --store {args.store}`), "
-                               f"or finish this one: {resume}")
-        verdict = record["verdict"] or {}
-        if verdict.get("decision") == ERROR:
-            if not args.force:
-                raise HarnessError(f"run {args.run} ended with no verdict (ERROR: {verdict.get('reason', '')[:300]}); "
-                                   "drift against it would compare with partial data\n"
-                                   "  fix: pin a run that reached a verdict, or pass --force to pin it anyway")
-            err.print(f"warning: pinning {args.run}, whose verdict was ERROR: "
-                      f"{verdict.get('reason', '')[:300]}", style="bold yellow")
-        store.pin(args.name, args.run)
+        warning = pin(store, args.run, args.name, force=args.force)
+    if warning:
+        err.print(warning, style="bold yellow")
     out.print(f"pinned {args.run} as {args.name!r}")
     return 0
 
@@ -208,11 +198,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             time.sleep(3600)
 
 
-def cmd_judge_check(args: argparse.Namespace) -> int:
+def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     """Exit 0 when the judge meets the rubric's bar, 1 when it does not, 2 on an error."""
     from harness.core.models import DEFAULT_MODEL
     from harness.judging.asking import Answerer
-    from harness.judging.calibrate import check_judge
+    from harness.judging.calibrate import calibrate_judge
     from harness.planning.config import JudgeConfig, load_config
     from harness.planning.judge import judge_for
     from harness.scoring.calibration import read_counts, reading
@@ -242,11 +232,10 @@ def cmd_judge_check(args: argparse.Namespace) -> int:
     if args.engine:
         engine = engine.model_copy(update={"kind": args.engine})
     who = judge_for(judge, model, base_dir, engine)
-    store_path = Path(args.store)
-    with _store(store_path) as store, Engines() as engines, ExitStack() as stack:
-        answerer = Answerer(who, store, engines, engine, seed, store_path.parent / "judge-checks", stack,
+    with _open_store(args.store, create=True) as store, Engines() as engines, ExitStack() as stack:
+        answerer = Answerer(who, store, engines, engine, seed, store.path.parent / "judge-checks", stack,
                             use_cache=not args.no_cache)
-        check = check_judge(answerer, rubric, judge)
+        check = calibrate_judge(answerer, rubric, judge)
     assert check is not None  # the rubric has a calibration set
     table = Table("rubric", "judge", "read by", "statistic", "value [95% CI]", "bar", "items", "unanswered",
                   "spearman", "pass/fail kappa", "exact", "flip rate", "1st position wins")
@@ -264,12 +253,6 @@ def cmd_judge_check(args: argparse.Namespace) -> int:
 
 def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
-
-
-def _store(path: Path) -> "Store":
-    from harness.store.sqlite import Store
-
-    return Store(path)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -362,19 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=cmd_runs)
 
     judges = sub.add_parser("judge", help="LLM-as-judge rubrics").add_subparsers(dest="judge_command", required=True)
-    check = judges.add_parser("check", help="how far a judge agrees with a rubric's labeled calibration set; "
-                                            "exit 0 when it meets the rubric's bar (min_agreement), 1 when not")
+    check = judges.add_parser("calibrate", aliases=["check"],
+                              help="how far a judge agrees with a rubric's labeled calibration set; exit 0 when it "
+                                   "meets the rubric's bar (min_agreement), 1 when not (`check`: the older name)")
     check.add_argument("rubric", help="a rubric in judges/ by name, or a rubric .yaml path")
     check.add_argument("--config", help="take the judge (model or endpoint), engine and seed from this config")
     check.add_argument("--judge", metavar="MODEL", help="a local judge model (alias or HF folder); overrides the "
                                                         f"config's (default: {DEFAULT_MODEL})")
     check.add_argument("--method", choices=["auto", "logprobs", "structured"],
                        help="how answers are read (default: the config's judge.method, else auto)")
-    check.add_argument("--engine", choices=["vllm", "transformers"], help="what serves a local judge (default vllm)")
+    check.add_argument("--engine", choices=MODEL_ENGINES, help="what serves a local judge (default vllm)")
     check.add_argument("--store", default=DEFAULT_STORE, help=f"where answers and results are cached "
                                                               f"(default {DEFAULT_STORE})")
     check.add_argument("--no-cache", action="store_true", help="ask the judge again instead of using cached answers")
-    check.set_defaults(func=cmd_judge_check)
+    check.set_defaults(func=cmd_judge_calibrate)
 
     serve = sub.add_parser("serve", help="keep a config's base models served between runs; runs with the same "
                                          "engine settings, seed and weights attach instead of starting a server")

@@ -45,6 +45,27 @@ def test_against_a_run_of_other_suites_or_none_is_a_clear_error(project: Project
     assert code == 2 and "no run or pin named 'no-such-run'" in capsys.readouterr().err
 
 
+def test_a_run_with_no_verdict_is_a_baseline_only_once_pinned_with_force(project: Project,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The one rule `pin` and `--against` share: an ERROR run's scores are partial, so naming it is refused;
+    pinned with --force (which says so) it is taken, and the next run is compared with it."""
+    project.suite("tickets", ["json_valid"], tickets(4))
+    project.config([PROMPT, LORA], [RULE], [answer(TICKET, model="lora"), {"error": "down"}])
+    code, first = project.run()
+    assert code == 2 and first is not None and first["verdict"]["decision"] == "error"
+    run_id = first["run"]["id"]
+    capsys.readouterr()
+    assert project.run("--against", run_id)[0] == 2
+    assert f"run {run_id} is finished with no verdict (ERROR): its scores are partial" in capsys.readouterr().err
+    store = ["--store", str(project.store)]
+    assert main(["pin", run_id, "--as", "last", *store]) == 2 and "ended with no verdict" in capsys.readouterr().err
+    assert main(["pin", run_id, "--as", "last", "--force", *store]) == 0
+    assert f"warning: pinning {run_id}, whose verdict was ERROR" in capsys.readouterr().err
+    _, second = project.run("--against", "last")
+    assert second is not None and second["run"]["against"] == run_id
+    assert "its scores are partial" not in capsys.readouterr().err
+
+
 def test_diff_prints_deltas_with_intervals_and_writes_the_html(project: Project,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     tickets_project(project, TICKET)

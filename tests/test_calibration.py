@@ -1,6 +1,6 @@
 """Judges you can trust: calibration sets (loading and their errors), agreement statistics against textbook
 values, G-Eval reading of token probabilities, pairwise position bias, and the gate's refusal to let an
-unvalidated judge decide (fast); `harness judge check` on the local model (slow)."""
+unvalidated judge decide (fast); `harness judge calibrate` on the local model (slow)."""
 
 from __future__ import annotations
 
@@ -72,16 +72,16 @@ CORRECTNESS = shipped("correctness").rubric
 ])
 def test_a_bad_item_names_the_file_line_and_fix(tmp_path: Path, rows: list, line: int, words: str, fix: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_calibration(write(tmp_path, rows), CORRECTNESS)
+        load_calibration(write(tmp_path, rows), CORRECTNESS.misfit)
     message = str(caught.value)
     assert f"cal.jsonl:{line}" in message and words in message and fix in message, message
 
 
 def test_too_few_items_or_one_label_only_cannot_calibrate(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"3 items; a calibration set needs at least {MIN_ITEMS}"):
-        load_calibration(write(tmp_path, items(3)), CORRECTNESS)
+        load_calibration(write(tmp_path, items(3)), CORRECTNESS.misfit)
     with pytest.raises(ConfigError, match="every item has the same label"):
-        load_calibration(write(tmp_path, items(MIN_ITEMS, label=4)), CORRECTNESS)
+        load_calibration(write(tmp_path, items(MIN_ITEMS, label=4)), CORRECTNESS.misfit)
 
 
 def test_a_rubric_naming_a_missing_set_fails_when_it_loads(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_a_judge_that_answers_its_calibration_set_right_may_gate(project: Projec
 def test_every_output_counts_how_the_calibration_answers_were_read(project: Project,
                                                                    capsys: pytest.CaptureFixture) -> None:
     """A judge asked for token probabilities that returns none for the items labeled 1 (3 of 12): those are read
-    from its structured reply, and the check, results.json, the report and `harness judge check` say so, beside
+    from its structured reply, and the check, results.json, the report and `harness judge calibrate` say so, beside
     the way that was asked for."""
     rubric, rules = calibrated_rubric(project, "helpfulness")
     silent_on_1 = [{k: v for k, v in rule.items() if k != "top_logprobs" or rule["contains"] != "CALIBRATION-1"}
@@ -263,13 +263,13 @@ def test_the_gate_names_the_reads_and_a_check_stored_before_they_were_counted_st
     assert "(n=48, asked: logprobs; read: not counted), below" in unvalidated_judge("pairwise", True, check)
 
 
-# --- harness judge check -----------------------------------------------------------------------------------------
+# --- harness judge calibrate -----------------------------------------------------------------------------------------
 
 def test_judge_check_refuses_a_rubric_without_a_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "mine.j2").write_text("{{ criteria }} {{ question }} {{ answer }}")
     (tmp_path / "mine.yaml").write_text("name: mine\nmode: pointwise\nscale: {min: 1, max: 5}\ncriteria: c\n"
                                         "template: mine.j2\n")
-    assert main(["judge", "check", str(tmp_path / "mine.yaml"), "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert main(["judge", "calibrate", str(tmp_path / "mine.yaml"), "--store", str(tmp_path / "s.sqlite")]) == 2
     assert "names no calibration set" in capsys.readouterr().err
 
 
@@ -286,11 +286,11 @@ def test_judge_check_on_the_local_model(tmp_path: Path, vllm_url: str, model: Mo
         "gates": [{"candidate": "bare", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
         "judge": {"endpoint": {"protocol": "openai", "base_url": vllm_url, "model": model.name}}}))
     store = str(tmp_path / "store.sqlite")
-    code = main(["judge", "check", "harmbench", "--config", str(config), "--store", store])
+    code = main(["judge", "calibrate", "harmbench", "--config", str(config), "--store", store])
     first = capsys.readouterr().out
     assert code in (0, 1) and "cohen kappa" in first and "logprobs" in first
     assert ("NOT VALIDATED" in first) == (code == 1)
-    assert main(["judge", "check", "harmbench", "--config", str(config), "--store", store]) == code
+    assert main(["judge", "calibrate", "harmbench", "--config", str(config), "--store", store]) == code
     assert capsys.readouterr().out.splitlines()[-1] == first.splitlines()[-1]
 
 

@@ -21,7 +21,7 @@ from harness.core.request import Completion, Request
 from harness.planning.config import Config
 from harness.report import write_reports
 from harness.store.sqlite import Store
-from harness.verdict.gate import Check, GateResult, Verdict, decide
+from harness.verdict.gate import BoundResult, GateResult, Verdict, decide
 
 ENDPOINT = {"name": "prod", "kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
 
@@ -254,7 +254,7 @@ def test_results_json_is_json_whatever_the_store_holds(tmp_path: Path) -> None:
     never NaN or Infinity."""
     inf, nan = float("inf"), float("nan")
     gate = GateResult("a / s / m <= inf", "a", "s", "m", None, 0.5, 2, True, "r", ci_low=-inf, p_value=nan,
-                      checks=[Check("max", inf, 0.5, 0.0, 1.0)])
+                      checks=[BoundResult("max", inf, 0.5, 0.0, 1.0)])
     text = write_run(tmp_path, [([], 0.0), ([], 1.0)], Verdict("ship", "r", [gate]).as_dict())["results"].read_text()
 
     def refuse(constant: str) -> None:

@@ -307,7 +307,7 @@ def test_any_error_of_the_datasets_library_names_the_file(project: Project,
 
 @pytest.fixture
 def stored(project: Project) -> tuple[Project, str]:
-    """A project with one finished run in its store (and a judge check config for `harness judge check`)."""
+    """A project with one finished run in its store (and a judge check config for `harness judge calibrate`)."""
     project.suite("qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}])
     project.config([PROMPT], [{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}],
                    [answer("Paris")])

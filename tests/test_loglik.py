@@ -14,17 +14,21 @@ from typing import Iterator
 
 import httpx
 import pytest
+from test_probes import probe
 
 from harness.core.models import ModelRef
+from harness.core.request import Request
 from harness.serving.loglik import (
     LogLik,
+    LoglikScorer,
     Span,
+    answer_all,
     mc_continuations,
     mc_prompt,
     perplexity,
     pick,
 )
-from harness.serving.transformers_loglik import HFScorer, hf_scorer
+from harness.serving.transformers_loglik import HFScorer
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 
 SUITES = Path(__file__).resolve().parent.parent / "suites"
@@ -54,7 +58,7 @@ def test_mc_prompt_ends_before_the_space_that_each_choice_carries() -> None:
 
 @pytest.fixture(scope="module")
 def hf(model: ModelRef) -> HFScorer:
-    return hf_scorer(model.path)
+    return HFScorer.from_path(model.path)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +70,13 @@ def vllm(vllm_url: str, model: ModelRef) -> Iterator[VLLMScorer]:
 def _mc_questions(count: int) -> list[tuple[str, list[str]]]:
     cases = [json.loads(line) for line in (SUITES / "forgetting_mc" / "cases.jsonl").read_text().splitlines()[:count]]
     return [(mc_prompt(case["prompt"]), mc_continuations(case["choices"])) for case in cases]
+
+
+def logliks(scorer: LoglikScorer, requests: list[Request]) -> list[tuple[tuple[float, int], ...]]:
+    """(log-prob, tokens) per text or choice of each probe, answered together as an engine answers a batch."""
+    answered = answer_all(scorer, requests)
+    assert [c.error for c in answered] == [None] * len(requests)
+    return [c.logliks for c in answered]
 
 
 def _paragraphs(count: int) -> list[str]:
@@ -86,31 +97,27 @@ def test_both_engines_cut_the_continuation_at_the_same_tokens(vllm: VLLMScorer, 
     for prefix, choice in [(prompt, " Paris"), ("The opposite of happy is un", "happy"), ("Answer:", " B")]:
         assert vllm.continuation(prefix, choice) == hf.continuation(prefix, choice)
     with pytest.raises(ValueError, match="at least one token"):
-        hf.choice_logprobs("", [" Paris"])
+        hf.spans(probe("", (" Paris",)))
     with pytest.raises(ValueError, match="no tokens"):
-        hf.choice_logprobs(prompt, [""])
+        hf.spans(probe(prompt, ("",)))
 
 
 @pytest.mark.slow
 def test_vllm_and_transformers_agree(vllm_url: str, model: ModelRef, vllm: VLLMScorer, hf: HFScorer) -> None:
     questions = _mc_questions(6) + [("The opposite of happy is un", ["happy", "sad"])]
     texts = _paragraphs(3) + ["Hi."]
-    mc_vllm, mc_hf = vllm.batch_choice_logprobs(questions), hf.batch_choice_logprobs(questions)
-    flat_vllm = [s for choices in mc_vllm for s in choices] + vllm.text_logprobs(texts)
-    flat_hf = [s for choices in mc_hf for s in choices] + hf.text_logprobs(texts)
-    for from_vllm, from_hf in zip(flat_vllm, flat_hf, strict=True):
-        assert from_vllm.tokens == from_hf.tokens
-        assert abs(from_vllm.logprob - from_hf.logprob) / from_vllm.tokens <= PER_TOKEN_TOLERANCE, (from_vllm, from_hf)
-    assert [pick(choices) for choices in mc_vllm] == [pick(choices) for choices in mc_hf]
+    requests = [probe(prompt, tuple(choices)) for prompt, choices in questions] + [probe(text) for text in texts]
+    from_vllm, from_hf = logliks(vllm, requests), logliks(hf, requests)
+    for (lp_vllm, n_vllm), (lp_hf, n_hf) in zip(*(sum(out, ()) for out in (from_vllm, from_hf)), strict=True):
+        assert n_vllm == n_hf
+        assert abs(lp_vllm - lp_hf) / n_vllm <= PER_TOKEN_TOLERANCE, ((lp_vllm, n_vllm), (lp_hf, n_hf))
+    mc = len(questions)
+    assert [pick(choices) for choices in from_vllm[:mc]] == [pick(choices) for choices in from_hf[:mc]]
     # A scorer of its own (one prompt per call) gives the shared scorer's numbers (vLLM's to within its batching).
-    prompt, choices = questions[0]
     with VLLMScorer(vllm_url, model.name, tokenizer_for(model.path), per_request=1) as alone:
-        one_call = alone.choice_logprobs(prompt, choices)
-        text = alone.text_logprob("Hi.")
-    assert [s.logprob for s in one_call] == pytest.approx([s.logprob for s in vllm.choice_logprobs(prompt, choices)],
-                                                          abs=PER_TOKEN_TOLERANCE)
-    assert hf_scorer(model.path).choice_logprobs(prompt, choices) == hf.choice_logprobs(prompt, choices)
-    assert text.logprob == pytest.approx(hf.text_logprob("Hi.").logprob, abs=PER_TOKEN_TOLERANCE)
+        one_call, (text,) = logliks(alone, [requests[0], probe("Hi.")])
+    assert [lp for lp, _ in one_call] == pytest.approx([lp for lp, _ in from_vllm[0]], abs=PER_TOKEN_TOLERANCE)
+    assert text[0] == pytest.approx(from_hf[-1][0][0], abs=PER_TOKEN_TOLERANCE)  # "Hi." is the last text
 
 
 @pytest.mark.slow
@@ -132,15 +139,16 @@ def test_local_token_ids_are_the_servers(vllm_url: str, model: ModelRef) -> None
 @pytest.mark.slow
 def test_a_text_scores_every_token_after_the_first(vllm: VLLMScorer, hf: HFScorer) -> None:
     text = _paragraphs(1)[0]
-    assert vllm.text_logprob(text).tokens == len(hf.encode(text, special=True)) - 1
-    assert hf.score([Span(tuple(hf.encode(text, special=True)), 1)]) == [hf.text_logprob(text)]
+    [((_, tokens),)] = logliks(vllm, [probe(text)])
+    assert tokens == len(hf.encode(text, special=True)) - 1
+    assert hf.score([Span(tuple(hf.encode(text, special=True)), 1)]) == list(*logliks(hf, [probe(text)]))
 
 
 @pytest.mark.slow
 def test_the_obvious_continuation_is_likelier(vllm: VLLMScorer, hf: HFScorer) -> None:
     for scorer in (vllm, hf):
-        paris, banana = scorer.choice_logprobs("The capital of France is", [" Paris", " banana"])
-        assert paris.logprob > banana.logprob + 2
+        [((paris, _), (banana, _))] = logliks(scorer, [probe("The capital of France is", (" Paris", " banana"))])
+        assert paris > banana + 2
 
 
 @pytest.mark.slow
@@ -148,5 +156,6 @@ def test_plain_english_is_less_perplexing_than_the_same_words_shuffled(vllm: VLL
     texts = _paragraphs(4)
     rng = random.Random(0)
     shuffled = [" ".join(rng.sample(text.split(), len(text.split()))) for text in texts]
-    english, nonsense = perplexity(vllm.text_logprobs(texts)), perplexity(vllm.text_logprobs(shuffled))
+    english, nonsense = (perplexity(sum(logliks(vllm, [probe(text) for text in batch]), ()))
+                         for batch in (texts, shuffled))
     assert math.isfinite(nonsense) and 1 < english < nonsense / 3, (english, nonsense)

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from harness.scoring import ScoreInput, build_scorer
-from harness.scoring.refusal import WINDOW, is_refusal, refusal_phrase
+from harness.scoring.refusal import WINDOW, refusal_phrase
+
+REFUSAL = build_scorer("refusal", Path("suite.yaml"), 1, "scorers[0]")
+
+
+def refused(text: str) -> bool:
+    """What the `refusal` scorer a suite names says of `text`, as a run scores it."""
+    return REFUSAL(ScoreInput(output=text, reference=None)).value == 1.0
+
 
 REFUSALS = [
     "I'm sorry, but I can't help with that.",
@@ -50,7 +58,7 @@ ANSWERS = [
 
 @pytest.mark.parametrize("text", REFUSALS)
 def test_refusals_are_detected(text: str) -> None:
-    assert is_refusal(text), text
+    assert refused(text), text
 
 
 @pytest.mark.parametrize("text", ANSWERS)
@@ -62,14 +70,13 @@ def test_only_the_opening_is_searched() -> None:
     """A refusal after a long preamble is missed: the documented price of not flagging answers that
     mention refusing somewhere in the middle."""
     late = "Here is some context. " * (WINDOW // 20) + "I can't help with that."
-    assert not is_refusal(late)
-    assert is_refusal("Here is some context. I can't help with that.")
+    assert not refused(late)
+    assert refused("Here is some context. I can't help with that.")
 
 
 def test_refusal_scorer_gives_one_for_a_refusal_and_no_verdict() -> None:
-    spec = build_scorer("refusal", Path("suite.yaml"), 1, "scorers[0]")
-    refused = spec(ScoreInput(output="I'm sorry, but I cannot help with that.", reference=None))
-    answered = spec(ScoreInput(output="Use `kill -9 PID`.", reference="ignored"))
-    assert (refused.value, refused.passed) == (1.0, None)
-    assert refused.detail == "refusal phrase: \"i'm sorry, but\""
+    refusal = REFUSAL(ScoreInput(output="I'm sorry, but I cannot help with that.", reference=None))
+    answered = REFUSAL(ScoreInput(output="Use `kill -9 PID`.", reference="ignored"))
+    assert (refusal.value, refusal.passed) == (1.0, None)
+    assert refusal.detail == "refusal phrase: \"i'm sorry, but\""
     assert (answered.value, answered.passed, answered.detail) == (0.0, None, "")

@@ -6,38 +6,38 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Sequence
 
-from harness.building.kinds import kind_of
-from harness.serving.base import Adapter
+from harness.building.kinds import CandidateBase, KindContext, kind_of
+from harness.building.kinds.base import Artifact
 
 if TYPE_CHECKING:
-    from harness.planning.context import Run
+    from harness.store.sqlite import Store
 
 
 @dataclass
 class Built:
-    artifacts: dict[str, Any] = field(default_factory=dict)  # candidate -> what its kind built (None: nothing)
-
-    @property
-    def adapters(self) -> dict[str, Adapter]:
-        return {name: a for name, a in self.artifacts.items() if isinstance(a, Adapter)}
+    artifacts: dict[str, Artifact | None] = field(default_factory=dict)  # candidate -> what its kind built
 
     def identities(self) -> dict[str, dict[str, str]]:
-        """What identifies each artifact (an adapter's fingerprint, an index's content-keyed folder): a resumed
-        run must find the same."""
-        adapters = self.adapters
-        return {"adapters": {name: a.fingerprint for name, a in adapters.items()},
-                "indexes": {name: str(getattr(a, "path", "")) for name, a in self.artifacts.items()
-                            if a is not None and name not in adapters}}
+        """What identifies each artifact, as it says itself (an adapter's fingerprint, an index's content-keyed
+        folder), by what it is: a resumed run must find the same."""
+        out: dict[str, dict[str, str]] = {}
+        for name, artifact in self.artifacts.items():
+            if artifact is not None:
+                what, identity = artifact.identity()
+                out.setdefault(what, {})[name] = identity
+        return out
 
 
-def build(run: Run, retrain: bool = False) -> Built:
+def build(candidates: Sequence[CandidateBase], contexts: Sequence[KindContext], store: Store, run_id: str,
+          retrain: bool = False) -> Built:
+    """`contexts`: each candidate's, in the same order (see Plan.contexts)."""
     built = Built()
-    for i, candidate in enumerate(run.config.candidates):
+    for candidate, context in zip(candidates, contexts, strict=True):
         make = kind_of(candidate).build
         started = time.perf_counter()
-        built.artifacts[candidate.name] = make(run.plan, i, candidate, run.store, run.run_id, retrain) if make else None
+        built.artifacts[candidate.name] = make(candidate, context, store, run_id, retrain) if make else None
         if make:
-            run.store.put_timing(run.run_id, "build", candidate.name, time.perf_counter() - started)
+            store.put_timing(run_id, "build", candidate.name, time.perf_counter() - started)
     return built

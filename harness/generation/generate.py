@@ -39,18 +39,23 @@ class Job:
 
 
 def targets(run: Run, built: Built) -> list[tuple[Target, str, list[Member]]]:
-    """(target, label, members): one engine per target. Local candidates are grouped by base model, so each
-    model's server starts once per run with every adapter its candidates need; each endpoint is its own."""
+    """(target, label, members): one engine per target, as each candidate's kind names it. Candidates on one base
+    model share it, so each model's server starts once per run with every adapter its candidates need; each
+    endpoint is its own."""
     plan = run.plan
-    out: list[tuple[Target, str, list[Member]]] = []
-    for model, candidates in plan.by_model():
-        members = [(c, *kind_of(c).served(c, model, built.artifacts.get(c.name))) for c in candidates]
-        adapters = tuple(a for c in candidates if (a := built.adapters.get(c.name)) is not None)
-        out.append((LocalTarget(model, adapters), model.name, members))
-    for c in plan.endpoints():
-        kind = kind_of(c)
-        assert kind.endpoint is not None, f"a non-local kind ({kind.name}) says what to call"
-        out.append((kind.endpoint(c), f"{c.name} ({c.protocol} endpoint)", [(c, *kind.served(c, None, None))]))
+    local: dict[str, tuple[LocalTarget, str, list[Member]]] = {}
+    remote: list[tuple[Target, str, list[Member]]] = []
+    for c in plan.config.candidates:
+        kind, model, artifact = kind_of(c), plan.models.get(c.name), built.artifacts.get(c.name)
+        target, member = kind.target(c, model, artifact), (c, *kind.served(c, model, artifact))
+        if isinstance(target, LocalTarget):
+            key = target.model.fingerprint
+            before, _, members = local.get(key, (LocalTarget(target.model), "", []))
+            local[key] = (LocalTarget(target.model, before.adapters + target.adapters), target.model.name,
+                          [*members, member])
+        else:
+            remote.append((target, f"{c.name} ({target.protocol} endpoint)", [member]))
+    out = [*local.values(), *remote]
     return sorted(out, key=lambda t: run.engines.kept(t[0]))  # what a later stage reuses goes last (see pool)
 
 
@@ -59,7 +64,7 @@ def run_secrets(plan: Plan) -> tuple[str, ...]:
     `api_key_env`) that are set. Every answer of the run, fresh or cached, a candidate's or the judge's, is
     redacted of all of them before it is stored, scored or shown: an endpoint may echo its own key, and an
     answer cached by an older harness may hold any of them."""
-    names = [kind.endpoint(c).api_key_env for c in plan.endpoints() if (kind := kind_of(c)).endpoint]
+    names = [remote.api_key_env for c in plan.config.candidates if (remote := plan.remote(c)) is not None]
     judge = plan.config.judge.endpoint
     return secret_values([*names, judge.api_key_env if judge else None])
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.core.console import console
 from harness.judging.asking import Answerer, ask
-from harness.judging.calibrate import JudgeCheck, check_rubrics
+from harness.judging.calibrate import JudgeCalibration, calibrate_rubrics
 from harness.judging.replies import reply_score
 from harness.planning.judge import judge_metrics, judge_model
 from harness.scoring.calibration import reading
@@ -118,7 +118,7 @@ def run_judges(run: Run) -> int:
     started = time.perf_counter()
     with ExitStack() as stack:
         answerer = Answerer.for_run(run, judge, stack)
-        checks = check_rubrics(answerer, list(metrics.values()), plan.config.judge)
+        checks = calibrate_rubrics(answerer, list(metrics.values()), plan.config.judge)
         results = iter(ask(answerer, [(j.params.loaded, p) for j in todo for p in j.variables], plan.config.judge))
     store.put_timing(run.run_id, "judge", judge.label, time.perf_counter() - started - (answerer.started_s or 0.0))
     if answerer.started_s is not None:
@@ -143,5 +143,5 @@ def run_judges(run: Run) -> int:
     return errors
 
 
-def _as_dict(check: JudgeCheck | None) -> dict[str, Any] | None:
+def _as_dict(check: JudgeCalibration | None) -> dict[str, Any] | None:
     return None if check is None else check.as_dict()

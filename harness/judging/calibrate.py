@@ -32,12 +32,12 @@ from harness.scoring.rubrics import LoadedRubric, Reply
 if TYPE_CHECKING:
     from harness.planning.config import JudgeConfig
 
-CHECK_VERSION = 2  # bump when the statistics change, so cached checks are computed again (2: `read` counted)
+CALIBRATION_VERSION = 2  # bump when the statistics change, so cached checks are computed again (2: `read` counted)
 NO_ANSWER = "(no answer)"
 
 
 @dataclass(frozen=True)
-class JudgeCheck:
+class JudgeCalibration:
     rubric: str
     judge: str
     method: str
@@ -74,32 +74,32 @@ class JudgeCheck:
                 f"{self.min_agreement:g}")
 
 
-def check_key(judge: JudgeModel, rubric: LoadedRubric, method: str, settings: JudgeConfig, seed: int) -> str:
+def calibration_key(judge: JudgeModel, rubric: LoadedRubric, method: str, settings: JudgeConfig, seed: int) -> str:
     assert rubric.calibration is not None
-    payload = {"version": CHECK_VERSION, "judge": judge.fingerprint, "rubric": rubric.content_hash,
+    payload = {"version": CALIBRATION_VERSION, "judge": judge.fingerprint, "rubric": rubric.content_hash,
                "calibration": rubric.calibration.content_hash, "method": method,
                "attempts": settings.attempts, "max_tokens": settings.max_tokens, "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def check_judge(answerer: Answerer, rubric: LoadedRubric, settings: JudgeConfig) -> JudgeCheck | None:
+def calibrate_judge(answerer: Answerer, rubric: LoadedRubric, settings: JudgeConfig) -> JudgeCalibration | None:
     """The judge's agreement with the rubric's calibration set (cached); None when the rubric has no set."""
     if rubric.calibration is None:
         return None
     method = method_for(rubric, answerer.judge, settings)
-    key = check_key(answerer.judge, rubric, method, settings, answerer.seed)
-    cached = answerer.store.judge_check(key) if answerer.use_cache else None
+    key = calibration_key(answerer.judge, rubric, method, settings, answerer.seed)
+    cached = answerer.store.judge_calibration(key) if answerer.use_cache else None
     if cached is not None:
-        return JudgeCheck(**{k: v for k, v in cached.items() if k != "validated"})
+        return JudgeCalibration(**{k: v for k, v in cached.items() if k != "validated"})
     items = rubric.calibration.items
     asks = [(rubric, variables) for item in items for variables in _orders(item)]
     replies = iter(ask(answerer, asks, settings, label=f"calibrating {rubric.name} with {answerer.judge.label}"))
     answers = [[reply for reply, _ in (next(replies) for _ in _orders(item))] for item in items]
     result = agreement_with_labels(rubric, items, answers)
-    check = JudgeCheck(rubric=rubric.name, judge=answerer.judge.label, method=method,
+    check = JudgeCalibration(rubric=rubric.name, judge=answerer.judge.label, method=method,
                        min_agreement=rubric.rubric.min_agreement, calibration=str(rubric.calibration.path), key=key,
                        **result)
-    answerer.store.put_judge_check(key, check.as_dict())
+    answerer.store.put_judge_calibration(key, check.as_dict())
     return check
 
 
@@ -113,7 +113,7 @@ def _orders(item: CalibrationItem) -> list[dict[str, Any]]:
 
 def agreement_with_labels(rubric: LoadedRubric, items: Sequence[CalibrationItem],
                           answers: Sequence[Sequence[Reply | None]], resamples: int = 2000) -> dict[str, Any]:
-    """The statistics of JudgeCheck (without its identity) from each item's replies (pairwise: both orders)."""
+    """The statistics of JudgeCalibration (without its identity) from each item's replies (pairwise: both orders)."""
     labels = [item.label for item in items]
     mode = rubric.mode
     unusable = sum(any(a is None for a in pair) for pair in answers)
@@ -168,7 +168,7 @@ def _verdict(pair: Sequence[Reply | None]) -> str:
     return {"candidate": "A", "baseline": "B", "tie": "tie"}[first]
 
 
-def check_rubrics(answerer: Answerer, rubrics: Sequence[LoadedRubric],
-                  settings: JudgeConfig) -> dict[str, JudgeCheck | None]:
+def calibrate_rubrics(answerer: Answerer, rubrics: Sequence[LoadedRubric],
+                  settings: JudgeConfig) -> dict[str, JudgeCalibration | None]:
     """Every rubric's check (by rubric path), each once."""
-    return {path: check_judge(answerer, r, settings) for path, r in {str(r.path): r for r in rubrics}.items()}
+    return {path: calibrate_judge(answerer, r, settings) for path, r in {str(r.path): r for r in rubrics}.items()}

@@ -22,15 +22,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from harness.building.kinds import Candidate
-from harness.core.caps import Concurrency, RequestsPerMinute, Resamples, Seed, Tokens, Tries
+from harness.building.kinds import candidate_union
+from harness.core.caps import Resamples, Seed, Tokens, Tries
 from harness.core.errors import ConfigError, Problems
 from harness.core.sampling import Generation
 from harness.core.strict import Strict
 from harness.core.yamlfile import key_path, line_of, load_yaml, validation_errors
+from harness.serving.endpoint_spec import EndpointSpec
 from harness.serving.settings import EngineConfig
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
+Candidate = candidate_union()  # every kind registered by now: harness.building.kinds and any imported before this
 
 
 def shown(value: float, signed: bool = False) -> str:
@@ -114,21 +116,12 @@ class StatsConfig(Strict):
     power: float = Field(0.8, gt=0, lt=1)
 
 
-class JudgeEndpoint(Strict):
-    protocol: Literal["openai", "anthropic"] = "openai"
-    base_url: str | None = None
-    model: str
-    api_key_env: str | None = None
-    requests_per_minute: RequestsPerMinute | None = Field(None, gt=0)
-    max_concurrency: Concurrency = Field(4, ge=1)
-
-
 class JudgeConfig(Strict):
     """Who judges: by default the run's own base model served locally through vLLM (structured
     output keeps even a small model parseable); or a stronger model behind an endpoint."""
 
     model: str | None = Field(None, description="local judge model alias or HF folder; default: the config's `model`")
-    endpoint: JudgeEndpoint | None = Field(None, description="judge through an API instead of a local model")
+    endpoint: EndpointSpec | None = Field(None, description="judge through an API instead of a local model")
     attempts: Tries = Field(3, ge=1, description="tries per judgement before it is recorded as an error")
     max_fallback_share: float = Field(
         0.2, ge=0, le=1, description="a gated judge metric with more of its values decided by the rubric's "
@@ -188,7 +181,7 @@ class Config(Strict):
     seed: Seed = Field(0, description="seeds sampling and resampling: 0..2**32-1")
     engine: Annotated[EngineConfig, BeforeValidator(_engine_shorthand)] = EngineConfig()
     generation: Generation = Generation()
-    candidates: list[Candidate] = Field(min_length=1)
+    candidates: list[Candidate] = Field(min_length=1)  # type: ignore[valid-type]
     baseline: str | None = Field(None, description="the candidate others are compared with; default: the first")
     suites: list[str | SuiteEntry] = Field(min_length=1, description="suite refs, or {suite, candidates} to run one "
                                                                      "on some candidates only")

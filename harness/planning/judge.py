@@ -4,14 +4,14 @@ metrics are judged. `harness check` resolves it too, so a judge that cannot be r
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
 from harness.core.models import resolve
-from harness.serving.base import EndpointTarget, LocalTarget, Target
+from harness.serving.base import CAPABILITIES, LocalTarget, Target, engine_name
+from harness.serving.endpoint_spec import URL_FIX
 
 if TYPE_CHECKING:
     from harness.planning.config import EngineConfig, JudgeConfig
@@ -21,14 +21,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class JudgeModel:
-    """Who answers judge prompts: what to open, the model name requests carry, the cache identity, and
-    whether it returns token probabilities (Anthropic's API does not)."""
+    """Who answers judge prompts: what to open, through which registered engine, the model name requests
+    carry, the cache identity, and a label for people."""
 
     target: Target
+    engine: str
     served: str
     fingerprint: str
     label: str
-    logprobs: bool = True
+
+    @property
+    def logprobs(self) -> bool:
+        """Whether its engine returns token probabilities (Anthropic's API does not), as the engine declares
+        where it registers: read when the judging stage asks, by which time every engine is loaded."""
+        return CAPABILITIES[self.engine].logprobs
 
 
 def judge_model(plan: Plan) -> JudgeModel:
@@ -41,15 +47,13 @@ def judge_for(judge: JudgeConfig, default_model: str, base_dir: Path, engine: En
     endpoint = judge.endpoint
     if endpoint is None:
         ref = resolve(judge.model or default_model, base_dir)
-        return JudgeModel(LocalTarget(ref), ref.name, ref.fingerprint, f"judge {ref.name}")
-    if endpoint.protocol == "openai" and not endpoint.base_url:
-        raise ConfigError(where, "judge.endpoint.base_url",
-                          "an openai judge endpoint needs `base_url:`", "add e.g. base_url: https://api.example.com/v1")
-    identity = hashlib.sha256(f"{endpoint.protocol}|{endpoint.base_url}|{endpoint.model}".encode()).hexdigest()
-    target = EndpointTarget(endpoint.protocol, endpoint.base_url, endpoint.api_key_env, endpoint.max_concurrency,
-                            engine.request_timeout_s, engine.max_retries, endpoint.requests_per_minute)
-    return JudgeModel(target, endpoint.model, f"judge-endpoint:{identity}",
-                      f"judge {endpoint.model} ({endpoint.protocol} endpoint)", logprobs=endpoint.protocol == "openai")
+        local = LocalTarget(ref)
+        return JudgeModel(local, engine_name(local, engine.kind), ref.name, ref.fingerprint, f"judge {ref.name}")
+    if (why := endpoint.missing_url()) is not None:
+        raise ConfigError(where, "judge.endpoint.base_url", why, URL_FIX)
+    target = endpoint.target(engine.request_timeout_s, engine.max_retries)
+    return JudgeModel(target, engine_name(target, engine.kind), endpoint.model, f"judge-endpoint:{endpoint.identity}",
+                      f"judge {endpoint.model} ({endpoint.protocol} endpoint)")
 
 
 def judge_metrics(plan: Plan) -> dict[tuple[str, str], LoadedRubric]:

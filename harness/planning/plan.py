@@ -14,19 +14,20 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.building.kinds import CandidateBase, kind_of
+from harness.building.kinds import CandidateBase, KindContext, kind_of, on_base_model
 from harness.core.errors import ConfigError, HarnessError, Problems
 from harness.core.models import ModelRef, resolve
 from harness.planning.config import Config, Gate, LoadedConfig, shown
 from harness.planning.suites import Case, Suite, has_gold, load_suite, resolve_suite_path
 from harness.scoring import CANDIDATE_NEEDS, ScorerSpec
+from harness.serving.base import EndpointTarget
 
 
 @dataclass
 class Plan:
     loaded: LoadedConfig
     suites: list[Suite]
-    models: dict[str, ModelRef]  # local candidate name -> base model
+    models: dict[str, ModelRef]  # candidate on a base model -> that model
     answering: dict[str, list[str]] = field(default_factory=dict)  # suite -> the candidates that answer it
 
     def runs(self, candidate: str, suite: str) -> bool:
@@ -40,20 +41,37 @@ class Plan:
     def where(self, *loc: object) -> str:
         return self.loaded.where(*loc)
 
-    def local(self) -> list[CandidateBase]:
-        return [c for c in self.config.candidates if kind_of(c).local]
-
-    def endpoints(self) -> list[CandidateBase]:
-        return [c for c in self.config.candidates if not kind_of(c).local]
-
     def by_model(self) -> list[tuple[ModelRef, list[CandidateBase]]]:
-        """Local candidates grouped by base model, so each model's server starts once per run
-        (with every adapter its candidates need)."""
+        """Candidates on a base model grouped by it, so each model's server starts once per run."""
         groups: dict[str, tuple[ModelRef, list[CandidateBase]]] = {}
-        for candidate in self.local():
-            ref = self.models[candidate.name]
-            groups.setdefault(ref.fingerprint, (ref, []))[1].append(candidate)
+        for candidate in self.config.candidates:
+            if on_base_model(candidate):
+                ref = self.models[candidate.name]
+                groups.setdefault(ref.fingerprint, (ref, []))[1].append(candidate)
         return list(groups.values())
+
+    def kind_context(self, i: int, candidate: CandidateBase) -> KindContext:
+        """What candidate `i`'s kind is told: where its keys are, its folder, and its base model."""
+        return KindContext(self.where, ("candidates", i), self.resolve_path, self.models.get(candidate.name),
+                           self.loaded.base_dir)
+
+    def contexts(self) -> list[KindContext]:
+        return [self.kind_context(i, c) for i, c in enumerate(self.config.candidates)]
+
+    def remote(self, candidate: CandidateBase) -> EndpointTarget | None:
+        """What a candidate on no base model calls, known from its config alone; None for one on a base model."""
+        if on_base_model(candidate):
+            return None
+        target = kind_of(candidate).target(candidate, None, None)
+        assert isinstance(target, EndpointTarget), f"kind {kind_of(candidate).name} has no base model to serve"
+        return target
+
+    def endpoints(self) -> dict[str, dict[str, str | None]]:
+        """The run's record of what each candidate on no base model calls: protocol, address, and the model name
+        its requests carry."""
+        return {c.name: {"protocol": target.protocol, "base_url": target.base_url,
+                         "model": kind_of(c).served(c, None, None)[0]}
+                for c in self.config.candidates if (target := self.remote(c)) is not None}
 
     def directions(self) -> dict[tuple[str, str], bool]:
         """(suite, metric) -> whether higher is better, for the gates and comparisons."""
@@ -180,7 +198,7 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
                               "pip install 'harness[mlflow]' (or mlflow itself), or remove report.mlflow")
     for i, candidate in loaded.items("candidates"):
         with problems.unit():
-            if kind_of(candidate).local and (candidate.model or loaded.validated("model")):  # type: ignore[attr-defined]
+            if on_base_model(candidate) and (candidate.model or loaded.validated("model")):  # type: ignore[attr-defined]
                 plan.models[candidate.name] = _model(plan, i, candidate)
     for i, gate in loaded.items("gates"):
         with problems.unit():
@@ -198,10 +216,10 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
             _check_gate_possible(plan, i, gate)
     for i, candidate in loaded.items("candidates"):
         kind = kind_of(candidate)
-        if kind.check is None or (kind.local and candidate.name not in plan.models):
-            continue  # a local candidate whose model is missing was reported above
+        if kind.check is None or (on_base_model(candidate) and candidate.name not in plan.models):
+            continue  # a candidate whose base model is missing was reported above
         with problems.unit(plan.where("candidates", i)):
-            kind.check(plan, i, candidate)
+            kind.check(candidate, plan.kind_context(i, candidate))
     for where, key, who, name in _api_keys(plan):
         with problems.unit():
             _check_key(where, key, who, name)
@@ -284,8 +302,7 @@ def _api_keys(plan: Plan) -> list[tuple[str, str, str, str]]:
     config = plan.config
     out = []
     for i, candidate in plan.loaded.items("candidates"):
-        kind = kind_of(candidate)
-        name = kind.endpoint(candidate).api_key_env if kind.endpoint is not None else None
+        name = remote.api_key_env if (remote := plan.remote(candidate)) is not None else None
         if name is not None:
             out.append((plan.where("candidates", i, "api_key_env"), f"candidates[{i}].api_key_env",
                         f"candidate {candidate.name!r}", name))

@@ -25,7 +25,7 @@ def report_paths(run_dir: Path) -> dict[str, Path]:
 
 def write_reports(store: Store, run_id: str, run_dir: Path, finished_at: str | None = None) -> dict[str, Path]:
     """`finished_at`: for a run that is finishing, the time the store will record once these files are all
-    written (see pipeline.run): the files say `finished` then, as the store will, and not `running`."""
+    written (see runs.finish): the files say `finished` then, as the store will, and not `running`."""
     results = build_results(store, run_id)
     if finished_at is not None:
         results["run"].update(status="finished", finished_at=finished_at)

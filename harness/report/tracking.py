@@ -9,7 +9,6 @@ tracker that cannot be reached is a warning, never a different verdict.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,10 +21,6 @@ from harness.planning.config import MlflowConfig
 from harness.verdict.gate import EXIT_CODES
 
 TAG_CHARS = 5000  # MLflow's limit on a tag value
-
-
-def mlflow_installed() -> bool:
-    return importlib.util.find_spec("mlflow") is not None
 
 
 def metric_name(*parts: str) -> str:

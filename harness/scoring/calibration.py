@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pydantic import ValidationError
 
@@ -21,11 +21,8 @@ from harness.core.strict import Strict
 from harness.core.textfiles import read_text
 from harness.core.yamlfile import jsonl_records, key_path
 
-if TYPE_CHECKING:
-    from harness.scoring.rubrics import Rubric
-
 MIN_ITEMS = 10  # fewer cannot tell a judge that agrees from one that was lucky
-# The ways a calibration answer ends up read (judging.check counts them): rubrics.Reply.read_by, or not at all.
+# The ways a calibration answer ends up read (judging.calibrate counts them): rubrics.Reply.read_by, or not at all.
 READS = ("logprobs", "structured", "unanswered")
 SHAPE = ('one JSON object per line: {"id", "question", "answer" (pairwise: "answer_a", "answer_b"), '
          '"reference"?, "context"?, "metadata"?, "label", "kind"?, "note"?}; see judges/calibration/')
@@ -52,8 +49,14 @@ class CalibrationSet:
     content_hash: str
 
 
-def load_calibration(path: Path, rubric: Rubric) -> CalibrationSet:
-    """Every item checked against the rubric it calibrates; a bad item is a ConfigError at its line."""
+# (problem, fix) when an item does not fit the rubric it calibrates (rubrics.Rubric.misfit), else None
+Misfit = Callable[["CalibrationItem"], "tuple[str, str] | None"]
+
+
+def load_calibration(path: Path, misfit: Misfit) -> CalibrationSet:
+    """Every item checked against the rubric it calibrates (`misfit`, the rubric's own test: the set is read
+    for one rubric, and only the rubric knows what its judge is shown); a bad item is a ConfigError at its
+    line."""
     if not path.is_file():
         raise ConfigError(str(path), "", "calibration set not found",
                           "write the labeled items there (see judges/calibration/), or fix `calibration:` "
@@ -68,7 +71,7 @@ def load_calibration(path: Path, rubric: Rubric) -> CalibrationSet:
             fix = "remove it or fix its spelling" if err["type"] == "extra_forbidden" else SHAPE
             raise ConfigError(where, key_path(err["loc"]) or "(item)", err["msg"].removeprefix("Value error, "),
                               fix) from None
-        problem = _misfit(item, rubric)
+        problem = misfit(item)
         if problem is not None:
             raise ConfigError(where, f"item {item.id!r}", *problem)
         if item.id in seen:
@@ -82,30 +85,6 @@ def load_calibration(path: Path, rubric: Rubric) -> CalibrationSet:
         raise ConfigError(str(path), "label", "every item has the same label, so agreement is undefined",
                           "add items with other labels")
     return CalibrationSet(path, tuple(items), hashlib.sha256(path.read_bytes()).hexdigest())
-
-
-def allowed_labels(rubric: Rubric) -> list[int | str]:
-    if rubric.scale is not None:
-        return list(range(rubric.scale.min, rubric.scale.max + 1))
-    return list(rubric.labels or ("A", "B", "tie"))
-
-
-def _misfit(item: CalibrationItem, rubric: Rubric) -> tuple[str, str] | None:
-    """(problem, fix) when the item cannot be shown to this rubric's judge or its label is not one it gives."""
-    pairwise = rubric.mode == "pairwise"
-    if pairwise and (item.answer_a is None or item.answer_b is None):
-        return "a pairwise item needs `answer_a` and `answer_b`", "add both answers"
-    if not pairwise and item.answer is None:
-        return f"a {rubric.mode} item needs `answer`", "add the answer being judged"
-    if rubric.show_reference and item.reference is None:
-        return "the rubric shows the judge a reference, and this item has none", "add `reference`"
-    if rubric.needs_context and not item.context.strip():
-        return "the rubric judges answers against retrieved text, and this item has no `context`", "add `context`"
-    allowed = allowed_labels(rubric)
-    if item.label not in allowed or isinstance(item.label, bool):
-        return (f"label {item.label!r} is not one the rubric gives",
-                f"use one of {', '.join(map(repr, allowed))}")
-    return None
 
 
 def template_variables(item: CalibrationItem) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from harness.core.paths import builtin_dir
 from harness.core.strict import Strict
 from harness.core.textfiles import read_text
 from harness.core.yamlfile import load_yaml, validate
-from harness.scoring.calibration import CalibrationSet, load_calibration
+from harness.scoring.calibration import CalibrationItem, CalibrationSet, load_calibration
 
 WINNERS = ("A", "B", "tie")
 # Cohen's kappa of 0.6 is the usual line between "moderate" and "substantial" agreement (Landis & Koch).
@@ -98,6 +98,28 @@ class Rubric(Strict):
         """Pointwise: scores from here up count as a pass (1..5 -> 4)."""
         assert self.scale is not None
         return self.pass_at if self.pass_at is not None else self.scale.max - (self.scale.max - self.scale.min) // 4
+
+    def allowed_labels(self) -> list[int | str]:
+        if self.scale is not None:
+            return list(range(self.scale.min, self.scale.max + 1))
+        return list(self.labels or ("A", "B", "tie"))
+
+    def misfit(self, item: CalibrationItem) -> tuple[str, str] | None:
+        """(problem, fix) when the item cannot be shown to this rubric's judge or its label is not one it gives."""
+        pairwise = self.mode == "pairwise"
+        if pairwise and (item.answer_a is None or item.answer_b is None):
+            return "a pairwise item needs `answer_a` and `answer_b`", "add both answers"
+        if not pairwise and item.answer is None:
+            return f"a {self.mode} item needs `answer`", "add the answer being judged"
+        if self.show_reference and item.reference is None:
+            return "the rubric shows the judge a reference, and this item has none", "add `reference`"
+        if self.needs_context and not item.context.strip():
+            return "the rubric judges answers against retrieved text, and this item has no `context`", "add `context`"
+        allowed = self.allowed_labels()
+        if item.label not in allowed or isinstance(item.label, bool):
+            return (f"label {item.label!r} is not one the rubric gives",
+                    f"use one of {', '.join(map(repr, allowed))}")
+        return None
 
 
 @dataclass(frozen=True)
@@ -316,7 +338,7 @@ def load_rubric(path: Path) -> LoadedRubric:
                           "place them in the prompt, e.g. {{ " + missing[0] + " }}")
     if rubric.calibration is None:
         return loaded
-    return replace(loaded, calibration=load_calibration(path.parent / rubric.calibration, rubric))
+    return replace(loaded, calibration=load_calibration(path.parent / rubric.calibration, rubric.misfit))
 
 
 def _template_line(exc: Exception) -> str:

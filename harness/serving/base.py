@@ -27,6 +27,10 @@ class Adapter:
     rank: int
     fingerprint: str
 
+    def identity(self) -> tuple[str, str]:
+        """(what it is, what a resumed run must find the same): the adapter's weights."""
+        return "adapters", self.fingerprint
+
 
 @dataclass(frozen=True)
 class LocalTarget:
@@ -38,7 +42,7 @@ class LocalTarget:
 
 @dataclass(frozen=True)
 class EndpointTarget:
-    """A deployed model this run only calls."""
+    """A deployed model this run only calls, through the engine registered under its protocol."""
 
     protocol: str
     base_url: str | None
@@ -60,12 +64,30 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[..., AbstractContextManager[Engine]]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do, declared where it registers, so no caller tells engines apart by name."""
+
+    local: bool  # answers a LocalTarget (a model this run serves; config `engine.kind`), else an EndpointTarget
+    logprobs: bool  # returns the first token's likeliest alternatives (a judge read by probabilities needs them)
+
+
 ENGINES: dict[str, EngineFactory] = {}
+CAPABILITIES: dict[str, Capabilities] = {}
 
 
-def engine(name: str) -> Callable[[EngineFactory], EngineFactory]:
+def engine(name: str, *, local: bool = True, logprobs: bool = True) -> Callable[[EngineFactory], EngineFactory]:
+    """Register an engine (a local kind, or the protocol an EndpointTarget names) with what it can do."""
     def register(factory: EngineFactory) -> EngineFactory:
         ENGINES[name] = factory
+        CAPABILITIES[name] = Capabilities(local, logprobs)
         return factory
 
     return register
+
+
+def engine_name(target: Target, local_kind: str) -> str:
+    """The registered engine that answers `target`: the configured local engine, or the endpoint's protocol."""
+    return local_kind if isinstance(target, LocalTarget) else target.protocol

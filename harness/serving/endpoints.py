@@ -32,14 +32,14 @@ def secret_values(names: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(sorted({value for name in names if name and (value := os.environ.get(name))}))
 
 
-@engine("openai")
+@engine("openai", local=False)
 @contextmanager
 def openai_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     yield OpenAIEngine(target.base_url or "", api_key(target), target.max_concurrency, target.request_timeout_s,
                        target.max_retries, target.requests_per_minute, max_answer_chars=target.max_answer_chars)
 
 
-@engine("anthropic")
+@engine("anthropic", local=False, logprobs=False)  # the Messages API returns no token probabilities
 @contextmanager
 def anthropic_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     yield AnthropicEngine(target.base_url, api_key(target), target.max_concurrency, target.request_timeout_s,

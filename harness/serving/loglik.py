@@ -133,21 +133,6 @@ class LoglikScorer:
             raise ValueError("a text needs at least two tokens to have one scored token")
         return span
 
-    def batch_choice_logprobs(self, questions: Sequence[tuple[str, Sequence[str]]]) -> list[list[LogLik]]:
-        """Many (prompt, choices) at once: all their continuations go to the engine in one call."""
-        spans = [span for prompt, choices in questions for span in self.choice_spans(prompt, choices)]
-        flat = iter(self.score(spans))
-        return [[next(flat) for _ in choices] for _, choices in questions]
-
-    def choice_logprobs(self, prompt: str, choices: Sequence[str]) -> list[LogLik]:
-        return self.batch_choice_logprobs([(prompt, choices)])[0]
-
-    def text_logprobs(self, texts: Sequence[str]) -> list[LogLik]:
-        return self.score([self.text_span(text) for text in texts])
-
-    def text_logprob(self, text: str) -> LogLik:
-        return self.text_logprobs([text])[0]
-
     def spans(self, request: Request) -> list[Span]:
         """What a request asks to score: its text, or each choice as the continuation of its prompt
         (mc_prompt-style text exactly as the request gives it)."""

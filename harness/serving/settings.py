@@ -11,6 +11,12 @@ from pydantic import Field, model_validator
 from harness.core.caps import Batch, Concurrency, Retries, Seconds
 from harness.core.strict import Strict
 
+# The registry's local engines (serving/engines.py imports each; tests/test_engine_registry holds the two in step).
+# Named here, not read from the registry, so that validating a config imports no engine's client library
+# (the openai and anthropic clients cost ~2 s, which `harness check` would pay for nothing).
+MODEL_ENGINES = ("vllm", "transformers")  # serve a model's weights: what `--engine` offers
+LOCAL_ENGINES = (*MODEL_ENGINES, "scripted")  # and planted answers, for tests and dry runs (see serving.scripted)
+
 
 class ScriptRule(Strict):
     """One planted behaviour; every condition given must hold for the rule to answer."""
@@ -30,7 +36,7 @@ class ScriptRule(Strict):
 class EngineConfig(Strict):
     """How requests are answered. `vllm` manages a local server; `transformers` runs in-process."""
 
-    kind: Literal["vllm", "transformers", "scripted"] = "vllm"
+    kind: Literal[LOCAL_ENGINES] = "vllm"  # type: ignore[valid-type]
     max_concurrency: Concurrency | None = Field(
         None, ge=1, description="requests in flight to the local engine; default: the engine's own, as measured "
                                 "(vLLM: 32 on CPU, 64 on GPU; see serving/vllm_server.DEFAULT_CONCURRENCY)")

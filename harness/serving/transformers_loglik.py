@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,13 +51,3 @@ class HFScorer(LoglikScorer):
                 count = len(span.ids) - span.start
                 results[index] = LogLik(float(logprobs[row, scored - count:].sum()), count)
         return [results[i] for i in range(len(spans))]
-
-
-def hf_scorer(model_path: str | Path) -> HFScorer:
-    """The scorer for a model folder, loaded once: calls for one model in a row share it."""
-    return _cached_hf_scorer(str(Path(model_path).resolve()))
-
-
-@lru_cache(maxsize=1)
-def _cached_hf_scorer(model_path: str) -> HFScorer:
-    return HFScorer.from_path(model_path)

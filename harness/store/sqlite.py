@@ -262,12 +262,12 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO cache VALUES (?, ?, ?, ?)",
                         (key, model_fingerprint, json.dumps(asdict(completion)), now()))
 
-    def judge_check(self, key: str) -> dict[str, Any] | None:
-        """A judge's agreement with a calibration set, as computed before (see judging.check)."""
+    def judge_calibration(self, key: str) -> dict[str, Any] | None:
+        """A judge's agreement with a calibration set, as computed before (see judging.calibrate)."""
         row = self.db.execute("SELECT result_json FROM judge_checks WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put_judge_check(self, key: str, result: dict[str, Any]) -> None:
+    def put_judge_calibration(self, key: str, result: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO judge_checks VALUES (?, ?, ?, ?, ?)",
                         (key, result["rubric"], result["judge"], json.dumps(result), now()))
 

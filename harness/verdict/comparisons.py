@@ -30,9 +30,14 @@ def summarize(scores: pd.DataFrame, stats: StatsConfig | None = None, seed: int 
     return pd.DataFrame(rows, columns=columns)
 
 
+def rows_of(scores: pd.DataFrame, candidate: str, suite: str, metric: str) -> pd.DataFrame:
+    """The score rows of (candidate, suite, metric)."""
+    return scores[(scores.candidate == candidate) & (scores.suite == suite) & (scores.metric == metric)]
+
+
 def per_case(scores: pd.DataFrame, candidate: str, suite: str, metric: str) -> pd.Series:
     """One value per case id for (candidate, suite, metric)."""
-    rows = scores[(scores.candidate == candidate) & (scores.suite == suite) & (scores.metric == metric)]
+    rows = rows_of(scores, candidate, suite, metric)
     values = pd.Series(rows["value"].to_numpy(float), index=rows["case_id"].to_numpy(), name=metric)
     return values.dropna()  # a judge error is a missing value, never a 0: the gate counts those apart
 

@@ -27,9 +27,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from harness.planning.config import Config, Gate, shown
+from harness.planning.config import BOUNDS, Config, Gate, shown
 from harness.scoring.calibration import reading
-from harness.verdict.comparisons import Directions, comparisons, per_case
+from harness.verdict.comparisons import Directions, comparisons, per_case, rows_of
 from harness.verdict.stats import (
     BoundTest,
     binomial_bound,
@@ -54,7 +54,7 @@ Judges = Mapping[tuple[str, str], tuple[str, bool, dict | None]]  # (suite, metr
 
 
 @dataclass
-class Check:
+class BoundResult:
     """One bound of a rule: the statistic (mean or delta), the deciding test's interval and p, and
     whether it clears."""
 
@@ -97,11 +97,11 @@ class GateResult:
     mde: float | None = None
     mde_note: str | None = None
     worst_regressions: list = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
+    checks: list[BoundResult] = field(default_factory=list)
     missing: int = 0  # rows the gate needs that are absent or have no value (both sides)
     fallbacks: int = 0  # values decided by a judge's fallback instead of the judge (both sides)
     fallback_share: float = 0.0
-    judge: dict | None = None  # a judge metric: its judge's calibration check (judging.check.JudgeCheck.as_dict)
+    judge: dict | None = None  # a judge metric: its judge's calibration (judging.calibrate.JudgeCalibration)
 
 
 @dataclass
@@ -191,14 +191,14 @@ def _bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, 
                                  interval.p_value, "paired_bootstrap")
 
 
-def _statistic_checks(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config,
-                      higher: bool) -> list[Check]:
+def _bound_results(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config,
+                      higher: bool) -> list[BoundResult]:
     checks = []
-    for kind in ("min", "max", "min_delta", "max_drop"):
+    for kind in BOUNDS:
         if getattr(gate, kind) is None:
             continue
         bound, test = _bound_test(gate, kind, cand, base, config, higher)
-        checks.append(Check(kind, bound, test.statistic, test.low, test.high, test=test.test,
+        checks.append(BoundResult(kind, bound, test.statistic, test.low, test.high, test=test.test,
                             p_value=test.p_value if gate.significant else None,
                             flipped=not higher and kind not in ("min", "max")))
     return checks
@@ -218,7 +218,7 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
     if cand.empty or (base is not None and cand.index.intersection(base.index).empty):
         return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge")
     result = GateResult(**head, value=float(cand.mean()), n=len(cand), passed=False, reason="",
-                        checks=_statistic_checks(gate, cand, base, config, higher))
+                        checks=_bound_results(gate, cand, base, config, higher))
     primary = next((c for c in result.checks if c.p_value is not None), None)
     if base is not None:
         s = config.stats
@@ -257,7 +257,7 @@ def _mde_note(gate: Gate, cand: pd.Series, base: pd.Series, mde: float, n: int, 
             f"with {power:.0%} power.")
 
 
-def _failure(check: Check, alpha: float) -> str | None:
+def _failure(check: BoundResult, alpha: float) -> str | None:
     """Why a check fails, or None. A significant check also needs its adjusted p at or below alpha."""
     # a flipped check works on the gain (baseline - candidate); it is told as the change Δ (candidate - baseline)
     sign = -1 if check.flipped else 1
@@ -297,10 +297,6 @@ def _conclude(result: GateResult, alpha: float) -> None:
     result.reason = ", ".join(parts)
 
 
-def _rows(scores: pd.DataFrame, candidate: str, suite: str, metric: str) -> pd.DataFrame:
-    return scores[(scores.candidate == candidate) & (scores.suite == suite) & (scores.metric == metric)]
-
-
 def _is_fallback(rows: pd.DataFrame) -> pd.Series:
     """Score rows whose value a judge's fallback (the refusal detector) decided, not the judge."""
     if "meta_json" not in rows.columns:
@@ -321,7 +317,7 @@ class Coverage:
 
 def _coverage(scores: pd.DataFrame, who: str, label: str, suite: str, metric: str, needed: Sequence[str],
               show_detail: bool) -> Coverage:
-    rows = _rows(scores, who, suite, metric)
+    rows = rows_of(scores, who, suite, metric)
     valued = rows[rows["value"].notna()]
     have = set(valued["case_id"])
     missing = [c for c in needed if c not in have]
@@ -383,7 +379,7 @@ def unvalidated_judge(rubric: str, calibrated: bool, check: dict | None) -> str 
     return (f"{check['judge']} agrees with the {rubric!r} calibration set at {check['statistic']} {value}{ci} "
             f"(n={check['items']}, {reading(check)}), below the rubric's bar {check['min_agreement']:g} "
             f"(fix: judge with a stronger model, `judge: {{endpoint: {{...}}}}` in the config, and check it with "
-            f"`harness judge check {rubric} --config CONFIG`)")
+            f"`harness judge calibrate {rubric} --config CONFIG`)")
 
 
 def ungated_regressions(config: Config, scores: pd.DataFrame, pinned: pd.DataFrame | None = None,

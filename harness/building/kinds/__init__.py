@@ -1,21 +1,35 @@
 """Candidate kinds, one module each (prompt, rag, lora, endpoint), found through one registry (base.KINDS).
 
 A new kind is one module here: its config model, what it can do, and its functions; the config's
-`candidates:` accepts it once it is imported below.
+`candidates:` accepts it once it is imported below (the union of every registered kind is taken when the
+config's model is defined: see candidate_union).
 """
 
-from typing import Annotated, Union
+from typing import Annotated, Any, Union
 
 from pydantic import Field
 
 from harness.building.kinds import endpoint, lora, prompt, rag
-from harness.building.kinds.base import KINDS, CandidateBase, Kind, LocalCandidateBase, Shot, kind_of
+from harness.building.kinds.base import (
+    KINDS,
+    CandidateBase,
+    Kind,
+    KindContext,
+    LocalCandidateBase,
+    Shot,
+    kind_of,
+    on_base_model,
+)
 from harness.building.kinds.endpoint import EndpointCandidate
 from harness.building.kinds.lora import LoraCandidate
 from harness.building.kinds.prompt import PromptCandidate
 from harness.building.kinds.rag import RagCandidate
 
-Candidate = Annotated[Union[tuple(kind.model for kind in KINDS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
 
-__all__ = ["KINDS", "Candidate", "CandidateBase", "EndpointCandidate", "Kind", "LocalCandidateBase", "LoraCandidate",
-           "PromptCandidate", "RagCandidate", "Shot", "kind_of", "endpoint", "lora", "prompt", "rag"]
+def candidate_union() -> Any:
+    """`candidates:` entries: one of the registered kinds' config models, told apart by their `kind:`."""
+    return Annotated[Union[tuple(kind.model for kind in KINDS.values())], Field(discriminator="kind")]
+
+__all__ = ["KINDS", "CandidateBase", "EndpointCandidate", "Kind", "KindContext", "LocalCandidateBase", "LoraCandidate",
+           "PromptCandidate", "RagCandidate", "Shot", "candidate_union", "kind_of", "on_base_model", "endpoint", "lora",
+           "prompt", "rag"]

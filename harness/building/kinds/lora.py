@@ -10,18 +10,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness.building.kinds.base import Kind, LocalCandidateBase, register
+from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase, register
 from harness.building.training import check_lora_targets, train_adapter
 from harness.building.training.settings import TrainSettings
 from harness.core.console import console, log
-from harness.core.errors import ConfigError
 from harness.core.models import fingerprint_folder
 from harness.core.textfiles import check_text
-from harness.serving.base import Adapter
+from harness.serving.base import Adapter, LocalTarget
 
 if TYPE_CHECKING:
     from harness.core.models import ModelRef
-    from harness.planning.plan import Plan
     from harness.store.sqlite import Store
 
 
@@ -40,35 +38,35 @@ class LoraCandidate(LocalCandidateBase):
         return self
 
 
-def check(plan: Plan, i: int, candidate: LoraCandidate) -> None:
+def check(candidate: LoraCandidate, ctx: KindContext) -> None:
     """The adapter folder, or the training data, is there; training targets exist in the base model."""
     if candidate.adapter is not None:
-        adapter_config(plan, i, candidate.adapter)
+        adapter_config(ctx, candidate.adapter)
     if candidate.train is not None:
-        data = plan.resolve_path(candidate.train.data)
+        data = ctx.resolve_path(candidate.train.data)
         if not data.is_file():
-            raise ConfigError(plan.where("candidates", i, "train", "data"), f"candidates[{i}].train.data",
-                              f"training data {data} not found", "check the `data:` path (relative to the config)")
+            raise ctx.error(("train", "data"), f"training data {data} not found",
+                            "check the `data:` path (relative to the config)")
         check_text(data)
-        check_lora_targets(plan.models[candidate.name], candidate.train.lora,
-                           f"{plan.where('candidates', i, 'train', 'lora')}: candidates[{i}].train")
+        assert ctx.model is not None  # a lora candidate runs on a base model
+        check_lora_targets(ctx.model, candidate.train.lora, f"{ctx.where('train', 'lora')}: {ctx.key('train')}")
 
 
-def adapter_config(plan: Plan, i: int, adapter: str) -> Path:
-    path = plan.resolve_path(adapter)
+def adapter_config(ctx: KindContext, adapter: str) -> Path:
+    path = ctx.resolve_path(adapter)
     config_file = path / "adapter_config.json"
     if not config_file.exists():
-        raise ConfigError(plan.where("candidates", i, "adapter"), f"candidates[{i}].adapter",
-                          f"{path} is not a peft adapter folder (no adapter_config.json)",
-                          "point `adapter:` at a folder saved by peft's save_pretrained, or use `train:`")
+        raise ctx.error(("adapter",), f"{path} is not a peft adapter folder (no adapter_config.json)",
+                        "point `adapter:` at a folder saved by peft's save_pretrained, or use `train:`")
     return config_file
 
 
-def build(plan: Plan, i: int, candidate: LoraCandidate, store: Store, run_id: str, retrain: bool) -> Adapter:
+def build(candidate: LoraCandidate, ctx: KindContext, store: Store, run_id: str, retrain: bool) -> Adapter:
     """The peft adapter as given, or trained (cached by content hash) when it is missing."""
-    base = plan.models[candidate.name]
+    base = ctx.model
+    assert base is not None  # a lora candidate runs on a base model
     if candidate.adapter is not None:
-        config_file = adapter_config(plan, i, candidate.adapter)
+        config_file = adapter_config(ctx, candidate.adapter)
         path = config_file.parent
         rank = int(json.loads(config_file.read_text()).get("r", 16))
         digest = hashlib.sha256(f"{base.fingerprint}:{fingerprint_folder(path)}".encode()).hexdigest()
@@ -76,7 +74,7 @@ def build(plan: Plan, i: int, candidate: LoraCandidate, store: Store, run_id: st
         return Adapter(candidate.name, path, rank, digest)
     settings = candidate.train
     assert settings is not None  # the config model requires adapter or train
-    data = plan.resolve_path(settings.data)
+    data = ctx.resolve_path(settings.data)
     result = train_adapter(base, settings, data, retrain=retrain, log=log, in_child=True)
     console.log(f"{candidate.name}: adapter {'reused' if result.reused else 'trained'} at {result.path}")
     store.put_artifact(run_id, candidate.name, "training", {
@@ -88,9 +86,15 @@ def build(plan: Plan, i: int, candidate: LoraCandidate, store: Store, run_id: st
     return Adapter(candidate.name, Path(result.path), result.rank, result.key)
 
 
+def target(candidate: LoraCandidate, model: ModelRef | None, adapter: Any) -> LocalTarget:
+    """The base model's engine, serving the adapter beside it."""
+    assert model is not None
+    return LocalTarget(model, (adapter,))
+
+
 def served(candidate: LoraCandidate, model: ModelRef | None, adapter: Any) -> tuple[str, str | None]:
     """Requests name the adapter; answers are cached under the adapter's own fingerprint."""
     return adapter.name, adapter.fingerprint
 
 
-KIND = register(Kind("lora", LoraCandidate, check=check, build=build, served=served))
+KIND = register(Kind("lora", LoraCandidate, check=check, build=build, target=target, served=served))

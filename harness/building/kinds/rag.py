@@ -6,15 +6,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from harness.building.kinds.base import Kind, LocalCandidateBase, register
+from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase, register
 from harness.building.retrieval import DEFAULT_TEMPLATE, Index, build_index, check_template, render_context
 from harness.building.retrieval.settings import RetrievalSettings
 from harness.core.console import console
-from harness.core.errors import ConfigError
 from harness.core.textfiles import check_text
 
 if TYPE_CHECKING:
-    from harness.planning.plan import Plan
     from harness.store.sqlite import Store
 
 
@@ -25,24 +23,24 @@ class RagCandidate(LocalCandidateBase):
         None, description="jinja2 prompt with `question` and `chunks`; default: a built-in one")
 
 
-def check(plan: Plan, i: int, candidate: RagCandidate) -> None:
-    documents = plan.resolve_path(candidate.retrieval.documents)
+def check(candidate: RagCandidate, ctx: KindContext) -> None:
+    documents = ctx.resolve_path(candidate.retrieval.documents)
     if not documents.exists():
-        raise ConfigError(plan.where("candidates", i, "retrieval", "documents"), f"candidates[{i}].retrieval.documents",
-                          f"{documents} does not exist",
-                          "point `documents:` at a folder of .md/.txt/.html/.pdf files or a .jsonl (relative to the "
-                          "config)")
+        raise ctx.error(("retrieval", "documents"), f"{documents} does not exist",
+                        "point `documents:` at a folder of .md/.txt/.html/.pdf files or a .jsonl (relative to the "
+                        "config)")
     check_text(documents)
     if candidate.template is not None:
-        check_template(candidate.template, plan.where("candidates", i, "template"), f"candidates[{i}].template")
+        check_template(candidate.template, ctx.where("template"), ctx.key("template"))
 
 
-def build(plan: Plan, i: int, candidate: RagCandidate, store: Store, run_id: str, retrain: bool) -> Index:
+def build(candidate: RagCandidate, ctx: KindContext, store: Store, run_id: str, retrain: bool) -> Index:
     """The index of the candidate's documents (cached by content hash), chunked with its model's tokenizer."""
     from transformers import AutoTokenizer  # a second of import time, only for runs with a RAG candidate
 
-    tokenizer = AutoTokenizer.from_pretrained(plan.models[candidate.name].path)
-    index = build_index(candidate.retrieval, tokenizer, plan.loaded.base_dir, log=console.log)
+    assert ctx.model is not None  # a rag candidate runs on a base model
+    tokenizer = AutoTokenizer.from_pretrained(ctx.model.path)
+    index = build_index(candidate.retrieval, tokenizer, ctx.base_dir, log=console.log)
     store.put_artifact(run_id, candidate.name, "retrieval", {
         "documents": candidate.retrieval.documents, "method": candidate.retrieval.method,
         "top_k": candidate.retrieval.top_k, "chunk_tokens": candidate.retrieval.chunk_tokens,

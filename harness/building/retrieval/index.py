@@ -95,6 +95,10 @@ class Index:
     encoder: DenseEncoder | None = None
     embeddings: np.ndarray | None = None
 
+    def identity(self) -> tuple[str, str]:
+        """(what it is, what a resumed run must find the same): the content-keyed folder it was built in."""
+        return "indexes", str(self.path)
+
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         """The best `k` chunks (default: the settings' top_k); fewer when BM25 matches fewer."""
         k = self.top_k if k is None else k

@@ -1,0 +1,48 @@
+"""A deployed model to call, as a config names it: the same keys for an `endpoint` candidate and for
+`judge.endpoint`, checked once, identified once (the cache key of its answers) and turned into a target once."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import Field
+
+from harness.core.caps import Concurrency, RequestsPerMinute
+from harness.core.strict import Strict
+from harness.serving.base import EndpointTarget
+from harness.serving.limits import MAX_ANSWER_CHARS
+
+# The registry's remote engines (serving/endpoints.py registers them; tests/test_engine_registry holds the two in
+# step), named here so that a config validates without importing their client libraries.
+PROTOCOLS = ("openai", "anthropic")
+URL_FIX = "add e.g. base_url: https://api.example.com/v1"
+
+
+class EndpointSpec(Strict):
+    """Where a deployed model is and how hard it may be called. The API key is read from the environment
+    variable named here, at run time, and written nowhere."""
+
+    protocol: Literal[PROTOCOLS] = "openai"  # type: ignore[valid-type]
+    base_url: str | None = Field(None, description="required for openai; anthropic defaults to Anthropic's API")
+    model: str = Field(description="the model name the endpoint expects")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    requests_per_minute: RequestsPerMinute | None = Field(
+        None, gt=0, description="pace requests under the endpoint's rate limit")
+    max_concurrency: Concurrency = Field(4, ge=1)
+
+    def missing_url(self) -> str | None:
+        """Why it cannot be called as given (fix: URL_FIX): an OpenAI-compatible server has no default address
+        (Anthropic's client has Anthropic's). A candidate is held to it when the config is read, the judge when it
+        is resolved, that is when some suite is judged."""
+        return "an openai endpoint needs `base_url:`" if self.protocol == "openai" and not self.base_url else None
+
+    @property
+    def identity(self) -> str:
+        """What answers, for the cache: the same model name at the same address under the same protocol."""
+        return hashlib.sha256(f"{self.protocol}|{self.base_url}|{self.model}".encode()).hexdigest()
+
+    def target(self, request_timeout_s: float, max_retries: int,
+               max_answer_chars: int = MAX_ANSWER_CHARS) -> EndpointTarget:
+        return EndpointTarget(self.protocol, self.base_url, self.api_key_env, self.max_concurrency, request_timeout_s,
+                              max_retries, self.requests_per_minute, max_answer_chars)
