@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scoring import ScoreInput, build_scorer
 from harness.scoring.assertions import parse_json
+from harness.scoring.registry import ScoreInput, build_scorer
 
 
 def score(raw: dict | str, output: str, reference: str | None = None,

@@ -11,8 +11,8 @@ import sacrebleu
 from rouge_score.rouge_scorer import RougeScorer
 
 from harness.core.errors import ConfigError, HarnessError
-from harness.scoring import Score, ScoreInput, build_scorer
 from harness.scoring.overlap import OVERLAP_TYPES, ROUGE_VARIANTS, corpus_score, signature
+from harness.scoring.registry import Score, ScoreInput, build_scorer
 
 HYPS = [
     "The cats were running quickly across the garden.",

@@ -15,8 +15,8 @@ from harness.core.request import Request
 from harness.generation.prompts import prepare
 from harness.planning.config import Config
 from harness.planning.suites import Case, load_suite
-from harness.scoring import Params, ScoreInput
 from harness.scoring.likelihood import ChoiceParams, multiple_choice, perplexity
+from harness.scoring.registry import Params, ScoreInput
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, Span, answer_all, loglik_batches, mc_prompt
 from harness.serving.openai_client import OpenAIEngine

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.scoring import ScoreInput, build_scorer
 from harness.scoring.refusal import WINDOW, refusal_phrase
+from harness.scoring.registry import ScoreInput, build_scorer
 
 REFUSAL = build_scorer("refusal", Path("suite.yaml"), 1, "scorers[0]")
 

@@ -16,7 +16,7 @@ from harness.core.progress import StageProgress
 from harness.core.request import Completion
 from harness.generation.prompts import Prepared, prepare
 from harness.planning.suites import Case, Suite
-from harness.scoring import Score, ScoreInput
+from harness.scoring.registry import Score, ScoreInput
 from harness.serving.base import LocalTarget, Target
 from harness.serving.endpoints import secret_values
 from harness.serving.limits import redacted

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harness.scoring import Score
 from harness.scoring.judge import JudgeParams
 from harness.scoring.refusal import refusal_phrase
+from harness.scoring.registry import Score
 from harness.scoring.rubrics import LoadedRubric, Reply
 
 

@@ -19,7 +19,7 @@ from harness.core.errors import ConfigError, HarnessError, Problems
 from harness.core.models import ModelRef, resolve
 from harness.planning.config import Config, Gate, LoadedConfig, shown
 from harness.planning.suites import Case, Suite, has_gold, load_suite, resolve_suite_path
-from harness.scoring import CANDIDATE_NEEDS, ScorerSpec
+from harness.scoring.registry import CANDIDATE_NEEDS, ScorerSpec
 from harness.serving.base import EndpointTarget
 
 

@@ -17,7 +17,7 @@ from harness.core.strict import Strict
 from harness.core.textfiles import cause, csv_text, read_text
 from harness.core.yamlfile import jsonl_records, key_path, line_of, load_yaml, validate
 from harness.planning.datasets import Columns, Sample, data_hash, dataset_records, reads_with_datasets, subset
-from harness.scoring import CASE_NEEDS, ScorerSpec, build_scorer, implicit_scorer
+from harness.scoring.registry import CASE_NEEDS, ScorerSpec, build_scorer, implicit_scorer
 from harness.scoring.retrieval import RETRIEVAL_METRICS
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from harness.judging.agreement import agreement, spearman
 from harness.judging.replies import position_bias
-from harness.scoring import CorpusItem, scorer_type
+from harness.scoring.registry import CorpusItem, scorer_type
 
 
 def suite_directions(meta: dict[str, Any]) -> dict[tuple[str, str], bool]:

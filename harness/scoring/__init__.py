@@ -1,28 +1,3 @@
-"""The scorer registry: a suite names scorers by `type`; each type owns a pydantic params model and
-declares its direction, needs and corpus aggregate (see base.py).
-
-Adding a scorer is one decorated function in a module imported below; suites then use it by name.
-"""
-
-from harness.scoring import assertions, judge, likelihood, overlap, refusal, retrieval  # noqa: F401  (register)
-from harness.scoring.base import (
-    CANDIDATE_NEEDS,
-    CASE_NEEDS,
-    NEEDS,
-    CorpusItem,
-    Params,
-    Score,
-    ScoreInput,
-    ScorerSpec,
-    ScorerType,
-    build_scorer,
-    deferred_scorer,
-    implicit_scorer,
-    known_types,
-    scorer,
-    scorer_type,
-)
-
-__all__ = ["CANDIDATE_NEEDS", "CASE_NEEDS", "NEEDS", "CorpusItem", "Params", "Score", "ScoreInput", "ScorerSpec",
-           "ScorerType",
-           "build_scorer", "deferred_scorer", "implicit_scorer", "known_types", "scorer", "scorer_type"]
+"""Scoring: (case, answer) -> score rows, by scorers that suites name (registry.py); the judge scorer's rubrics
+and calibration sets. This package's own import is light: a module that needs only a rubric or a calibration
+set (the gate, the command line) does not load every scorer's libraries (rouge-score and nltk take 1.5 s)."""
