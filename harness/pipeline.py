@@ -27,7 +27,6 @@ from harness.runs import (
     ended_on_failure,
     finish,
     new_run_id,
-    outcome,
     record_built,
     resumed,
     stored_answers,
@@ -63,8 +62,7 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
             run_judges(current)
             engines.close()
             verdict = _gate(current, pinned)
-            files = finish(current, verdict)
-    finished = outcome(current, verdict, files)
+            finished = finish(current, verdict)
     track(plan.config.report.mlflow, finished)
     if verdict.decision == ERROR:
         console.log(verdict.reason, style="yellow")

@@ -26,7 +26,7 @@ import pandas as pd
 from harness.core.console import console
 from harness.core.errors import HarnessError
 from harness.planning.config import MlflowConfig
-from harness.report import report_paths, write_reports
+from harness.report import render_reports, report_paths, write_rendered
 from harness.report.ci import publish_to_github
 from harness.report.tracking import log_to_mlflow
 from harness.serving.limits import redact
@@ -188,20 +188,15 @@ def _stopped(exc: BaseException, keys: tuple[str, ...]) -> tuple[str, None, str]
     return status, None, f"{type(exc).__name__}: {message}"[:REASON_CHARS] if message else type(exc).__name__
 
 
-def finish(run: Run, verdict: Verdict) -> dict[str, Path]:
+def finish(run: Run, verdict: Verdict) -> RunOutcome:
     """Every report file written (each atomically), then, and only then, the run `finished` in the store, at
-    the time the files state: a finished run always has its verdict and all of its reports."""
+    the time the files state: a finished run always has its verdict and all of its reports. What the command
+    line shows and what MLflow and GitHub get are the files' own words (results.json parsed from its text)."""
     at = now()
-    files = write_reports(run.store, run.run_id, run.run_dir, finished_at=at)
+    texts = render_reports(run.store, run.run_id, finished_at=at)
+    files = write_rendered(texts, run.run_dir)
     run.store.finish_run(run.run_id, "finished", verdict.as_dict(), at=at)
-    return files
-
-
-def outcome(run: Run, verdict: Verdict, files: dict[str, Path]) -> RunOutcome:
-    """The finished run with its results and summary read back once, as written: what the command line
-    shows and what MLflow and GitHub get are the files' own words."""
-    return RunOutcome(run.run_id, run.run_dir, verdict, files, json.loads(files["results"].read_text()),
-                      files["summary"].read_text())
+    return RunOutcome(run.run_id, run.run_dir, verdict, files, json.loads(texts["results"]), texts["summary"])
 
 
 def track(settings: MlflowConfig | None, finished: RunOutcome) -> None:
