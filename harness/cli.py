@@ -58,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runs import publish_to_ci
 
     outcome = run(args.config, kind=args.command, out=args.out, use_cache=not args.no_cache,
-                  retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None))
+                  retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None),
+                  settle=args.stop_when_settled, fail_fast=args.fail_fast)
     verdict, results = outcome.verdict, outcome.results
     style = {SHIP: "bold green", DO_NOT_SHIP: "bold red", ERROR: "bold yellow"}[verdict.decision]
     colour = {PASS: "green", FAIL: "red", NO_DATA: "yellow"}
@@ -82,7 +83,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when the config is ready to run, 2 with every problem listed."""
     from harness.planning.check import check
 
-    plan = check(args.config).ready()
+    checked = check(args.config, settle=args.stop_when_settled)
+    plan = checked.ready()
+    for note in checked.notes:
+        err.print(f"note: {note}", highlight=False)
     cases = sum(len(s.cases) for s in plan.suites)
     out.print(f"ok: {args.config}: {len(plan.config.candidates)} candidates, {len(plan.suites)} suites "
               f"({cases} cases), {len(plan.config.gates)} gates; every suite, rubric, gate, model and data file "
@@ -304,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="train LoRA adapters even when a cached one matches")
         command.add_argument("--resume", metavar="RUN",
                              help="continue a crashed or killed run; stored rows are not redone")
+        command.add_argument("--stop-when-settled", action="store_true",
+                             help="run cases in a seeded random order, in waves, and stop once every gate is settled "
+                                  "by an anytime-valid sequence (as `stop_when_settled: true` in the config)")
+        command.add_argument("--fail-fast", action="store_true",
+                             help="with --stop-when-settled: stop at the first gate that fails decisively")
         if name == "compare":
             command.add_argument("--against", metavar="RUN",
                                  help="a stored run (id or pin name) whose scores are the baseline side of relative "
@@ -313,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     checking = sub.add_parser("check", help="validate a config, its suites, rubrics, gates, models and data; every "
                                             "problem at once, no model started; exit 0 or 2")
     checking.add_argument("config", help="path to a config YAML")
+    checking.add_argument("--stop-when-settled", action="store_true",
+                          help="also check what a settled run of it can do (the config's stop_when_settled does too)")
     checking.set_defaults(func=cmd_check)
 
     train = sub.add_parser("train", help="train a lora candidate's adapter alone and print where it is")

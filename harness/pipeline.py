@@ -15,7 +15,7 @@ from harness.core.console import console
 from harness.core.progress import quiet_library_bars
 from harness.generation.generate import execute, run_secrets
 from harness.judging import run_judges
-from harness.planning.check import check
+from harness.planning.check import check, settled_settings
 from harness.planning.context import Run
 from harness.planning.judge import judge_metrics, judge_targets
 from harness.planning.plan import Plan
@@ -35,15 +35,20 @@ from harness.runs import (
 from harness.serving.pool import Engines
 from harness.store.sqlite import Store
 from harness.verdict.gate import ERROR, Verdict, decide
+from harness.verdict.settle import Settlement, drawn
+from harness.waves import Wanted, run_waves
 
 
 def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_cache: bool = True,
-        retrain: bool = False, resume: str | None = None, against: str | None = None) -> RunOutcome:
+        retrain: bool = False, resume: str | None = None, against: str | None = None, settle: bool = False,
+        fail_fast: bool = False) -> RunOutcome:
     """`against`: a stored run (id or pin name) whose scores are the baseline side of relative gates, each
-    candidate compared with itself there, as `harness drift` does with its pin."""
+    candidate compared with itself there, as `harness drift` does with its pin. `settle`, `fail_fast`:
+    --stop-when-settled and --fail-fast (the config's `stop_when_settled` turns the first on too)."""
     quiet_library_bars()  # for library users; the command line did it already
     started = time.perf_counter()
-    plan = check(config_path, out=out, against=against).ready()
+    plan = check(config_path, out=out, against=against, settle=settle or fail_fast).ready()
+    settings = settled_settings(plan, settle, fail_fast)
     root = plan.output_root(out)
     with Store(root / STORE_NAME) as store, Engines(keep=judge_targets(plan)) as engines:
         pinned, against = baseline(plan, store, kind, against is not None)
@@ -58,10 +63,14 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
                         f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
             built = build(plan.config.candidates, plan.contexts(), store, run_id, retrain=retrain)
             record_built(current, built, resumed=resume is not None)
-            execute(current, built, skip=skip)
-            run_judges(current)
+            settled: tuple[Settlement, Wanted] | None = None
+            if settings is None:
+                execute(current, built, skip=skip)
+                run_judges(current)
+            else:
+                settled = run_waves(current, built, settings, pinned)
             engines.close()
-            verdict = _gate(current, pinned)
+            verdict = _gate(current, pinned, settled)
             finished = finish(current, verdict)
     track(plan.config.report.mlflow, finished)
     if verdict.decision == ERROR:
@@ -69,14 +78,23 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_
     return finished
 
 
-def _gate(run: Run, pinned: pd.DataFrame | None) -> Verdict:
-    """The gates' verdict over the stored rows, stored for the reports (the run is not finished yet)."""
+def _gate(run: Run, pinned: pd.DataFrame | None, settled: tuple[Settlement, Wanted] | None = None) -> Verdict:
+    """The gates' verdict over the stored rows, stored for the reports (the run is not finished yet). A settled
+    run's gates need the rows of the cases its waves asked for, and are decided by its settlement."""
     started = time.perf_counter()
     plan, store = run.plan, run.store
     responses = store.table("responses", run.run_id)
-    verdict = decide(plan.config, store.table("scores", run.run_id), errors=int(responses["error"].notna().sum()),
+    scores = store.table("scores", run.run_id)
+    expected, states = plan.expected(), None
+    if settled is not None:
+        settlement, asked = settled
+        expected = {key: [c for c in ids if (key[0], key[1], c) in asked] for key, ids in expected.items()}
+        states = [(state, drawn(settlement, plan, scores, pinned, i)) for i, state in enumerate(settlement.gates)]
+    verdict = decide(plan.config, scores, errors=int(responses["error"].notna().sum()),
                      requests=len(responses), pinned=pinned, directions=plan.directions(),
-                     expected=plan.expected(), judges=judge_calibrations(plan, store, run.run_id))
+                     expected=expected, judges=judge_calibrations(plan, store, run.run_id), settled=states)
+    if settled is not None:
+        verdict.settle = savings(plan, settled[0], responses)
     store.set_verdict(run.run_id, verdict.as_dict())
     store.put_timing(run.run_id, "gate", plan.config.name, time.perf_counter() - started)
     return verdict
@@ -88,3 +106,15 @@ def judge_calibrations(plan: Plan, store: Store, run_id: str) -> dict[tuple[str,
     recorded = {(j["suite"], j["metric"]): j["check"] for j in meta.get("judges", [])}
     return {key: (rubric.name, rubric.calibration is not None, recorded.get(key))
             for key, rubric in judge_metrics(plan).items()}
+
+
+def savings(plan: Plan, settlement: Settlement, responses: pd.DataFrame) -> dict:
+    """What the settled run cost against the full run: cases per (candidate, suite), requests, tokens (the full
+    run's tokens estimated at the mean per request of those made)."""
+    made = responses.groupby(["candidate", "suite"]).size()
+    pairs = [{"candidate": c.name, "suite": s.name, "cases": int(made.get((c.name, s.name), 0)), "total": len(s.cases)}
+             for s in plan.suites for c in plan.config.candidates if plan.runs(c.name, s.name)]
+    full = sum(p["total"] for p in pairs)
+    tokens = int(responses["prompt_tokens"].fillna(0).sum() + responses["completion_tokens"].fillna(0).sum())
+    return {**settlement.as_dict(), "pairs": pairs, "requests": len(responses), "requests_full": full,
+            "tokens": tokens, "tokens_full": round(tokens / len(responses) * full) if len(responses) else 0}

@@ -121,8 +121,9 @@ def resumed(plan: Plan, store: Store, kind: str, run_id: str) -> str:
     return run_id
 
 
-def stored_answers(plan: Plan, store: Store, run_id: str) -> set[tuple[str, str, str]]:
-    """(candidate, suite, case) a resumed run need not redo: answered, with every inline score stored."""
+def stored_answers(plan: Plan, store: Store, run_id: str, log: bool = True) -> set[tuple[str, str, str]]:
+    """(candidate, suite, case) a resumed run (or the next wave) need not redo: answered, with every inline
+    score stored."""
     answered = store.answered(run_id)
     skip = set()
     for suite in plan.suites:
@@ -133,7 +134,8 @@ def stored_answers(plan: Plan, store: Store, run_id: str) -> set[tuple[str, str,
                 key = (candidate.name, suite.name, case.id)
                 if key in answered and plan.inline_metrics(candidate.name, suite, case) <= answered[key]:
                     skip.add(key)
-    console.log(f"resuming {run_id}: {len(skip)} answers already stored (with their scores)")
+    if log:
+        console.log(f"resuming {run_id}: {len(skip)} answers already stored (with their scores)")
     return skip
 
 

@@ -14,7 +14,7 @@ LAZY_OK = {"harness.cli"}
 # when it is read (so `harness check` finds every problem before a model starts): the stages that declare those
 # (serving, building, scoring) sit below planning; from planning on, the layers are the order a run takes.
 LAYERS = ("core", "store", "serving", "building", "scoring", "planning", "generation", "judging", "verdict",
-          "report", "runs", "pipeline", "cli")
+          "report", "runs", "waves", "pipeline", "cli")
 
 
 def modules() -> dict[str, Path]:

@@ -69,8 +69,10 @@ def run_secrets(plan: Plan) -> tuple[str, ...]:
     return secret_values([*names, judge.api_key_env if judge else None])
 
 
-def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = None) -> None:
-    """`skip`: (candidate, suite, case) already stored by an earlier attempt at this run (resume).
+def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = None,
+            only: set[tuple[str, str, str]] | None = None) -> None:
+    """`skip`: (candidate, suite, case) already stored by an earlier attempt at this run (resume); `only`: the
+    (candidate, suite, case) to answer, where not every one is (a wave of stop_when_settled).
     Answers are scored on their redacted text (see run_secrets): a score never rests on a key."""
     plan, store, run_id = run.plan, run.store, run.run_id
     skip = skip or set()
@@ -82,7 +84,10 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
     for target, label, members in targets(run, built):
         jobs = [Job(c, s, case, prepare(plan.config, c, s, case, served, built.artifacts.get(c.name)), fingerprint)
                 for c, served, fingerprint in members for s in plan.suites if plan.runs(c.name, s.name)
-                for case in s.cases if (c.name, s.name, case.id) not in skip]
+                for case in s.cases if (c.name, s.name, case.id) not in skip
+                and (only is None or (c.name, s.name, case.id) in only)]
+        if only is not None and not jobs:
+            continue  # nothing of this wave for this engine
         misses = []
         for job in jobs:
             hit = store.cache_get(job.prepared.request.cache_key(job.fingerprint)) \

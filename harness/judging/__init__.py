@@ -103,16 +103,23 @@ def _judgement(params: JudgeParams, metric: str, candidate: str, suite: str, cas
                                      {"answer_a": baseline_row.output, "answer_b": row.output, **variables}))
 
 
-def run_judges(run: Run) -> int:
+def run_judges(run: Run, only: set[tuple[str, str, str]] | None = None) -> int:
     """Check each rubric's judge against its calibration set (recorded in the run's meta under `judges`, per
     judge metric), then judge every stored answer with every `judge` scorer of its suite; write one score
-    row per judgement and return how many ended as errors (value NULL, detail 'judge error: ...')."""
+    row per judgement and return how many ended as errors (value NULL, detail 'judge error: ...').
+    `only` (a wave of stop_when_settled): judge just these (candidate, suite, case), and none already judged."""
     plan, store = run.plan, run.store
     metrics = judge_metrics(plan)
     if not metrics:
         return 0
     todo = judgements(plan, store.table("responses", run.run_id), [c.name for c in plan.config.candidates],
                       plan.config.baseline_name)
+    if only is not None:
+        scores = store.table("scores", run.run_id)
+        judged = set(scores[scores["value"].notna()][["candidate", "suite", "case_id", "metric"]]
+                     .itertuples(index=False, name=None))
+        todo = [j for j in todo if (j.candidate, j.suite, j.case_id) in only
+                and (j.candidate, j.suite, j.case_id, j.metric) not in judged]
     judge = judge_model(plan)
     attempts = plan.config.judge.attempts
     started = time.perf_counter()

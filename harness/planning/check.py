@@ -12,11 +12,11 @@ hook: no model is loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.core.errors import HarnessError, Problems, ProblemsFound
-from harness.planning.config import DriftConfig, read_config
+from harness.core.errors import ConfigError, HarnessError, Problems, ProblemsFound
+from harness.planning.config import DriftConfig, SettleConfig, read_config
 from harness.planning.judge import judge_metrics, judge_model
 from harness.planning.plan import Plan, make_plan
 
@@ -26,6 +26,7 @@ class Checked:
     path: Path
     plan: Plan | None  # None when the file could not be read as a config
     problems: list[HarnessError]  # each once, in the order of the config's lines
+    notes: list[str] = field(default_factory=list)  # what is fine but worth knowing (a gate that cannot settle early)
 
     def ready(self) -> Plan:
         """The plan to run, or ProblemsFound listing every problem."""
@@ -34,10 +35,11 @@ class Checked:
         return self.plan
 
 
-def check(path: str | Path, out: str | None = None, against: str | None = None) -> Checked:
+def check(path: str | Path, out: str | None = None, against: str | None = None, settle: bool = False) -> Checked:
     """Every problem of the config at `path` and what it names. A run plans through here too, and refuses with
     the list: `out` is its `--out` folder (checked in place of `output_dir`), `against` a stored run whose scores
-    are the baseline side of relative gates (as a drift config's pin is)."""
+    are the baseline side of relative gates (as a drift config's pin is), `settle` whether --stop-when-settled
+    asks for a settled run the config does not."""
     path, problems = Path(path), Problems()
     loaded = read_config(path, problems)
     if loaded is None:
@@ -51,4 +53,37 @@ def check(path: str | Path, out: str | None = None, against: str | None = None) 
     if judge_metrics(plan) and loaded.validated(*needs):
         with problems.unit(plan.where("judge")):
             judge_model(plan)
-    return Checked(path, plan, problems.listed(str(path)))
+    notes: list[str] = []
+    if loaded.validated("gates", "gate_policy", "stop_when_settled") and (settle or plan.config.stop_when_settled):
+        with problems.unit(plan.where("gate_policy")):
+            notes = settling(plan)
+    return Checked(path, plan, problems.listed(str(path)), notes)
+
+
+def settled_settings(plan: Plan, switch: bool, fail_fast: bool) -> SettleConfig | None:
+    """The run's stop_when_settled settings: the config's, else the defaults when --stop-when-settled asks;
+    --fail-fast turns fail_fast on. None: the fixed-size run."""
+    settings = plan.config.stop_when_settled or (SettleConfig() if switch or fail_fast else None)
+    if settings is not None and fail_fast:
+        settings = settings.model_copy(update={"fail_fast": True})
+    return settings
+
+
+def settling(plan: Plan) -> list[str]:
+    """What a settled run of this config can and cannot do. Under gate_policy `fail` an ungated regression
+    decides the verdict and has no sequential test, so no run could stop early honestly: refused. A gate on a
+    metric with no known range (perplexity) gives a sequence nothing to bet on: it runs its suite to the end."""
+    if plan.config.gate_policy.ungated_regressions == "fail":
+        raise ConfigError(plan.where("gate_policy", "ungated_regressions"), "gate_policy.ungated_regressions",
+                          "`fail` makes every ungated comparison part of the verdict, and those have no sequential "
+                          "test, so a run cannot stop when its gates are settled",
+                          "gate the metrics that must not regress (then they settle too), or use `warn` with "
+                          "stop_when_settled")
+    notes = []
+    suites = {s.name: s for s in plan.suites}
+    for i, gate in enumerate(plan.config.gates):
+        spec = suites[gate.suite].scorer(gate.metric) if gate.suite in suites else None
+        if spec is not None and None in spec.bounds:
+            notes.append(f"{plan.where('gates', i)}: gates[{i}] ({gate.label()}): `{gate.metric}` has no known "
+                         f"range, so no sequence can settle it early: {gate.suite} runs to its last case for it")
+    return notes

@@ -32,6 +32,7 @@ from harness.serving.endpoint_spec import EndpointSpec
 from harness.serving.settings import EngineConfig
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
+ALPHA_SPLIT = 0.2  # stop_when_settled's default share of alpha for the looks (bench/sequential.py, README)
 Candidate = candidate_union()  # every kind registered by now: harness.building.kinds and any imported before this
 
 
@@ -160,6 +161,26 @@ class ReportConfig(Strict):
                                                           "to MLflow")
 
 
+class SettleConfig(Strict):
+    """`stop_when_settled`: cases run in a seeded random order, in waves, and each (candidate, suite) stops once
+    every gate that needs it is settled by an anytime-valid sequence (see harness.verdict.settle)."""
+
+    alpha_split: float = Field(ALPHA_SPLIT, gt=0, le=1, description=(
+        "the share of a significant rule's alpha spent on the looks; the rest goes to the fixed-size test at the "
+        "last case (1: purely sequential)"))
+    wave: int = Field(20, ge=1, le=100_000, description="cases of each suite per wave; the gates are looked at "
+                                                          "after each")
+    fail_fast: bool = Field(False, description="stop at the first gate that fails decisively")
+    order_seed: Seed | None = Field(None, description="seeds the order the cases run in; default: the config's seed")
+
+
+def _settle_shorthand(value: object) -> object:
+    """`stop_when_settled: true` is the default settings; false (or absent) is the fixed-size run."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
 class DriftConfig(Strict):
     """`harness drift` compares each candidate with itself in a pinned earlier run."""
 
@@ -189,6 +210,8 @@ class Config(Strict):
     gate_policy: GatePolicy = GatePolicy()
     stats: StatsConfig = StatsConfig()
     drift: DriftConfig | None = None
+    stop_when_settled: Annotated[SettleConfig | None, BeforeValidator(_settle_shorthand)] = Field(
+        None, description="true, or a mapping of its settings: stop generating once the verdict is settled")
     judge: JudgeConfig = JudgeConfig()
     report: ReportConfig = ReportConfig()
     output_dir: str | None = Field(None, description="where run folders go; default ./reports")

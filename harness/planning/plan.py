@@ -8,11 +8,14 @@ templates), the API keys the endpoints are called with, and the folder the run i
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from harness.building.kinds import CandidateBase, KindContext, kind_of, on_base_model
 from harness.core.errors import ConfigError, HarnessError, Problems
@@ -125,6 +128,18 @@ class Plan:
             for who in sides:
                 out[(who, gate.suite, gate.metric)] = self.expected_cases(who, gate.suite, gate.metric)
         return out
+
+    def metric_bounds(self, suite: str, metric: str) -> tuple[float | None, float | None]:
+        """The values a metric can take (its scorer's declared bounds): what a sequence may bet on."""
+        spec = self.suite(suite).scorer(metric)
+        return spec.bounds if spec is not None else (None, None)
+
+    def case_order(self, suite: str, seed: int) -> list[str]:
+        """The suite's case ids in a random order seeded by `seed` and the suite's name: the same seed gives the
+        same order on every machine, and suites of one run are shuffled independently."""
+        ids = [c.id for c in self.suite(suite).cases]
+        name = int.from_bytes(hashlib.sha256(suite.encode()).digest()[:8], "big")
+        return [ids[i] for i in np.random.default_rng([seed, name]).permutation(len(ids))]
 
     def inline_metrics(self, candidate: str, suite: Suite, case: Case) -> set[str]:
         """The score rows the generate stage writes with an answer: what makes a stored answer done."""

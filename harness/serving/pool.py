@@ -37,6 +37,10 @@ class Engines:
         self._open: list[tuple[Target, Engine, ExitStack]] = []
         self.started = 0
 
+    def hold(self, targets: Sequence[Target]) -> None:
+        """Keep these open too until the pool closes: a run in waves asks each engine again after every wave."""
+        self.keep = (*self.keep, *targets)
+
     def kept(self, target: Target) -> bool:
         return any(covers(target, wanted) for wanted in self.keep)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -43,12 +43,16 @@ from harness.verdict.stats import (
     paired_proportion_bound,
 )
 
+if TYPE_CHECKING:
+    from harness.verdict.settle import GateState
+
 SHIP, DO_NOT_SHIP, ERROR = "ship", "do_not_ship", "error"
 EXIT_CODES = {SHIP: 0, DO_NOT_SHIP: 1, ERROR: 2}
 LABELS = {SHIP: "SHIP", DO_NOT_SHIP: "DO NOT SHIP", ERROR: "ERROR: NO VERDICT"}  # the words every output uses
 SHOWN_IDS = 5  # case ids named in an error before "..."
 POLICY = "gate_policy.ungated_regressions: fail"  # how a reason names the policy that made a regression block
 
+Settled = Sequence[tuple["GateState", list[dict]]]  # per gate: its settlement state and each check's drawn sequence
 Expected = Mapping[tuple[str, str, str], Sequence[str]]  # (candidate, suite, metric) -> case ids a gate needs
 Judges = Mapping[tuple[str, str], tuple[str, bool, dict | None]]  # (suite, metric) -> (rubric, calibrated, check)
 
@@ -102,6 +106,7 @@ class GateResult:
     fallbacks: int = 0  # values decided by a judge's fallback instead of the judge (both sides)
     fallback_share: float = 0.0
     judge: dict | None = None  # a judge metric: its judge's calibration (judging.calibrate.JudgeCalibration)
+    settled: dict | None = None  # stop_when_settled: when it was decided, and each check's sequence (see settled_view)
 
 
 @dataclass
@@ -159,12 +164,13 @@ class Verdict:
     gates: list[GateResult] = field(default_factory=list)
     errors: int = 0
     ungated_regressions: list[UngatedRegression] = field(default_factory=list)
+    settle: dict | None = None  # stop_when_settled: the waves, and the cases, requests and tokens against a full run
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, config: Config,
+def bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, config: Config,
                 higher: bool) -> tuple[float, BoundTest]:
     """(bound, test) for one bound; relative bounds are read as a gain (baseline - candidate on a
     lower-is-better metric: `max_drop` limits how far it may RISE, `min_delta` how far it must fall)."""
@@ -197,7 +203,7 @@ def _bound_results(gate: Gate, cand: pd.Series, base: pd.Series | None, config: 
     for kind in BOUNDS:
         if getattr(gate, kind) is None:
             continue
-        bound, test = _bound_test(gate, kind, cand, base, config, higher)
+        bound, test = bound_test(gate, kind, cand, base, config, higher)
         checks.append(BoundResult(kind, bound, test.statistic, test.low, test.high, test=test.test,
                             p_value=test.p_value if gate.significant else None,
                             flipped=not higher and kind not in ("min", "max")))
@@ -295,6 +301,57 @@ def _conclude(result: GateResult, alpha: float) -> None:
     significant = [c for c in result.checks if c.p_adjusted is not None]
     parts += [f"{c.test} p = {c.p_value:.3g} (Holm {c.p_adjusted:.3g})" for c in significant]
     result.reason = ", ".join(parts)
+
+
+def _settled_result(gate: Gate, state: GateState, drawn: list[dict], config: Config, scores: pd.DataFrame,
+                    pinned: pd.DataFrame | None, higher: bool, mde_alpha: float) -> GateResult:
+    """A gate as its settlement decided it: the figures are those of the cases it saw when it was settled (the
+    cases a later wave added for other gates do not move it), each check's interval is its confidence sequence
+    there, and a significant check's p the hybrid anytime-valid p that decided it."""
+    ids = set(state.ids)
+    seen = [None if f is None else f[(f["suite"] != gate.suite) | f["case_id"].isin(ids)] for f in (scores, pinned)]
+    result = evaluate(gate, config, seen[0], seen[1], higher, mde_alpha)
+    for check, watched, sequence in zip(result.checks, state.checks, drawn):
+        check.passed = watched.decision == "pass"
+        if watched.significant:
+            check.p_value, check.p_adjusted = watched.p_value, watched.p_adjusted
+            check.test = watched.test if watched.p_fixed is None or watched.rule is None else \
+                f"{watched.test} + {check.test}"
+        if sequence["looks"]:
+            check.ci_low, check.ci_high = sequence["looks"][-1][1:]
+    primary = next((c for c in result.checks if c.p_value is not None), None)
+    if primary is not None:
+        result.p_value, result.test = primary.p_value, primary.test
+    result.settled = {"decision": state.decision, "wave": state.wave, "cases": len(state.ids),
+                      "population": state.population,
+                      "saved": 1 - len(state.ids) / state.population if state.population else 0.0,
+                      "checks": [{**sequence, "significant": w.significant, "decision": w.decision,
+                                  "p_sequential": w.p_sequential if w.significant else None, "p_fixed": w.p_fixed,
+                                  "failed_early": w.failed_early}
+                                 for w, sequence in zip(state.checks, drawn)]}
+    where = (f"settled after {len(state.ids)} of {state.population} cases (wave {state.wave})"
+             if state.decision is not None else
+             f"not settled after {len(state.ids)} of {state.population} cases: the run stopped at the first "
+             f"decisive failure (fail_fast)")
+    if not result.checks or result.n == 0:
+        return result
+    failures = [_failure(c, config.stats.alpha) or _sequence_failure(c) for c in result.checks if not c.passed]
+    result.passed = state.decision == "pass"
+    if not result.passed:
+        result.reason = f"{where}: " + "; ".join(failures or ["not settled"])
+        return result
+    _conclude(result, config.stats.alpha)
+    result.reason = f"{where}: {result.reason}"
+    return result
+
+
+def _sequence_failure(check: BoundResult) -> str:
+    """Why a check whose point estimate is on the passing side failed: its sequence says the suite is not."""
+    sign = -1 if check.flipped else 1
+    name = "mean" if check.bound_kind in ("min", "max") else "Δ"
+    low, high = sorted((sign * check.ci_low + 0.0, sign * check.ci_high + 0.0))
+    return (f"{name} {sign * check.statistic + 0.0:+.3f} on the cases seen, but its confidence sequence "
+            f"[{low:+.3f}, {high:+.3f}] lies beyond {shown(sign * check.bound, signed=True)}")
 
 
 def _is_fallback(rows: pd.DataFrame) -> pd.Series:
@@ -415,16 +472,17 @@ def _tells(row: dict, judges: Judges | None) -> bool:
 
 def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
            pinned: pd.DataFrame | None = None, directions: Directions | None = None,
-           expected: Expected | None = None, judges: Judges | None = None) -> Verdict:
+           expected: Expected | None = None, judges: Judges | None = None, settled: Settled | None = None) -> Verdict:
     """`errors`: failed requests; `expected`: every (candidate, suite, metric) row's case ids that the
     plan says exist (default: every case some candidate has). A gated row that is absent or has no
     value, on either side, is as fatal as a failed request: the rule would otherwise be decided on the
     cases that happened to work. `judges`: (suite, metric) -> (rubric, whether it has a calibration set, its
     judge's check or None) for every judge metric; a gate on one whose judge did not meet the bar is no verdict.
     The ungated regressions are listed whatever the decision; they change it only under gate_policy `fail`,
-    and never an ERROR."""
+    and never an ERROR. `settled` (stop_when_settled): each gate's settlement, which decides its checks on the
+    cases it saw instead of the fixed-size tests."""
     directions = directions or {}
-    verdict = _decide(config, scores, errors, requests, pinned, directions, expected, judges)
+    verdict = _decide(config, scores, errors, requests, pinned, directions, expected, judges, settled)
     verdict.ungated_regressions = ungated_regressions(config, scores, pinned, directions, judges)
     blocking = [r for r in verdict.ungated_regressions if r.blocks]
     if blocking and verdict.decision == SHIP:
@@ -439,19 +497,25 @@ def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
 
 
 def _decide(config: Config, scores: pd.DataFrame, errors: int, requests: int, pinned: pd.DataFrame | None,
-            directions: Directions, expected: Expected | None, judges: Judges | None) -> Verdict:
+            directions: Directions, expected: Expected | None, judges: Judges | None,
+            settled: Settled | None) -> Verdict:
     """The gates' verdict alone (see decide)."""
     significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
                              for g in config.gates if g.significant)
     mde_alpha = config.stats.alpha / max(significant_checks, 1)
-    results = [evaluate(g, config, scores, pinned, directions.get((g.suite, g.metric), True), mde_alpha)
-               for g in config.gates]
-    significant = [c for r in results for c in r.checks if c.p_value is not None]
-    for check, adjusted in zip(significant, holm([c.p_value for c in significant], config.stats.alpha)):
-        check.p_adjusted = adjusted.adjusted
-    for result in results:
-        if result.checks:
-            _conclude(result, config.stats.alpha)
+    if settled is not None:
+        results = [_settled_result(g, state, drawn, config, scores, pinned,
+                                   directions.get((g.suite, g.metric), True), mde_alpha)
+                   for g, (state, drawn) in zip(config.gates, settled)]
+    else:
+        results = [evaluate(g, config, scores, pinned, directions.get((g.suite, g.metric), True), mde_alpha)
+                   for g in config.gates]
+        significant = [c for r in results for c in r.checks if c.p_value is not None]
+        for check, adjusted in zip(significant, holm([c.p_value for c in significant], config.stats.alpha)):
+            check.p_adjusted = adjusted.adjusted
+        for result in results:
+            if result.checks:
+                _conclude(result, config.stats.alpha)
     incomplete, substituted, unvalidated = [], [], []
     limit = config.judge.max_fallback_share
     for gate, result in zip(config.gates, results):
