@@ -112,9 +112,9 @@ def sides(plan: Plan, gate: Gate) -> list[Pair]:
 
 def reach(settlement: Settlement, plan: Plan, pinned: bool = False) -> dict[Pair, int]:
     """How many cases of its suite's order each (candidate, suite) must have answered after the next wave.
-    A pair an unsettled gate needs moves on a wave; one no gate needs follows the furthest pair of its suite
-    (so the report and the ungated comparisons see candidates on the same cases); a suite no gate names runs
-    whole, since nothing can settle it. `pinned` (drift): the baseline side is the pinned run's, not asked."""
+    A pair an unsettled gate needs moves on a wave; one no gate needs, and the baseline, follow the furthest pair
+    of its suite (so pairwise judges, the report and the ungated comparisons see candidates on the same cases); a
+    suite no gate names runs whole, since nothing can settle it. `pinned` (drift): the baseline side is the pinned run's, not asked."""
     nxt = settlement.wave + 1
     out: dict[Pair, int] = {}
     gated: dict[str, int] = {}
@@ -125,9 +125,13 @@ def reach(settlement: Settlement, plan: Plan, pinned: bool = False) -> dict[Pair
                 settlement, gate.suite, len(state.ids), plan, gate)
             out[pair] = max(out.get(pair, 0), k)
             gated[gate.suite] = max(gated.get(gate.suite, 0), out[pair])
+    baseline = plan.config.baseline_name
     for suite in plan.suites:
+        furthest = gated.get(suite.name, len(suite.cases))
         for candidate in plan.answering.get(suite.name, [c.name for c in plan.config.candidates]):
-            out.setdefault((candidate, suite.name), gated.get(suite.name, len(suite.cases)))
+            out.setdefault((candidate, suite.name), furthest)
+        if (baseline, suite.name) in out:  # pairwise judges and the report compare every candidate with it
+            out[(baseline, suite.name)] = max(out[(baseline, suite.name)], furthest)
     return out
 
 
