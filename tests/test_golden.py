@@ -55,3 +55,21 @@ def test_the_demo_gives_the_same_scores_and_verdict_on_the_same_answers(demo_cop
     assert verdict["decision"] == golden["verdict"]["decision"] and verdict["reason"] == golden["verdict"]["reason"]
     keys = golden["verdict"]["gates"][0].keys()
     assert [{k: g[k] for k in keys} for g in verdict["gates"]] == golden["verdict"]["gates"]
+    settled_on_the_same_answers(config, store_path, golden)
+
+
+def settled_on_the_same_answers(config: Path, store_path: Path, golden: dict) -> None:
+    """The demo settled (--stop-when-settled) on the same answers: every case it runs is among them, its scores are
+    theirs, and its verdict the full run's, on fewer requests."""
+    code = main(["compare", str(config), "--stop-when-settled"])
+    with sqlite3.connect(store_path) as db:
+        run_id, verdict = db.execute("SELECT run_id, verdict_json FROM runs ORDER BY created_at DESC").fetchone()
+        missed = db.execute("SELECT COUNT(*) FROM responses WHERE run_id = ? AND error IS NOT NULL",
+                            (run_id,)).fetchone()[0]
+        scores = {f"{c}|{s}|{i}|{m}": [v, p] for c, s, i, m, v, p in db.execute(
+            "SELECT candidate, suite, case_id, metric, value, passed FROM scores WHERE run_id = ?", (run_id,))}
+    verdict = json.loads(verdict)
+    assert not missed and all(golden["scores"].get(k) == v for k, v in scores.items())
+    assert verdict["decision"] == golden["verdict"]["decision"]
+    assert code == {"ship": 0, "do_not_ship": 1}[golden["verdict"]["decision"]]
+    assert verdict["settle"]["requests"] < verdict["settle"]["requests_full"]

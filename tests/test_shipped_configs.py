@@ -42,7 +42,8 @@ def test_the_compare_workflow_gates_every_pull_request_and_keeps_the_report() ->
     [job] = workflow["jobs"].values()
     assert not any(s.get("continue-on-error") for s in job["steps"])  # exit 1 or 2 fails the job
     commands = harness_commands(workflow)
-    assert ["check", "configs/demo.yaml"] in commands and commands[-1][:2] == ["compare", "configs/demo.yaml"]
+    assert ["check", "configs/demo.yaml", "--stop-when-settled"] in commands
+    assert commands[-1][:2] == ["compare", "configs/demo.yaml"] and "--stop-when-settled" in commands[-1]
     upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()" and "report.html" in upload["with"]["path"]
 

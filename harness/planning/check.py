@@ -84,6 +84,7 @@ def settling(plan: Plan) -> list[str]:
     for i, gate in enumerate(plan.config.gates):
         spec = suites[gate.suite].scorer(gate.metric) if gate.suite in suites else None
         if spec is not None and None in spec.bounds:
-            notes.append(f"{plan.where('gates', i)}: gates[{i}] ({gate.label()}): `{gate.metric}` has no known "
+            label = gate.label(plan.directions().get((gate.suite, gate.metric), True))
+            notes.append(f"{plan.where('gates', i)}: gates[{i}] ({label}): `{gate.metric}` has no known "
                          f"range, so no sequence can settle it early: {gate.suite} runs to its last case for it")
     return notes
