@@ -29,18 +29,13 @@ import pandas as pd
 
 from harness.planning.config import BOUNDS, Config, Gate, shown
 from harness.scoring.calibration import reading
+from harness.verdict.bounds import bound_test
 from harness.verdict.comparisons import Directions, comparisons, per_case, rows_of
 from harness.verdict.stats import (
-    BoundTest,
-    binomial_bound,
-    bootstrap_bound,
     compare_paired,
     holm,
-    is_pass_fail,
     mde_sentence,
     mde_unit,
-    paired_bootstrap,
-    paired_proportion_bound,
 )
 
 if TYPE_CHECKING:
@@ -168,33 +163,6 @@ class Verdict:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, config: Config,
-                higher: bool) -> tuple[float, BoundTest]:
-    """(bound, test) for one bound; relative bounds are read as a gain (baseline - candidate on a
-    lower-is-better metric: `max_drop` limits how far it may RISE, `min_delta` how far it must fall)."""
-    s, seed = config.stats, config.seed
-    bound = getattr(gate, kind)
-    if kind in ("min", "max"):
-        lower = kind == "min"
-        if is_pass_fail(cand):
-            return bound, binomial_bound(cand.to_numpy() == 1, bound, lower, s.confidence)
-        return bound, bootstrap_bound(cand.to_numpy(float), bound, lower, s.resamples, s.confidence, seed)
-    common = cand.index.intersection(base.index).sort_values()
-    values, against = cand.loc[common], base.loc[common]
-    gain_bound = bound if kind == "min_delta" else -bound
-    if is_pass_fail(values, against):
-        better, worse = (values, against) if higher else (against, values)
-        return gain_bound, paired_proportion_bound(better.to_numpy() == 1, worse.to_numpy() == 1, gain_bound,
-                                                   s.confidence)
-    if not higher:
-        values, against = -values, -against
-    # the interval of (gain - bound), shifted back: one bootstrap gives the interval and p
-    interval = paired_bootstrap(values.to_numpy(float), against.to_numpy(float) + gain_bound,
-                                resamples=s.resamples, confidence=s.confidence, seed=seed)
-    return gain_bound, BoundTest(interval.delta + gain_bound, interval.low + gain_bound, interval.high + gain_bound,
-                                 interval.p_value, "paired_bootstrap")
 
 
 def _bound_results(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config,
@@ -331,8 +299,8 @@ def _settled_result(gate: Gate, state: GateState, drawn: list[dict], config: Con
                                  for w, sequence in zip(state.checks, drawn)]}
     where = (f"settled after {len(state.ids)} of {state.population} cases (wave {state.wave})"
              if state.decision is not None else
-             f"not settled after {len(state.ids)} of {state.population} cases: the run stopped at the first "
-             f"decisive failure (fail_fast)")
+             f"not settled after {len(state.ids)} of {state.population} cases: the run stopped before (fail_fast, "
+             f"or a row without a value)")
     if not result.checks or result.n == 0:
         return result
     failures = [_failure(c, config.stats.alpha) or _sequence_failure(c) for c in result.checks if not c.passed]

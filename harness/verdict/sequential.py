@@ -187,6 +187,7 @@ def trace(rule: Rule, x: np.ndarray, alpha: float) -> Trace:
         up, down = betting_evidence(x, rule.threshold, alpha, rule.population)
         mean, threshold = np.cumsum(x, axis=-1) / t, rule.threshold
     point_ok = mean >= threshold if rule.lower else mean <= threshold
+    hedged = (up + down) / 2  # the martingale itself: the sum of the sides' running maxima is not one
     up, down = np.maximum.accumulate(up, axis=-1), np.maximum.accumulate(down, axis=-1)
     passing, failing = (up, down) if rule.lower else (down, up)
     if rule.test == "wor_betting":
@@ -197,7 +198,7 @@ def trace(rule: Rule, x: np.ndarray, alpha: float) -> Trace:
         sure_fail = high < threshold if rule.lower else low > threshold
         return Trace(np.ones_like(x), sure_pass | (passing >= 1 / alpha), sure_fail | (failing >= 1 / alpha),
                      point_ok)
-    evidence = np.maximum.accumulate((up + down) / 2, axis=-1) if rule.two_sided else passing
+    evidence = hedged if rule.two_sided else passing
     against = failing / 2 if rule.two_sided else failing
     return Trace(anytime_p(evidence), np.zeros_like(point_ok), against >= 1 / alpha, point_ok)
 

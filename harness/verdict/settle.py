@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from harness.planning.config import BOUNDS, Gate, SettleConfig
-from harness.verdict.comparisons import per_case
-from harness.verdict.gate import bound_test
+from harness.verdict.bounds import bound_test
+from harness.verdict.comparisons import per_case, rows_of
 from harness.verdict.sequential import TESTS, Rule, band, combined_p, scaled, trace
 from harness.verdict.stats import holm, is_pass_fail
 
@@ -114,7 +114,8 @@ def reach(settlement: Settlement, plan: Plan, pinned: bool = False) -> dict[Pair
     """How many cases of its suite's order each (candidate, suite) must have answered after the next wave.
     A pair an unsettled gate needs moves on a wave; one no gate needs, and the baseline, follow the furthest pair
     of its suite (so pairwise judges, the report and the ungated comparisons see candidates on the same cases); a
-    suite no gate names runs whole, since nothing can settle it. `pinned` (drift): the baseline side is the pinned run's, not asked."""
+    suite no gate names runs whole, since nothing can settle it. `pinned` (drift): the baseline side is the pinned
+    run's, not asked."""
     nxt = settlement.wave + 1
     out: dict[Pair, int] = {}
     gated: dict[str, int] = {}
@@ -172,8 +173,9 @@ def look(settlement: Settlement, plan: Plan, scores: pd.DataFrame, pinned: pd.Da
         state.ids = list(cand.index)
         state.looks.append(len(state.ids))
         higher = directions.get((gate.suite, gate.metric), True)
+        binary = pass_fail(scores, gate, cand, base)
         for check in state.checks:
-            _watch(check, gate, plan, cand, base, higher, state.population, alpha, split)
+            _watch(check, gate, plan, cand, base, higher, state.population, alpha, split, binary)
     _family(settlement, config.gates, alpha)
     for state in settlement.gates:
         if state.decision is None:
@@ -208,8 +210,17 @@ def observations(check: CheckState, cand: pd.Series, base: pd.Series | None, hig
     return np.sign(gain) if check.rule is not None and check.rule.test == "discordant_mixture" else gain
 
 
+def pass_fail(scores: pd.DataFrame, gate: Gate, cand: pd.Series, base: pd.Series | None) -> bool:
+    """Whether the gate's metric is pass/fail: its scorer says pass or fail of every row, each 0 or 1. Told by the
+    scorer, not by the values alone: a graded metric whose first cases happen to be 0 or 1 must not be watched by
+    a test of pass/fail pairs that its later values would not fit."""
+    rows = rows_of(scores, gate.candidate, gate.suite, gate.metric)
+    return bool(len(rows)) and bool(rows["passed"].notna().all()) and is_pass_fail(
+        cand, *([] if base is None else [base]))
+
+
 def _rule(check: CheckState, gate: Gate, plan: Plan, cand: pd.Series, base: pd.Series | None,
-          population: int) -> Rule | None:
+          population: int, binary: bool) -> Rule | None:
     """The sequence that watches a check; None where the metric has no known range."""
     low, high = plan.metric_bounds(gate.suite, gate.metric)
     if low is None or high is None:
@@ -224,7 +235,7 @@ def _rule(check: CheckState, gate: Gate, plan: Plan, cand: pd.Series, base: pd.S
     width = high - low
     check.lo, check.hi = -width, width
     gain_bound = bound if check.bound_kind == "min_delta" else -bound
-    if check.significant and gain_bound == 0 and is_pass_fail(cand, base):
+    if check.significant and gain_bound == 0 and binary:
         return Rule("discordant_mixture", 0.5, True, two_sided=True)
     threshold = float(scaled(gain_bound, -width, width))
     if check.significant:
@@ -233,11 +244,11 @@ def _rule(check: CheckState, gate: Gate, plan: Plan, cand: pd.Series, base: pd.S
 
 
 def _watch(check: CheckState, gate: Gate, plan: Plan, cand: pd.Series, base: pd.Series | None, higher: bool,
-           population: int, alpha: float, split: float) -> None:
+           population: int, alpha: float, split: float, binary: bool) -> None:
     if check.decision is not None:
         return
     if not check.chosen:
-        check.rule, check.chosen = _rule(check, gate, plan, cand, base, population), True
+        check.rule, check.chosen = _rule(check, gate, plan, cand, base, population, binary), True
     at_end = len(cand) >= population
     if check.significant and at_end:
         check.p_fixed = bound_test(gate, check.bound_kind, cand, base, plan.config, higher)[1].p_value
