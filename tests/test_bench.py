@@ -37,6 +37,18 @@ def test_judges_bench_smoke() -> None:
     assert out.count("structured") >= 5 and out.count("logprobs") >= 5 and "the time of structured output" in out
 
 
+def test_sequential_bench_smoke() -> None:
+    """Every rule kind has its lines, and every null line's rates (each policy's cell) are numbers: loosely
+    bounded, as 200 runs measure a rate near alpha only to a few points."""
+    out = bench("sequential.py", "--smoke", timeout=180)
+    assert all(f"| ({kind}) " in out for kind in "abcdef"), out
+    nulls = [line for line in out.splitlines() if line.startswith("| (") and "| null" in line]
+    cells = [line.strip("|").split("|")[3:] for line in nulls]  # a mean rule's rate, or a cell per policy
+    rates = [float(cell.split("·")[0]) for row in cells for cell in (row if "·" in row[0] else row[:1])]
+    assert len(nulls) == 2 * 2 + 4 and len(rates) == 2 * 2 + 4 * 4
+    assert all(0 <= rate <= 0.2 for rate in rates), nulls
+
+
 def test_retrieval_bench_smoke() -> None:
     assert bench("retrieval.py", "--queries", "20", "--baseline-queries", "5", timeout=180)
 
