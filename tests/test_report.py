@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import watched_page
+from scenarios import Project
 
 from harness.core.request import Completion, Request
 from harness.report import write_reports
@@ -50,7 +53,7 @@ def test_html_escapes_model_output(tmp_path: Path) -> None:
 def test_results_json_records(tmp_path: Path) -> None:
     store, run_dir = make_run(tmp_path)
     results = json.loads(write_reports(store, "r1", run_dir)["results"].read_text())
-    assert results["schema_version"] == 5 and results["judges"] == []
+    assert results["schema_version"] == 6 and results["judges"] == []
     assert results["run"]["config_hash"] == "hash" and results["run"]["models"]["a"]["fingerprint"] == "f" * 64
     assert results["run"]["packages"] == {"harness": "0.1.0"} and results["run"]["seed"] == 0
     by_candidate = {r["candidate"]: r for r in results["cases"]}
@@ -180,3 +183,93 @@ def test_redacted_suites_keep_scores_but_hide_texts(tmp_path: Path) -> None:
     assert "[redacted: 15 characters]" in html and "report.redact_suites" in html
     assert "bleu" in html  # the scores stay
     assert run["results"]["cases"][0]["input"][0]["content"].startswith("secret prompt")  # the record keeps them
+
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="window.__pwned = 1">'
+
+
+def settled_run(project: Project, *args: str) -> tuple[int, Path]:
+    """lora, named with markup, breaks the JSON of 2 tickets in 5 of 300 against a `max_drop: 0.05` gate on a metric
+    named with markup: run with --stop-when-settled, it is settled after 40 cases (waves of 20)."""
+    from scenarios import LORA, PROMPT, TICKET, answer
+
+    lora, metric = f"lora{HOSTILE}", f"valid{HOSTILE}"
+    project.suite("tickets", [{"type": "json_valid", "name": metric}],
+                  [{"id": f"t{i:03d}", "prompt": f"Ticket {i:03d}: I was charged twice.", "reference": TICKET}
+                   for i in range(300)])
+    project.config([PROMPT, {**LORA, "name": lora}],
+                   [{"candidate": lora, "suite": "tickets", "metric": metric, "max_drop": 0.05}],
+                   [answer('{"category": ', model=lora, contains=f"Ticket {i:03d}:") for i in range(300) if i % 5 < 2]
+                   + [answer(TICKET)])
+    code, results = project.run(*args)
+    return code, project.root / "reports" / results["run"]["id"]
+
+
+class Shapes(HTMLParser):
+    """The attributes of every SVG shape in the settled gates' rows, by its class or tag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.shapes = 0, {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.inside += tag == "tr" and found.get("class") == "settled"
+        if self.inside and tag in ("svg", "polygon", "line", "title"):
+            self.shapes.setdefault(found.get("class") or tag, []).append(found)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside -= tag == "tr" and self.inside > 0
+
+
+def test_a_settled_run_shows_when_each_gate_was_decided_and_what_it_saved(project: Project) -> None:
+    code, run_dir = settled_run(project, "--stop-when-settled")
+    assert code == 1
+    html = (run_dir / "report.html").read_text()
+    assert "decided after 40 of 300 cases (wave 2, 87% saved)" in html
+    assert "<strong>80 of 600 requests</strong>" in html and "746 tokens of an estimated 5,595" in html
+    assert "2 waves of 20 cases per suite · alpha_split 0.2" in html
+    assert "bare / tickets: 40 of 300 cases · lora&lt;script&gt;" in html
+    assert "differs from the decision on the whole suite with probability at most α" in html
+    assert "without-replacement betting confidence sequence" in html
+    shapes = Shapes()
+    shapes.feed(html)
+    [svg], [band], [threshold], [decision] = (shapes.shapes[k] for k in ("svg", "band", "threshold", "decision"))
+    assert svg["role"] == "img" and svg["aria-label"].startswith(f"lora{HOSTILE} / tickets / valid{HOSTILE}")
+    points = [tuple(map(float, p.split(","))) for p in band["points"].split()]
+    assert len(points) == 6 and max(x for x, _ in points) == pytest.approx(320 * 40 / 300, abs=0.1)
+    # the band at the decision is wholly below the bound (SVG y grows downwards): max_drop 0.05 failed
+    assert min(float(decision["y1"]), float(decision["y2"])) > float(threshold["y1"]) == float(threshold["y2"])
+    assert decision["stroke"] == "#cf222e"
+    # every name stays text: the only script is the report's own, no handler comes out of a name
+    assert html.count("<script") == 1 and "<img src=x" not in html and "&lt;script&gt;alert(1)" in html
+    summary = (run_dir / "summary.md").read_text()
+    assert "**Stopped when settled**: 80 of 600 requests (87% saved), 746 tokens of an estimated 5,595" in summary
+    assert "drop &lt;= 0\\.05: decided after 40 of 300 cases (wave 2, 87% saved)" in summary
+    assert "- lora&lt;script&gt;alert\\(1\\)&lt;/script&gt;" in summary and "<script" not in summary
+
+
+def test_a_fixed_size_run_has_no_settled_parts(project: Project) -> None:
+    code, run_dir = settled_run(project)
+    html, summary = (run_dir / "report.html").read_text(), (run_dir / "summary.md").read_text()
+    assert code == 1 and 'id="settled"' not in html and 'class="settled"' not in html and "<polygon" not in html
+    assert "settled" not in summary and "decided after" not in summary
+
+
+@pytest.mark.slow
+def test_a_settled_report_in_a_real_browser(project: Project) -> None:
+    """Chromium draws each settled gate's sequence (the band, the bound, the decision) with no console errors and no
+    request, and the names carrying a script or an onerror handler stay text in the chart's title."""
+    run_dir = settled_run(project, "--stop-when-settled")[1]
+    with watched_page(run_dir / "report.html") as (page, problems):
+        assert page.locator("#settled").is_visible() and "80 of 600 requests" in page.locator("#settled").inner_text()
+        row = page.locator("tr.settled")
+        assert "decided after 40 of 300 cases" in row.inner_text()
+        band, bound, decision = (row.locator(s).bounding_box() for s in ("polygon.band", "line.threshold",
+                                                                            "line.decision"))
+        assert band["width"] > 10 and band["height"] > 10 and bound["width"] == pytest.approx(320, abs=2)
+        assert decision["y"] > bound["y"]  # drawn wholly below the bound: the gate failed
+        assert HOSTILE in row.locator("svg title").text_content()
+        assert page.evaluate("window.__pwned") is None
+        row.screenshot(path=str(run_dir / "settled.png"))
+    assert problems == []

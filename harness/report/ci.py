@@ -116,12 +116,40 @@ def summary_md(results: dict[str, Any]) -> str:
         delta = "—" if g.get("delta") is None else f"{g['delta']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]"
         p = "—" if g.get("p_value") is None else f"{g['p_value']:.3g} ({md_text(g.get('test') or 'test')})"
         lines.append(f"| {md_text(g['rule'])} | {_SHOWN[gate_status(g)]} | {mean} | {delta} | {p} |")
+    lines += _settled_md(verdict)
     regressions = ungated(verdict)
     if regressions:
         lines += ["", f"⚠️ **{md_text(regressions_heading(regressions))}**", ""]
         lines += [f"- {md_text(regression_text(r))}" for r in regressions]
     lines += ["", f"run `{results['run']['id']}` · config `{results['run']['config_hash'][:12]}`"]
     return "\n".join(lines) + "\n"
+
+
+def saved(made: int, full: int) -> float:
+    """The share of a full run's `full` that making `made` saved."""
+    return 1 - made / full if full else 0.0
+
+
+def settled_line(settled: dict) -> str:
+    """How many of its cases a gate needed, in the words the report and summary.md use."""
+    cases, population = settled["cases"], settled["population"]
+    if settled["decision"] is None:
+        return (f"not settled after {cases} of {population} cases: the run stopped before (fail_fast, or a row "
+                f"without a value)")
+    return f"decided after {cases} of {population} cases (wave {settled['wave']}, {settled['saved']:.0%} saved)"
+
+
+def _settled_md(verdict: Mapping[str, Any]) -> list[str]:
+    """A settled run (--stop-when-settled): what it cost against the full run, and the cases each gate needed."""
+    settle = verdict.get("settle")
+    if not settle:
+        return []
+    made, full, waves = settle["requests"], settle["requests_full"], settle["wave"]
+    lines = ["", f"**Stopped when settled**: {made} of {full} requests ({saved(made, full):.0%} saved), "
+                 f"{settle['tokens']:,} tokens of an estimated {settle['tokens_full']:,} for the full run, {waves} "
+                 f"wave{'s' * (waves != 1)} of {settle['wave_cases']} cases", ""]
+    return lines + [f"- {md_text(g['rule'])}: {settled_line(g['settled'])}" for g in verdict["gates"]
+                    if g.get("settled")]
 
 
 def _escape(text: str, prop: bool = False) -> str:

@@ -12,16 +12,18 @@ store keep every text whole.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from harness.planning.config import StatsConfig
 from harness.report.breakdown import suite_directions
+from harness.report.ci import saved, settled_line
 from harness.scoring.calibration import reading
 from harness.verdict.comparisons import better
 from harness.verdict.gate import LABELS, regressions_heading, ungated, unvalidated_judge
+from harness.verdict.sequential import TESTS
 
 SHOWN_CHARS = 4000  # of one text, in a report cell: a long answer's start, enough to see what it is
 
@@ -48,6 +50,7 @@ _env.filters["reading"] = reading
 _env.filters["num"] = lambda v, digits=3: "—" if v is None else f"{v + 0.0:.{digits}f}"
 _env.filters["signed"] = lambda v, digits=3: "—" if v is None else f"{v + 0.0:+.{digits}f}"
 _env.filters["pval"] = lambda v: "—" if v is None else ("< 0.001" if v < 0.001 else f"{v:.3f}")
+_env.filters["share"] = lambda v: f"{v:.0%}"
 
 
 def environment() -> Environment:
@@ -177,6 +180,94 @@ def training_charts(artifacts: list[dict]) -> list[dict]:
     return charts
 
 
+SETTLED_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", None: "#57606a"}  # the style's --ok, --bad, --muted
+FIXED_RULE = "the fixed-size rule at the last case (the metric has no known range)"
+_SEQUENCE = {"width": 320, "height": 80, "pad": 6}  # the plot's area in px; `pad` keeps the band off its edges
+
+
+def _number(value: float, relative: bool) -> str:
+    return f"{value + 0.0:+.3f}" if relative else f"{value + 0.0:.3f}"
+
+
+def _band(looks: list[list[float]], x: Callable[[float], float], y: Callable[[float], float]) -> str:
+    """SVG polygon points of the band: each look's interval held until the next look, then back along the low side."""
+    upper, lower = [], []
+    for i, (cases, low, high) in enumerate(looks):
+        if i:  # the previous look's band, held up to this look
+            upper.append((x(cases), y(looks[i - 1][2])))
+            lower.append((x(cases), y(looks[i - 1][1])))
+        upper.append((x(cases), y(high)))
+        lower.append((x(cases), y(low)))
+    return " ".join(f"{a},{b}" for a, b in upper + lower[::-1])
+
+
+def sequence_chart(check: dict, population: int) -> dict | None:
+    """One check's confidence sequence as SVG geometry over the cases (x: 0..population): the band after each look
+    held until the next (the sequence is a running intersection, so at every case between two looks it lies inside
+    the band drawn), the bound as a line, the last look (where the gate was settled) marked, the cases not run
+    shaded. Numbers only: the template places every text escaped. None where the fixed rule decided (no sequence)."""
+    looks = check["looks"]
+    if not looks:
+        return None
+    width, height, pad = _SEQUENCE["width"], _SEQUENCE["height"], _SEQUENCE["pad"]
+    threshold, relative = check["threshold"], check["bound_kind"] in ("min_delta", "max_drop")
+    bottom = min([low for _, low, _ in looks] + [threshold])
+    top = max([high for _, _, high in looks] + [threshold])
+
+    def x(cases: float) -> float:
+        return round(cases / max(population, 1) * width, 1)
+
+    def y(value: float) -> float:
+        return round(pad + (top - value) / ((top - bottom) or 1.0) * (height - 2 * pad), 1)
+
+    seen, low, high = looks[-1]
+    end = x(seen)
+    side = "wholly above" if low > threshold else "wholly below" if high < threshold else "across"
+    return {
+        "width": width, "height": height, "band": _band(looks, x, y), "colour": SETTLED_COLOURS[check["decision"]],
+        "threshold_y": y(threshold), "threshold": _number(threshold, relative),
+        "looks": [(x(n), y(lo), y(hi)) for n, lo, hi in looks], "last": (end, y(low), y(high)),
+        "unrun": (end, round(width - end, 1), round((width + end) / 2, 1) if width - end > 80 else None)
+        if end < width else None,
+        "y_ticks": [(y(top), _number(top, relative)), (y(bottom), _number(bottom, relative))],
+        "x_ticks": [(0.0, "0")] + ([(end, str(seen))] if 24 < end < width - 32 else []) + [(float(width),
+                                                                                            str(population))],
+        "summary": f"after {seen} cases the sequence is [{_number(low, relative)}, {_number(high, relative)}], "
+                   f"{side} the bound {_number(threshold, relative)}",
+    }
+
+
+def _scale(gate: dict, check: dict, higher: bool) -> str:
+    """What a check's sequence is of: the candidate's mean, or its gain over the baseline (which, on a
+    lower-is-better metric, is baseline - candidate)."""
+    if check["bound_kind"] not in ("min_delta", "max_drop"):
+        return f"the mean {gate['metric']}"
+    how = "candidate - baseline" if higher else "baseline - candidate: lower is better"
+    return f"the gain in {gate['metric']} over {gate['baseline']} ({how})"
+
+
+def settled_view(gate: dict, higher: bool) -> dict | None:
+    """A settled gate for the report: its line, and per check the sequence that watched it and its chart."""
+    settled = gate.get("settled")
+    if not settled:
+        return None
+    return {"line": settled_line(settled), "decision": settled["decision"],
+            "checks": [{**check, "name": TESTS.get(check["test"], FIXED_RULE), "scale": _scale(gate, check, higher),
+                        "chart": sequence_chart(check, settled["population"])} for check in settled["checks"]]}
+
+
+def settled_run(verdict: dict) -> dict | None:
+    """A settled run's cost against the full run, and which kinds of rule its gates had (for the guarantee)."""
+    settle = verdict.get("settle")
+    if not settle:
+        return None
+    checks = [c for g in verdict["gates"] if g.get("settled") for c in g["settled"]["checks"]]
+    return {**settle, "requests_saved": saved(settle["requests"], settle["requests_full"]),
+            "tokens_saved": saved(settle["tokens"], settle["tokens_full"]),
+            "on_the_mean": any(not c["significant"] and c["test"] != "fixed" for c in checks),
+            "significant": any(c["significant"] for c in checks), "fixed": any(c["test"] == "fixed" for c in checks)}
+
+
 def explorer(results: dict[str, Any], candidates: list[str], baseline: str) -> list[dict]:
     """One row per (suite, case), outputs side by side; regressions against the baseline first (in each
     metric's own direction: a rise in TER or attack success is a regression)."""
@@ -261,8 +352,11 @@ def render_html(results: dict[str, Any]) -> str:
     hidden = set(run["config"].get("report", {}).get("redact_suites", []))
     cases = explorer({**results, "cases": redact(results["cases"], hidden)}, candidates, baseline)
     regressions = ungated(verdict)
+    directions = suite_directions(run)
+    settled = [settled_view(g, directions.get((g["suite"], g["metric"]), True)) for g in verdict["gates"]]
     return _env.get_template("report.html.j2").render(
         run=run, verdict=verdict, decision_label=LABELS[verdict["decision"]], nonce=secrets.token_urlsafe(16),
+        settled_run=settled_run(verdict), settled=settled,
         ungated=regressions, ungated_heading=regressions_heading(regressions) if regressions else "",
         candidates=candidates, baseline=baseline, table=metric_table(results),
         charts=bar_charts(results, candidates), usage=results["usage"], usage_chart=usage_chart(results["usage"]),

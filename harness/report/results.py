@@ -17,7 +17,7 @@ from harness.report.breakdown import by_tag, corpus_level, judge_agreement, judg
 from harness.store.sqlite import Store
 from harness.verdict.comparisons import comparisons, summarize
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _clean(value: Any) -> Any:
