@@ -1,13 +1,38 @@
-"""Process checks for the no-orphans tests."""
+"""Process checks for the no-orphans tests; a watched browser page for the report tests."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import psutil
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def watched_page(report: Path) -> Iterator[tuple[Any, list[str]]]:
+    """Chromium on a report file, and the list its console errors and warnings, page errors and requests for
+    anything but a file land in (a self-contained report makes none)."""
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None)
+        page.goto(report.as_uri())
+        yield page, problems
+        browser.close()
 
 
 def server_record(run_dir: Path) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -13,12 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_demo
-from helpers import group_members, server_record, wait_gone
+from helpers import group_members, server_record, wait_gone, watched_page
 
 pytestmark = pytest.mark.slow
 HARNESS = [str(Path(sys.executable).parent / "harness")]  # the installed console script
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 # Few requests in flight, so the run is still answering when a lifecycle test interrupts it: at the default 32,
@@ -151,8 +148,6 @@ INJECTED = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pw
 def test_report_in_a_real_browser(demo_run: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
     """Chromium loads the demo report without console errors, shows the verdict, and a model output
     carrying a script or an onerror handler stays text."""
-    from playwright.sync_api import sync_playwright
-
     folder, run_dir, _ = demo_run
     store = folder / "reports" / "harness.sqlite"
     with sqlite3.connect(store) as db:
@@ -161,15 +156,7 @@ def test_report_in_a_real_browser(demo_run: tuple[Path, Path, subprocess.Complet
                    (INJECTED, run_dir.name))
     rendered = subprocess.run([*HARNESS, "report", run_dir.name, "--store", str(store)], capture_output=True, text=True)
     assert rendered.returncode == 0, rendered.stderr
-    problems: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console",
-                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None)
-        page.goto((run_dir / "report.html").as_uri())
+    with watched_page(run_dir / "report.html") as (page, problems):
         assert page.locator("#verdict").is_visible()
         assert "DO NOT SHIP" in page.locator("#verdict").inner_text()
         assert page.evaluate("window.__pwned") is None
@@ -182,7 +169,6 @@ def test_report_in_a_real_browser(demo_run: tuple[Path, Path, subprocess.Complet
         shown = page.locator("details.case:not(.hidden)").count()
         assert 0 < shown < total and page.locator("#shown").inner_text() == f"{shown} cases"
         page.screenshot(path=str(run_dir / "report.png"), full_page=True)
-        browser.close()
     assert problems == []
     assert (run_dir / "report.png").stat().st_size > 10_000
 
