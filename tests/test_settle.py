@@ -269,3 +269,13 @@ def test_drift_settles_against_the_pinned_run(project: Project) -> None:
     code, drift = project.run("--stop-when-settled", "--no-cache", command="drift")
     gate = drift["verdict"]["gates"][0]
     assert code == 1 and gate["settled"]["decision"] == "fail" and gate["settled"]["cases"] < 100
+
+
+def test_a_gate_with_an_absolute_and_a_relative_bound_watches_each_on_its_own_scale(project: Project) -> None:
+    """Both candidates always valid: the mean (1.0) clears `min: 0.9` and the gain (0) clears the drop's bound; read as
+    a gain, the absolute bound would fail."""
+    tickets_project(project, [{"min": 0.9, "max_drop": 0.05}], [answer(TICKET)])
+    code, results = project.run("--stop-when-settled")
+    absolute, relative = results["verdict"]["gates"][0]["settled"]["checks"]
+    assert code == 0 and (absolute["bound_kind"], relative["bound_kind"]) == ("min", "max_drop")
+    assert absolute["looks"][-1][1] > 0.9 > relative["looks"][-1][2] >= 0 >= relative["looks"][-1][1] > -0.05

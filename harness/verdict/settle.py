@@ -203,7 +203,7 @@ def streams(plan: Plan, gate: Gate, prefix: list[str], scores: pd.DataFrame,
 def observations(check: CheckState, cand: pd.Series, base: pd.Series | None, higher: bool) -> np.ndarray:
     """What the check's sequence is fed, in stream order: a case's value, or its paired gain (the -1/0/+1 sign
     of the gain for the discordant test)."""
-    if base is None:
+    if base is None or check.bound_kind in ("min", "max"):  # an absolute bound reads the candidate alone
         return cand.to_numpy(float)
     gain = cand.to_numpy(float) - base.to_numpy(float)
     gain = gain if higher else -gain
@@ -226,7 +226,7 @@ def _rule(check: CheckState, gate: Gate, plan: Plan, cand: pd.Series, base: pd.S
     if low is None or high is None:
         return None
     bound = getattr(gate, check.bound_kind)
-    if base is None:
+    if check.bound_kind in ("min", "max"):  # absolute, also in a gate that has a relative bound besides
         check.lo, check.hi = low, high
         threshold, lower = float(scaled(bound, low, high)), check.bound_kind == "min"
         if check.significant:
