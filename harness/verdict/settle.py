@@ -29,7 +29,7 @@ import pandas as pd
 from harness.planning.config import BOUNDS, Gate, SettleConfig
 from harness.verdict.bounds import bound_test
 from harness.verdict.comparisons import per_case, rows_of
-from harness.verdict.sequential import TESTS, Rule, band, combined_p, scaled, trace
+from harness.verdict.sequential import Rule, band, combined_p, scaled, trace
 from harness.verdict.stats import holm, is_pass_fail
 
 if TYPE_CHECKING:
@@ -319,7 +319,3 @@ def drawn(settlement: Settlement, plan: Plan, scores: pd.DataFrame, pinned: pd.D
         out.append(entry)
     return out
 
-
-def sequence_name(check: CheckState) -> str:
-    """How the report names what decided a check."""
-    return TESTS.get(check.test, "the fixed-size rule at the last case (the metric has no known range)")
