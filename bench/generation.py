@@ -33,7 +33,7 @@ def bench_harness(n: int, max_tokens: int) -> dict:
     from harness.planning.config import load_config
     from harness.planning.context import Run
     from harness.planning.plan import make_plan
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -26,7 +26,7 @@ from harness.planning.judge import judge_for
 from harness.scoring.rubrics import builtin_names, judges_dir, load_rubric
 from harness.serving.pool import Engines
 from harness.serving.settings import MODEL_ENGINES, EngineConfig, ScriptRule
-from harness.store.sqlite import Store
+from harness.store.store import Store
 
 METHODS = ("structured", "logprobs")
 SMOKE_RULES = [ScriptRule(contains=f'"{key}": ', answer=f'{{"reasoning": "r", "{key}": {value}}}')

@@ -32,7 +32,7 @@ from harness.verdict.gate import (
 )
 
 if TYPE_CHECKING:
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 # The stages import torch, transformers and vLLM's client: each command imports what it runs, so
 # `harness --help` and `harness runs` answer at once.
@@ -41,6 +41,9 @@ out = SafeConsole(width=None if sys.stdout.isatty() else 160)
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 DEFAULT_STORE = "reports/harness.sqlite"
+STORE_ENV = "HARNESS_STORE"
+STORE_HELP = (f"the run store: a SQLite path, a postgresql://USER@HOST:PORT/DATABASE URL, or env:NAME (a variable "
+              f"holding the URL; a password is read from there, never shown) (default: ${STORE_ENV}, else ")
 
 
 class Terminated(BaseException):
@@ -57,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.ci import FAIL, NO_DATA, PASS, gate_status
     from harness.runs import publish_to_ci
 
-    outcome = run(args.config, kind=args.command, out=args.out, use_cache=not args.no_cache,
+    outcome = run(args.config, kind=args.command, out=args.out, store=args.store, use_cache=not args.no_cache,
                   retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None),
                   settle=args.stop_when_settled, fail_fast=args.fail_fast)
     verdict, results = outcome.verdict, outcome.results
@@ -96,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _open_store(path: str, create: bool = False) -> "Store":
     """The --store a command names; one that reads runs refuses a path with no store (`create`: a cache)."""
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
     if not create and not Path(path).exists():
         raise HarnessError(f"no run store at {path}\n"
@@ -117,7 +120,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             what, resume = unfinished(record)
             err.print(f"warning: {what}: the reports show what is stored; finish it with: {resume}",
                       style="bold yellow")
-        files = write_reports(store, args.run, store.path.parent / args.run)
+        files = write_reports(store, args.run, Path(args.out) if args.out else store.folder / args.run)
     out.print(*(f"{kind}: {path}" for kind, path in files.items()), sep="\n")
     return 0
 
@@ -137,7 +140,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     out.print(table)
     for skipped in diff.skipped:
         err.print(f"not compared: {skipped}", highlight=False)
-    path = Path(args.out) if args.out else Path(args.store).parent / f"diff-{args.run_a}-{args.run_b}.html"
+    path = Path(args.out) if args.out else store.folder / f"diff-{args.run_a}-{args.run_b}.html"
     path.write_text(render_diff_html(diff))
     out.print(f"html: {path}")
     return 0
@@ -237,7 +240,7 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
         engine = engine.model_copy(update={"kind": args.engine})
     who = judge_for(judge, model, base_dir, engine)
     with _open_store(args.store, create=True) as store, Engines() as engines, ExitStack() as stack:
-        answerer = Answerer(who, store, engines, engine, seed, store.path.parent / "judge-checks", stack,
+        answerer = Answerer(who, store, engines, engine, seed, store.folder / "judge-checks", stack,
                             use_cache=not args.no_cache)
         check = calibrate_judge(answerer, rubric, judge)
     assert check is not None  # the rubric has a calibration set
@@ -253,6 +256,41 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     out.print(styled(("VALIDATED" if check.validated else "NOT VALIDATED", style),
                      f": {check.judge} on {check.rubric}: {check.sentence()}; {reading(check.as_dict())}"))
     return 0 if check.validated else 1
+
+
+def cmd_store_copy(args: argparse.Namespace) -> int:
+    from harness.store.copy import copy_store, counts
+    from harness.store.location import parse
+    from harness.store.store import Store
+
+    source = parse(args.source, "FROM")
+    if source.path is not None and not source.path.exists():
+        raise HarnessError(f"no run store at {source.shown}\n  fix: name an existing store as FROM")
+    with Store(source) as origin, Store(parse(args.target, "TO")) as target:
+        copied = copy_store(origin, target, lambda table, rows: err.log(f"{table}: {rows} rows copied"))
+        table = Table("table", "rows copied", f"rows in {target.where}")
+        there = counts(target)
+        for name, rows in copied.items():
+            table.add_row(name, str(rows), str(there[name]))
+        out.print(table)
+        out.print(f"copied {sum(copied.values())} rows from {origin.where} to {target.where}", highlight=False)
+    return 0
+
+
+def cmd_store_info(args: argparse.Namespace) -> int:
+    from harness.store.copy import counts
+    from harness.store.schema import SCHEMA_VERSION
+
+    with _open_store(args.store) as store:
+        rows = counts(store)
+        out.print(f"store: {store.where} ({store.location.engine}, schema {SCHEMA_VERSION}"
+                  + (f", upgraded from {store.upgraded_from}" if store.upgraded_from not in (0, SCHEMA_VERSION) else "")
+                  + ")", highlight=False)
+    table = Table("table", "rows")
+    for name, count in rows.items():
+        table.add_row(name, str(count))
+    out.print(table)
+    return 0
 
 
 def _num(value: float | None) -> str:
@@ -303,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("config", help="path to a config YAML (see configs/)")
         command.add_argument("--out", help="folder for run folders and the store "
                                            "(default: the config's output_dir, else ./reports)")
+        command.add_argument("--store", help=STORE_HELP + "the config's `store:`, else <output folder>/harness.sqlite)")
         command.add_argument("--no-cache", action="store_true", help="ignore cached responses and generate everything")
         command.add_argument("--retrain", action="store_true",
                              help="train LoRA adapters even when a cached one matches")
@@ -335,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     pin = sub.add_parser("pin", help="mark a stored run as a named baseline for `harness drift`")
     pin.add_argument("run")
     pin.add_argument("--as", dest="name", required=True, help="the pin name a config's `drift: {baseline: NAME}` uses")
-    pin.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
+    pin.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
     pin.add_argument("--force", action="store_true", help="pin even a run whose verdict was ERROR (says so loudly)")
     pin.set_defaults(func=cmd_pin)
 
@@ -343,17 +382,29 @@ def build_parser() -> argparse.ArgumentParser:
                                        "candidate paired with itself, case by case); writes an HTML page too")
     diff.add_argument("run_a", help="the earlier run id")
     diff.add_argument("run_b", help="the later run id")
-    diff.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
+    diff.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
     diff.add_argument("--out", help="where to write the HTML (default: beside the store)")
     diff.set_defaults(func=cmd_diff)
 
     report = sub.add_parser("report", help="re-render a stored run's report files")
     report.add_argument("run", help="run id (see `harness runs`)")
-    report.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
+    report.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
+    report.add_argument("--out", help="the folder for the run's files (default: RUN beside a SQLite store, else "
+                                      "reports/RUN)")
     report.set_defaults(func=cmd_report)
     runs = sub.add_parser("runs", help="list stored runs")
-    runs.add_argument("--store", default=DEFAULT_STORE, help=f"run store (default {DEFAULT_STORE})")
+    runs.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
     runs.set_defaults(func=cmd_runs)
+
+    stores = sub.add_parser("store", help="the run store").add_subparsers(dest="store_command", required=True)
+    copying = stores.add_parser("copy", help="copy runs, pins, history, cached answers and judge checks from one store "
+                                             "to another (SQLite and PostgreSQL, either way); idempotent")
+    copying.add_argument("source", metavar="FROM", help="a SQLite path, a postgresql:// URL, or env:NAME")
+    copying.add_argument("target", metavar="TO", help="the same kinds; made (or upgraded) when needed")
+    copying.set_defaults(func=cmd_store_copy)
+    info = stores.add_parser("info", help="where the store is, its schema version and its rows per table")
+    info.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
+    info.set_defaults(func=cmd_store_info)
 
     judges = sub.add_parser("judge", help="LLM-as-judge rubrics").add_subparsers(dest="judge_command", required=True)
     check = judges.add_parser("calibrate", aliases=["check"],
@@ -366,8 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--method", choices=["auto", "logprobs", "structured"],
                        help="how answers are read (default: the config's judge.method, else auto)")
     check.add_argument("--engine", choices=MODEL_ENGINES, help="what serves a local judge (default vllm)")
-    check.add_argument("--store", default=DEFAULT_STORE, help=f"where answers and results are cached "
-                                                              f"(default {DEFAULT_STORE})")
+    check.add_argument("--store", help="where answers and results are cached; " + STORE_HELP + f"{DEFAULT_STORE})")
     check.add_argument("--no-cache", action="store_true", help="ask the judge again instead of using cached answers")
     check.set_defaults(func=cmd_judge_calibrate)
 

@@ -33,29 +33,33 @@ from harness.runs import (
     track,
 )
 from harness.serving.pool import Engines
-from harness.store.sqlite import Store
+from harness.store.location import locate
+from harness.store.store import Store
 from harness.verdict.gate import ERROR, Verdict, decide
 from harness.verdict.settle import Settlement, drawn
 from harness.waves import Wanted, run_waves
 
 
-def run(config_path: str, *, kind: str = "compare", out: str | None = None, use_cache: bool = True,
+def run(config_path: str, *, kind: str = "compare", out: str | None = None, store: str | None = None,
+        use_cache: bool = True,
         retrain: bool = False, resume: str | None = None, against: str | None = None, settle: bool = False,
         fail_fast: bool = False) -> RunOutcome:
     """`against`: a stored run (id or pin name) whose scores are the baseline side of relative gates, each
     candidate compared with itself there, as `harness drift` does with its pin. `settle`, `fail_fast`:
-    --stop-when-settled and --fail-fast (the config's `stop_when_settled` turns the first on too)."""
+    --stop-when-settled and --fail-fast (the config's `stop_when_settled` turns the first on too). `store`: --store
+    (see store.location for what else names the store)."""
     quiet_library_bars()  # for library users; the command line did it already
     started = time.perf_counter()
     plan = check(config_path, out=out, against=against, settle=settle or fail_fast).ready()
     settings = settled_settings(plan, settle, fail_fast)
     root = plan.output_root(out)
-    with Store(root / STORE_NAME) as store, Engines(keep=judge_targets(plan)) as engines:
+    location = locate(store, root / STORE_NAME, plan.store_location())
+    with Store(location) as store, Engines(keep=judge_targets(plan)) as engines:
         pinned, against = baseline(plan, store, kind, against is not None)
         run_id = (resumed(plan, store, kind, resume) if resume is not None
                   else begin(plan, store, kind, new_run_id(plan.config.name), against))
         current = Run(plan, store, run_id, root / run_id, use_cache, engines)
-        with ended_on_failure(current, run_secrets(plan)):
+        with ended_on_failure(current, run_secrets(plan) + location.secrets):
             skip = stored_answers(plan, store, run_id) if resume is not None else set()
             store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
             current.run_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from harness.report import render_reports, report_paths, write_rendered
 from harness.report.ci import publish_to_github
 from harness.report.tracking import log_to_mlflow
 from harness.serving.limits import redact
-from harness.store.sqlite import Store, now
+from harness.store.store import Store, now
 from harness.verdict.gate import ERROR, Verdict
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def resumed(plan: Plan, store: Store, kind: str, run_id: str) -> str:
     """The run to resume set running again, refused if its config, kind or inputs differ."""
     record = store.run(run_id)
     if record is None:
-        raise HarnessError(f"no run {run_id!r} in {store.path}\n  fix: see `harness runs --store {store.path}`")
+        raise HarnessError(f"no run {run_id!r} in {store.where}\n  fix: see `harness runs --store {store.where}`")
     if record["config_hash"] != plan.loaded.hash:
         raise HarnessError(f"run {run_id} was made with another config (hash {record['config_hash'][:12]}, now "
                            f"{plan.loaded.hash[:12]})\n  fix: resume with the same config, or start a new run")
@@ -239,11 +239,11 @@ def pin(store: Store, run_id: str, name: str, force: bool) -> str | None:
     because it was forced."""
     record = store.run(run_id)
     if record is None:
-        raise HarnessError(f"run {run_id!r} is not in {store.path}\n"
-                           f"  fix: pin a finished run (see `harness runs --store {store.path}`)")
+        raise HarnessError(f"run {run_id!r} is not in {store.where}\n"
+                           f"  fix: pin a finished run (see `harness runs --store {store.where}`)")
     if record["status"] != "finished":
         what, resume_with = unfinished(record)
-        raise HarnessError(f"{what}\n  fix: pin a finished run (see `harness runs --store {store.path}`), "
+        raise HarnessError(f"{what}\n  fix: pin a finished run (see `harness runs --store {store.where}`), "
                            f"or finish this one: {resume_with}")
     reason = (record["verdict"] or {}).get("reason", "")[:300]
     if not is_baseline(record, forced=force):
@@ -265,9 +265,9 @@ def baseline(plan: Plan, store: Store, kind: str, against: bool) -> tuple[pd.Dat
     name = plan.config.drift.baseline
     run_id = store.pinned(name) or (name if store.run(name) is not None else None)
     if run_id is None:
-        raise HarnessError(f"no run or pin named {name!r} in {store.path}\n"
-                           f"  fix: name a run id from `harness runs --store {store.path}`, or pin one: "
-                           f"harness pin RUN --as {name} --store {store.path}")
+        raise HarnessError(f"no run or pin named {name!r} in {store.where}\n"
+                           f"  fix: name a run id from `harness runs --store {store.where}`, or pin one: "
+                           f"harness pin RUN --as {name} --store {store.where}")
     record = store.run(run_id) or {}
     why = f" ({record['reason'][:300]})" if record.get("reason") else ""
     if not is_baseline(record, forced=store.pinned(name) is not None):

@@ -22,7 +22,7 @@ from harness.judging.calibrate import agreement_with_labels
 from harness.judging.replies import position_bias
 from harness.scoring.calibration import MIN_ITEMS, load_calibration
 from harness.scoring.rubrics import Reply, judges_dir, load_rubric
-from harness.store.sqlite import Store
+from harness.store.store import Store
 from harness.verdict.gate import unvalidated_judge
 
 SHIPPED = ["correctness", "groundedness", "helpfulness", "pairwise", "harmbench"]

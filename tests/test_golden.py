@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.store.sqlite import Store
+from harness.store.store import Store
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "demo.json"
 MISS = "not among the golden answers: this request is built differently than before"

@@ -20,7 +20,7 @@ from harness.cli import main
 from harness.core.request import Completion, Request
 from harness.planning.config import Config
 from harness.report import write_reports
-from harness.store.sqlite import Store
+from harness.store.store import Store
 from harness.verdict.gate import BoundResult, GateResult, Verdict, decide
 
 ENDPOINT = {"name": "prod", "kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}

@@ -22,7 +22,8 @@ from harness.planning.suites import load_suite
 from harness.report.breakdown import judge_agreement
 from harness.scoring.judge import JudgeParams
 from harness.scoring.rubrics import Reply, builtin_names, judges_dir, load_rubric
-from harness.store.sqlite import Store
+from harness.store.copy import counts
+from harness.store.store import Store
 
 BUILTIN = ["correctness", "groundedness", "harmbench", "helpfulness", "pairwise"]
 
@@ -327,7 +328,7 @@ def endpoint_judge(protocol: str, base_url: str, model: ModelRef, **settings: ob
 
 
 def cache_rows(store: Store) -> int:
-    return store.db.execute("SELECT COUNT(*) FROM cache").fetchone()[0]
+    return counts(store)["cache"]
 
 
 SCORE_DETAIL = re.compile(r"^score ([1-5])/5: ")

@@ -13,7 +13,7 @@ from scenarios import Project
 
 from harness.core.request import Completion, Request
 from harness.report import write_reports
-from harness.store.sqlite import Store
+from harness.store.store import Store
 from harness.verdict.gate import Verdict
 
 EVIL = '<script>alert(1)</script><img src=x onerror="alert(2)">'

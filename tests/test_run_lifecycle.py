@@ -225,7 +225,7 @@ def test_a_tracker_that_cannot_log_leaves_the_verdict_standing(project: Project,
 
 
 def test_a_store_made_before_runs_had_a_reason_gets_the_column(tmp_path: Path) -> None:
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
     path = tmp_path / "harness.sqlite"
     with sqlite3.connect(path) as db:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.core.request import Completion, Request
-from harness.store.sqlite import Store
+from harness.store.store import Store
 
 REQUEST = Request(model="m", messages=(("user", "hi"),), max_tokens=8, temperature=0.0, top_p=1.0, stop=(), seed=0)
 

@@ -353,7 +353,7 @@ def test_resume_finishes_a_run_and_redoes_answers_without_scores(project: Projec
 
 def test_scores_land_with_their_answer_or_not_at_all(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     """A crash while an answer is written leaves neither the answer nor part of its scores."""
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
     ticket_suite(project, 3)
     project.config([PROMPT], [gate("json_valid", candidate="bare", min=0.5)], [answer(TICKET)])

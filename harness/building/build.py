@@ -12,7 +12,7 @@ from harness.building.kinds import CandidateBase, KindContext, kind_of
 from harness.building.kinds.base import Artifact
 
 if TYPE_CHECKING:
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 
 @dataclass

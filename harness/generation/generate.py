@@ -24,7 +24,7 @@ from harness.serving.limits import redacted
 if TYPE_CHECKING:
     from harness.planning.context import Run
     from harness.planning.plan import Plan
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 Member = tuple[CandidateBase, str, "str | None"]  # (candidate, served name, cache fingerprint; None: never cached)
 

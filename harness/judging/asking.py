@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from harness.planning.context import Run
     from harness.serving.pool import Engines
     from harness.serving.settings import EngineConfig
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 RETRY_TEMPERATURE = 0.7
 TOP_LOGPROBS = 20  # alternatives of the first token asked for (the most OpenAI's API returns)

@@ -30,6 +30,7 @@ from harness.core.strict import Strict
 from harness.core.yamlfile import key_path, line_of, load_yaml, validation_errors
 from harness.serving.endpoint_spec import EndpointSpec
 from harness.serving.settings import EngineConfig
+from harness.store.location import hidden
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
 ALPHA_SPLIT = 0.2  # stop_when_settled's default share of alpha for the looks (bench/sequential.py, README)
@@ -181,6 +182,31 @@ def _settle_shorthand(value: object) -> object:
     return None if value is False else value
 
 
+class StoreConfig(Strict):
+    """Where runs, pins, the response cache and the judge checks are kept, when not in <output_dir>/harness.sqlite.
+    A config is committed and every run stores it, so it never holds a password: a shared store is named by the
+    variable its URL is in (`url_env`, from the CI's secrets). `--store` and HARNESS_STORE override it."""
+
+    url: str | None = Field(None, description="a SQLite path (from the config's folder) or a "
+                                              "postgresql://USER@HOST:PORT/DATABASE URL with no password")
+    url_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                description="the environment variable holding the store's URL, password and all")
+
+    @model_validator(mode="after")
+    def _one(self) -> "StoreConfig":
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give the store a `url` or a `url_env`, one of them")
+        if self.url is not None and (hidden(self.url) != self.url or "password=" in self.url):
+            raise ValueError("the store's url holds a password, which the run would store and this file shows: put "
+                             "the URL in an environment variable and name it, `store: {url_env: HARNESS_DB_URL}`")
+        return self
+
+
+def _store_shorthand(value: object) -> object:
+    """`store: PATH_OR_URL` is `store: {url: PATH_OR_URL}`."""
+    return {"url": value} if isinstance(value, str) else value
+
+
 class DriftConfig(Strict):
     """`harness drift` compares each candidate with itself in a pinned earlier run."""
 
@@ -215,6 +241,9 @@ class Config(Strict):
     judge: JudgeConfig = JudgeConfig()
     report: ReportConfig = ReportConfig()
     output_dir: str | None = Field(None, description="where run folders go; default ./reports")
+    store: Annotated[StoreConfig | None, BeforeValidator(_store_shorthand)] = Field(
+        None, description="the run store, a path or {url_env: NAME} of a shared PostgreSQL; default: "
+                          "<output_dir>/harness.sqlite")
 
     @model_validator(mode="after")
     def _default_baseline(self) -> "Config":

@@ -11,7 +11,7 @@ from harness.serving.pool import Engines
 if TYPE_CHECKING:
     from harness.planning.config import Config
     from harness.planning.plan import Plan
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 
 @dataclass(frozen=True)

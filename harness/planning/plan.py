@@ -24,6 +24,7 @@ from harness.planning.config import Config, Gate, LoadedConfig, shown
 from harness.planning.suites import Case, Suite, has_gold, load_suite, resolve_suite_path
 from harness.scoring.registry import CANDIDATE_NEEDS, ScorerSpec
 from harness.serving.base import EndpointTarget
+from harness.store.location import Location, from_env, parse
 
 
 @dataclass
@@ -149,6 +150,15 @@ class Plan:
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.loaded.base_dir / path).resolve()
+
+    def store_location(self) -> Location | None:
+        """The config's `store:`, if it names one (HARNESS_STORE and --store come first: see store.location)."""
+        store = self.config.store
+        if store is None:
+            return None
+        if store.url_env is not None:
+            return from_env(store.url_env, f"{self.where('store', 'url_env')} store.url_env")
+        return parse(store.url or "", f"{self.where('store', 'url')} store.url", self.loaded.base_dir)
 
     def output_root(self, override: str | None = None) -> Path:
         """Where run folders go (`--out`, else `output_dir` from the config's folder, else ./reports), refused

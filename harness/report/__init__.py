@@ -14,7 +14,7 @@ from harness.core.textfiles import write_atomic
 from harness.report.ci import junit_xml, summary_md
 from harness.report.html import render_html
 from harness.report.results import build_results
-from harness.store.sqlite import Store
+from harness.store.store import Store
 
 FILES = {"results": "results.json", "html": "report.html", "junit": "junit.xml", "summary": "summary.md"}
 

@@ -16,7 +16,7 @@ from harness.core.errors import HarnessError
 from harness.planning.config import StatsConfig
 from harness.report.breakdown import suite_directions
 from harness.report.html import environment, metric_table
-from harness.store.sqlite import Store
+from harness.store.store import Store
 from harness.verdict.comparisons import comparisons, summarize
 
 
@@ -55,7 +55,7 @@ def _finished(store: Store, run_id: str) -> dict[str, Any]:
     record = store.run(run_id)
     if record is None:
         known = ", ".join(store.runs()["run_id"].tolist()[-5:]) or "(none)"
-        raise HarnessError(f"no run {run_id!r} in {store.path}\n  fix: one of: {known}")
+        raise HarnessError(f"no run {run_id!r} in {store.where}\n  fix: one of: {known}")
     if record["status"] != "finished":
         raise HarnessError(f"run {run_id} is {record['status']}: its scores are partial\n"
                            "  fix: diff finished runs (see `harness runs`)")

@@ -14,7 +14,7 @@ import pandas as pd
 from harness.core.errors import HarnessError
 from harness.planning.config import StatsConfig
 from harness.report.breakdown import by_tag, corpus_level, judge_agreement, judge_reports, suite_directions
-from harness.store.sqlite import Store
+from harness.store.store import Store
 from harness.verdict.comparisons import comparisons, summarize
 
 SCHEMA_VERSION = 6
@@ -53,7 +53,7 @@ def history(store: Store, run: dict[str, Any]) -> list[dict[str, Any]]:
 def build_results(store: Store, run_id: str) -> dict[str, Any]:
     run = store.run(run_id)
     if run is None:
-        raise HarnessError(f"no run {run_id!r} in {store.path}")
+        raise HarnessError(f"no run {run_id!r} in {store.where}")
     cases = store.table("cases", run_id).set_index(["suite", "case_id"])
     responses = store.table("responses", run_id)
     scores = store.table("scores", run_id)

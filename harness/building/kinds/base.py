@@ -23,7 +23,7 @@ from harness.serving.base import LocalTarget, Target
 
 if TYPE_CHECKING:
     from harness.core.models import ModelRef
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 
 class Shot(Strict):

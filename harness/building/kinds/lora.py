@@ -20,7 +20,7 @@ from harness.serving.base import Adapter, LocalTarget
 
 if TYPE_CHECKING:
     from harness.core.models import ModelRef
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 
 class LoraCandidate(LocalCandidateBase):

@@ -13,7 +13,7 @@ from harness.core.console import console
 from harness.core.textfiles import check_text
 
 if TYPE_CHECKING:
-    from harness.store.sqlite import Store
+    from harness.store.store import Store
 
 
 class RagCandidate(LocalCandidateBase):

@@ -1,0 +1,96 @@
+"""What differs between the engines a store runs on, one registered Backend each; everything else (tables,
+statements, upgrades, copies) is written once against SQLAlchemy Core.
+
+Every connection is in autocommit, as a store has always been: a row is durable once its statement returns, and
+a reader never holds a snapshot open. `Store.transaction` opens a real one with `begin` where rows must land
+together.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.dml import Insert
+
+from harness.core.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.store.location import Location
+
+TIMEOUT_ENV = "HARNESS_STORE_TIMEOUT"
+DEFAULT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Backend:
+    """`connect`: the engine for a location, waiting up to `timeout` s for locks; `begin`: the statement that
+    opens a write transaction (holding the write lock at once, so two writers never deadlock on an upgrade);
+    `snapshot`: the statement that opens a read-only transaction seeing one state of the store throughout;
+    `serialise`: run first in the transaction that upgrades the schema, so concurrent first opens upgrade once;
+    `insert`: the dialect's insert, whose on_conflict_* both engines share; `explain`: a driver error as one line
+    naming the store and what is wrong, then the fix."""
+
+    connect: Callable[["Location", float], Engine]
+    begin: str
+    snapshot: str
+    serialise: Callable[[Connection], None]
+    insert: Callable
+    explain: Callable[[Exception, "Location", float], HarnessError]
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
+    def register(make: Callable[[], Backend]) -> Callable[[], Backend]:
+        BACKENDS[name] = make()
+        return make
+    return register
+
+
+def backend_for(location: "Location") -> Backend:
+    return BACKENDS[location.engine]
+
+
+def upsert_statement(backend: Backend, table: Table) -> Insert:
+    """INSERT that replaces the row with the same key: a row is written once however often it is put, and a
+    re-put (a resumed run, a copy run twice) leaves it as the last put made it, columns not given NULL."""
+    statement = backend.insert(table)
+    key = {c.name for c in table.primary_key}
+    return statement.on_conflict_do_update(index_elements=sorted(key), set_={
+        c.name: statement.excluded[c.name] for c in table.columns if c.name not in key})
+
+
+@contextmanager
+def transaction(conn: Connection, opening: str) -> Iterator[None]:
+    """A transaction opened with `opening` (the backend's begin or snapshot) on an autocommit connection."""
+    conn.exec_driver_sql(opening)
+    try:
+        yield
+    except BaseException:
+        with suppress(DBAPIError):  # a lost connection has rolled back already; the first error is the news
+            conn.exec_driver_sql("ROLLBACK")
+        raise
+    conn.exec_driver_sql("COMMIT")
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for a store another process holds locked: HARNESS_STORE_TIMEOUT, else 30."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise HarnessError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds\n  fix: set it to how long to wait "
+                           f"for a locked store (e.g. {DEFAULT_TIMEOUT_S:g}), or unset it")
+    return value

@@ -1,0 +1,63 @@
+"""A store on a PostgreSQL server that a team's CI runners share: the same tables, reached over the network."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from harness.core.errors import HarnessError
+from harness.store.backends import Backend, backend
+from harness.store.location import Location, hidden
+
+CONNECT_TIMEOUT_S = 10
+# Every harness that upgrades a store's schema takes this transaction-scoped lock first (pg_advisory_xact_lock).
+UPGRADE_LOCK = int.from_bytes(hashlib.sha256(b"harness store schema").digest()[:8], "big", signed=True)
+# SQLSTATE (or its class, the first two characters) -> (what is wrong with the store, the fix).
+_PROBLEMS = {
+    "28P01": ("refused the login", "check the user and password in the store's URL (or PGPASSWORD / ~/.pgpass)"),
+    "28": ("refused the login", "check the user in the store's URL and the server's pg_hba.conf"),
+    "3D000": ("names a database that does not exist", "create it (createdb NAME, or CREATE DATABASE NAME) or fix "
+                                                       "the URL's /DATABASE"),
+    "42501": ("may not be read or written by this user", "GRANT the user CREATE and USAGE on the database's schema, "
+                                                         "and rights on the store's tables"),
+    "55P03": ("stayed locked for {timeout:g}s (another run upgrading or writing it?)",
+              "wait for that run to end, or set HARNESS_STORE_TIMEOUT=SECONDS to wait longer"),
+    "57P01": ("was shut down while in use", "start the server again and resume the run with --resume RUN"),
+    "08": ("lost its connection", "check that the server is up and reachable from this machine"),
+    "53": ("is out of resources (disk, memory or connections)", "free them on the server, or raise max_connections"),
+}
+_UNREACHABLE = ("cannot be reached", "check the URL's host and port, that the server is running and that it accepts "
+                                     "connections from this machine")
+
+
+def _connect(location: Location, timeout: float) -> Engine:
+    """`lock_timeout`: a run waits for another's lock this long, then fails naming it, instead of hanging."""
+    return create_engine(location.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                         connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "harness",
+                                       "options": f"-c lock_timeout={int(timeout * 1000)}"})
+
+
+def _explain(exc: Exception, location: Location, timeout: float) -> HarnessError:
+    """The server's first line of words, with any password taken out, and the fix for its SQLSTATE."""
+    state = getattr(exc, "sqlstate", None) or ""
+    problem, fix = _PROBLEMS.get(state) or _PROBLEMS.get(state[:2]) or (
+        _UNREACHABLE if not state else ("failed", "see the server's words above, and its log"))
+    words = hidden(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    for secret in location.secrets:
+        words = words.replace(secret, "***")
+    return HarnessError(f"run store {location.shown} {problem.format(timeout=timeout)} (PostgreSQL: {words})\n"
+                        f"  fix: {fix}")
+
+
+def _serialise(conn: Connection) -> None:
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
+
+
+@backend("postgresql")
+def _postgres() -> Backend:
+    return Backend(connect=_connect, begin="BEGIN", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                   serialise=_serialise, insert=insert, explain=_explain)
