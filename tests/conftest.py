@@ -7,15 +7,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from postgres import Cluster
 from scenarios import Project
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
 from harness.serving.settings import EngineConfig
 from harness.serving.shared import REGISTRY_ENV
+from harness.store.location import Location, parse, sqlite_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -69,3 +72,20 @@ def demo_copy(tmp_path: Path) -> Path:
 def project(tmp_path: Path) -> Project:
     """A planted scenario's project folder (tests/scenarios.py), run by the scripted engine."""
     return Project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One real PostgreSQL server for the session (tests/postgres.py); each test makes its own database in it."""
+    cluster = Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """A new, empty store on each engine: the store's tests run against both."""
+    if request.param == "sqlite":
+        return sqlite_file(tmp_path / "harness.sqlite")
+    cluster: Cluster = request.getfixturevalue("postgres")
+    return parse(cluster.create_database(f"t{uuid.uuid4().hex[:12]}"), "the test")

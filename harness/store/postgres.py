@@ -30,6 +30,9 @@ _PROBLEMS = {
     "08": ("lost its connection", "check that the server is up and reachable from this machine"),
     "53": ("is out of resources (disk, memory or connections)", "free them on the server, or raise max_connections"),
 }
+# A refused connection carries no SQLSTATE (psycopg has only libpq's words): the server's FATAL line tells which.
+_REFUSED = (("password authentication failed", "28P01"), ("authentication failed", "28"),
+            ("no pg_hba.conf entry", "28"), ("does not exist", "3D000"), ("too many connections", "53"))
 _UNREACHABLE = ("cannot be reached", "check the URL's host and port, that the server is running and that it accepts "
                                      "connections from this machine")
 
@@ -43,10 +46,11 @@ def _connect(location: Location, timeout: float) -> Engine:
 
 def _explain(exc: Exception, location: Location, timeout: float) -> HarnessError:
     """The server's first line of words, with any password taken out, and the fix for its SQLSTATE."""
-    state = getattr(exc, "sqlstate", None) or ""
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    state = getattr(exc, "sqlstate", None) or next((code for words, code in _REFUSED if words in said), "")
     problem, fix = _PROBLEMS.get(state) or _PROBLEMS.get(state[:2]) or (
         _UNREACHABLE if not state else ("failed", "see the server's words above, and its log"))
-    words = hidden(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    words = hidden(said.split(" [SQL: ")[0])
     for secret in location.secrets:
         words = words.replace(secret, "***")
     return HarnessError(f"run store {location.shown} {problem.format(timeout=timeout)} (PostgreSQL: {words})\n"
