@@ -97,14 +97,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(path: str, create: bool = False) -> "Store":
-    """The --store a command names; one that reads runs refuses a path with no store (`create`: a cache)."""
+def _open_store(flag: str | None, create: bool = False) -> "Store":
+    """The store a command names (--store, else HARNESS_STORE, else the default file); one that reads runs refuses
+    a SQLite path with no store (`create`: a cache)."""
+    from harness.store.location import locate
     from harness.store.store import Store
 
-    if not create and not Path(path).exists():
-        raise HarnessError(f"no run store at {path}\n"
-                           "  fix: pass --store PATH (runs live in <output_dir>/harness.sqlite)")
-    return Store(Path(path))
+    location = locate(flag, Path(DEFAULT_STORE))
+    if not create and location.path is not None and not location.path.exists():
+        raise HarnessError(f"no run store at {location.shown}\n"
+                           f"  fix: pass --store PATH or URL, or set {STORE_ENV} (runs live in "
+                           "<output_dir>/harness.sqlite unless the config's `store:` says otherwise)")
+    return Store(location)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
