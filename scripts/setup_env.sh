@@ -16,17 +16,21 @@ step() { step_started=$SECONDS; printf 'setup: %s ...\n' "$1"; }
 pip() { .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 done_step() { printf 'setup:   done in %ds\n' "$((SECONDS - step_started))"; }
 
-# The report test drives Debian's Chromium through playwright (never playwright's own download). apt runs in
-# the background while pip installs, and is waited for at the end.
-chromium_log=$(mktemp)
-chromium_pid=""
-if ! command -v chromium >/dev/null 2>&1; then
+# From Debian, in the background while pip installs (waited for at the end): Chromium for the report test,
+# driven through playwright (never playwright's own download), and PostgreSQL's server, which the store tests
+# start as a throwaway cluster (tests/postgres.py). Only what is missing is installed.
+apt_log=$(mktemp)
+apt_pid=""
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        printf 'setup: installing Debian chromium in the background (for the browser test)\n'
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$chromium_log" 2>&1 &
-        chromium_pid=$!
+        printf 'setup: installing Debian %s in the background (for the browser and store tests)\n' "${missing[*]}"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >"$apt_log" 2>&1 &
+        apt_pid=$!
     else
-        echo "warning: chromium is missing (apt-get install chromium); the browser test will fail" >&2
+        echo "warning: ${missing[*]} missing (apt-get install ${missing[*]}); the browser or store tests will fail" >&2
     fi
 fi
 
@@ -49,15 +53,15 @@ if [ "$engine" = cpu ]; then
     done_step
 fi
 
-if [ -n "$chromium_pid" ]; then
-    step "waiting for chromium"
-    if ! wait "$chromium_pid"; then
-        cat "$chromium_log" >&2
-        echo "warning: chromium did not install; the browser test will fail" >&2
+if [ -n "$apt_pid" ]; then
+    step "waiting for apt (${missing[*]})"
+    if ! wait "$apt_pid"; then
+        cat "$apt_log" >&2
+        echo "warning: ${missing[*]} did not install; the browser or store tests will fail" >&2
     fi
     done_step
 fi
-rm -f "$chromium_log"
+rm -f "$apt_log"
 
 # Fail here, not in the middle of a run, if the stack does not import.
 step "checking that the stack imports"

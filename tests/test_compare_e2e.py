@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import copy_demo
 from helpers import group_members, server_record, wait_gone, watched_page
+from postgres import Cluster
 
 pytestmark = pytest.mark.slow
 HARNESS = [str(Path(sys.executable).parent / "harness")]  # the installed console script
@@ -48,9 +50,9 @@ def quick(folder: Path) -> Path:
 DEMO_TIMEOUT_S = 2400
 
 
-def compare(folder: Path, *extra: str) -> subprocess.CompletedProcess:
+def compare(folder: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*HARNESS, "compare", "configs/demo.yaml", *extra], cwd=folder, capture_output=True,
-                          text=True, timeout=DEMO_TIMEOUT_S)
+                          text=True, timeout=DEMO_TIMEOUT_S, env=None if env is None else {**os.environ, **env})
 
 
 def only_run_dir(reports: Path, exclude: set[Path] = frozenset()) -> Path:
@@ -140,6 +142,29 @@ def test_rerun_with_nothing_changed_is_served_from_the_cache(
     assert all(c["cached"] for c in again["cases"])
     assert not list(rerun.glob("vllm-*"))  # nothing to generate: no server was started
     assert again["summary"] == first["summary"] and again["run"]["config_hash"] == first["run"]["config_hash"]
+
+
+def test_another_runner_sharing_the_store_on_postgresql_starts_no_server(
+        demo_run: tuple[Path, Path, subprocess.CompletedProcess], postgres: Cluster, tmp_path: Path) -> None:
+    """The demo's store moved to the team's PostgreSQL (`harness store copy`); a runner with a fresh checkout and
+    no SQLite file, pointed at it by HARNESS_STORE, answers everything from the shared cache: the same verdict and
+    scores, no server started, and the password in none of its output or files."""
+    folder, run_dir, _ = demo_run
+    url = postgres.create_database("demo_team")
+    copied = subprocess.run([*HARNESS, "store", "copy", str(folder / "reports" / "harness.sqlite"), url],
+                            capture_output=True, text=True, timeout=600)
+    assert copied.returncode == 0, copied.stderr
+    runner = copy_demo(tmp_path / "runner")
+    second = compare(runner, env={"HARNESS_STORE": url})
+    assert second.returncode == 1, second.stderr
+    rerun = only_run_dir(runner / "reports")
+    first, again = (json.loads((d / "results.json").read_text()) for d in (run_dir, rerun))
+    assert all(c["cached"] for c in again["cases"]) and not list(rerun.glob("vllm-*"))
+    assert again["summary"] == first["summary"] and again["verdict"]["decision"] == first["verdict"]["decision"]
+    assert not list(runner.rglob("*.sqlite"))
+    outputs = copied.stdout + copied.stderr + second.stdout + second.stderr
+    assert postgres.password not in outputs
+    assert [p for p in runner.rglob("*") if p.is_file() and postgres.password.encode() in p.read_bytes()] == []
 
 
 INJECTED = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from postgres import Cluster
+from scenarios import PROMPT, Project, answer
 from sqlalchemy import create_engine, select, text
 
 from harness.cli import main
 from harness.core.errors import HarnessError
 from harness.core.request import Completion, Request
-from harness.store.copy import copy_store, counts
+from harness.store.copy import counts
 from harness.store.location import Location, locate, parse, sqlite_file
 from harness.store.schema import SCHEMA_VERSION, store_info
 from harness.store.store import Store
@@ -244,3 +245,25 @@ def test_a_copy_moves_everything_either_way_and_twice_changes_nothing(tmp_path: 
                     list(c.table(table, FIXTURE_RUN).columns[:4])).reset_index(drop=True))
         assert a.run(FIXTURE_RUN) == b.run(FIXTURE_RUN) == c.run(FIXTURE_RUN)
         assert b.pinned("prod") == FIXTURE_RUN and c.judge_calibration("jk1") == a.judge_calibration("jk1")
+
+
+def test_the_config_names_its_store_without_a_password(project: Project, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`store:` in the config: a path starts at the config's folder; a URL holding a password is refused (the
+    config is committed and stored with the run), and so is a variable that is not set, by `harness check` too."""
+    monkeypatch.delenv("HARNESS_STORE", raising=False)
+    project.suite("qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}])
+    gates, script = [{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}], [answer("Paris")]
+    project.config([PROMPT], gates, script, store="team/runs.sqlite")
+    assert project.run()[0] == 0
+    assert (project.root / "team" / "runs.sqlite").is_file() and not project.store.exists()
+    config = str(project.root / "config.yaml")
+    for store, says in (({"url_env": "HARNESS_TEST_UNSET_URL"}, "names the variable HARNESS_TEST_UNSET_URL, "
+                                                                 "which is not set"),
+                        ("postgresql://ci:hunter2-pw@db:5432/runs", "the store's url holds a password")):
+        project.config([PROMPT], gates, script, store=store)
+        capsys.readouterr()
+        assert main(["check", config]) == 2
+        err = capsys.readouterr().err
+        assert says in " ".join(err.split()) and "hunter2-pw" not in err and "config.yaml:" in err
+        assert project.run()[0] == 2

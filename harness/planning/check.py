@@ -4,7 +4,8 @@ The config (every key pydantic rejects: unknown keys, non-finite numbers, sizes 
 bounds), each suite and its cases against their scorers, each rubric and its calibration set, each gate against
 what its candidates can have and the values its metric can take, the models (converted and cached, or a local
 folder), adapter folders and training data, RAG documents, the judge's model, the API keys the endpoints need
-(in the environment, named, never shown) and the output folder (probed with a file). Each check runs on its own,
+(in the environment, named, never shown), the output folder (probed with a file) and the store's location
+(its variable set, its URL well formed; the server is not asked). Each check runs on its own,
 so one broken suite does not hide a typo in a gate, and a key pydantic rejects hides only the checks that need it
 (a misspelt kind leaves the other candidates, the suites and the gates checked). Fast enough for a pre-commit
 hook: no model is loaded.
@@ -53,6 +54,9 @@ def check(path: str | Path, out: str | None = None, against: str | None = None, 
     if judge_metrics(plan) and loaded.validated(*needs):
         with problems.unit(plan.where("judge")):
             judge_model(plan)
+    if plan.config.store is not None and loaded.validated("store"):
+        with problems.unit(plan.where("store")):
+            plan.store_location()  # named, parsed and its variable set: nothing is connected to
     notes: list[str] = []
     if loaded.validated("gates", "gate_policy", "stop_when_settled") and (settle or plan.config.stop_when_settled):
         with problems.unit(plan.where("gate_policy")):
