@@ -222,18 +222,3 @@ def test_a_tracker_that_cannot_log_leaves_the_verdict_standing(project: Project,
     assert code == 0 and stored(project)["status"] == "finished"
     assert "warning: the run was not logged to MLflow" in capsys.readouterr().err
     assert_whole(project.root / "reports" / results["run"]["id"])
-
-
-def test_a_store_made_before_runs_had_a_reason_gets_the_column(tmp_path: Path) -> None:
-    from harness.store.store import Store
-
-    path = tmp_path / "harness.sqlite"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, name TEXT, kind TEXT, created_at TEXT, "
-                   "finished_at TEXT, status TEXT, config_hash TEXT, config_json TEXT, meta_json TEXT, "
-                   "verdict_json TEXT, against TEXT)")
-        db.execute("INSERT INTO runs (run_id, status) VALUES ('old', 'running')")
-    with Store(path) as store:
-        assert store.run("old")["reason"] is None
-        store.finish_run("old", "interrupted", None, "KeyboardInterrupt")
-        assert store.runs()[["status", "reason"]].values.tolist() == [["interrupted", "KeyboardInterrupt"]]

