@@ -78,3 +78,8 @@ def test_generation_bench_smoke(shared_vllm: str) -> None:
 @pytest.mark.timeout(900)
 def test_train_throughput_bench_smoke() -> None:
     assert "ratio ours/stock" in bench("train_throughput.py", "--steps", "2", "--rounds", "1", timeout=840)
+
+
+def test_store_bench_smoke() -> None:
+    out = bench("store.py", "--smoke", timeout=180)
+    assert "sqlite (baseline)" in out and "postgresql" in out and "store copy: 201 rows" in out
