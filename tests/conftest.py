@@ -18,13 +18,15 @@ from scenarios import Project
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
 from harness.serving.settings import EngineConfig
 from harness.serving.shared import REGISTRY_ENV
-from harness.store.location import Location, parse, sqlite_file
+from harness.store.location import STORE_ENV, Location, parse, sqlite_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 # No test attaches to a server it did not ask for (a developer's `harness serve`, or this session's server in a
 # test of a server's start or stop): attaching is on only inside `shared_vllm`.
 os.environ[REGISTRY_ENV] = ""
+# Nor does any test write to a store it did not make (a developer's team store in HARNESS_STORE).
+os.environ.pop(STORE_ENV, None)
 
 
 @pytest.fixture(scope="session")
