@@ -49,8 +49,12 @@ def leaked(secret: str, outputs: list[str], folder: Path) -> list[str]:
     return found + [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-def test_four_runners_at_once_write_every_row_once_and_share_the_cache(tmp_path: Path, postgres: Cluster) -> None:
-    url = postgres.create_database("four_runners")
+@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
+def test_four_runners_at_once_write_every_row_once_and_share_the_cache(tmp_path: Path, engine: str,
+                                                                       request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL as several CI runners share it; on SQLite as several runs on one machine share the file."""
+    postgres: Cluster = request.getfixturevalue("postgres")
+    url = postgres.create_database("four_runners") if engine == "postgresql" else str(tmp_path / "shared.sqlite")
     made = project(tmp_path / "project", delay_s=0.02)
     runners = [harness("compare", "config.yaml", "--out", f"runner{i}", url=url, cwd=made.root) for i in range(4)]
     results = [finished(r) for r in runners]
