@@ -267,3 +267,14 @@ def test_the_config_names_its_store_without_a_password(project: Project, monkeyp
         err = capsys.readouterr().err
         assert says in " ".join(err.split()) and "hunter2-pw" not in err and "config.yaml:" in err
         assert project.run()[0] == 2
+
+
+def test_a_run_s_rows_read_back_in_key_order_however_they_landed(where: Location) -> None:
+    """A bootstrap resamples rows by position: the order must not be the order answers completed in, nor the
+    plan the engine picks, nor the database's collation (byte order: "B" before "a")."""
+    ids = ["c10", "B", "a", "c2", "é", "c1"]
+    with Store(where) as store:
+        store.begin_run("r1", "demo", "abc", {}, {})
+        for case_id in ids:
+            store.put_score("r1", "cand", "suite", case_id, "m", 1.0, True, "")
+        assert store.table("scores", "r1")["case_id"].tolist() == sorted(ids) == ["B", "a", "c1", "c10", "c2", "é"]

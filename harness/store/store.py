@@ -160,7 +160,7 @@ class Store:
     def artifacts(self, run_id: str) -> list[dict]:
         rows = self.conn.execute(select(artifacts.c.candidate, artifacts.c.kind, artifacts.c.json)
                                  .where(artifacts.c.run_id == run_id))
-        return [{"candidate": c, "kind": k, **json.loads(j)} for c, k, j in rows]
+        return [{"candidate": c, "kind": k, **json.loads(j)} for c, k, j in sorted(rows, key=lambda r: (r[0], r[1]))]
 
     def set_meta(self, run_id: str, meta: dict) -> None:
         self._update_run(run_id, meta_json=json.dumps(meta))
@@ -248,4 +248,8 @@ class Store:
         if name not in TABLES:
             raise ValueError(name)
         table = TABLES[name]
-        return pd.read_sql_query(select(table).where(table.c.run_id == run_id), self.conn)
+        rows = pd.read_sql_query(select(table).where(table.c.run_id == run_id), self.conn)
+        # In key order, whatever order the rows landed in and whichever plan the engine picks (SQLite reads its key
+        # index, PostgreSQL a small table's heap): a bootstrap resamples rows by position. Sorted here, not by the
+        # engine, as a database's collation may order text otherwise (this is SQLite's byte order).
+        return rows.sort_values([c.name for c in table.primary_key], kind="stable", ignore_index=True)
