@@ -26,7 +26,7 @@ from probes import timed, workload
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
 from harness.core.request import Request
 from harness.serving.base import Adapter
-from harness.serving.concurrency import run_concurrently
+from harness.serving.fleet import run_concurrently
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.settings import EngineConfig
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for

@@ -31,6 +31,9 @@ MAX_RETRIES = 100
 MAX_SECONDS = 86_400.0
 # 2**20 tokens: no served model's context is longer (the longest offered are about a million tokens).
 MAX_TOKENS = 1 << 20
+# Devices of one model (parallel sizes, replicas, training processes): each is a worker process; 1024 is past any
+# cluster one vLLM deployment or one training job spans, and a typo of 10**6 would fork until the machine stops.
+MAX_DEVICES = 1024
 # Prompts per forward batch: 4096 padded sequences already exceed the memory of any one device.
 MAX_BATCH = 4096
 # One request every 100 minutes: below that a pacer sleeps for days per suite (and 60/rpm overflows the clock).
@@ -77,5 +80,6 @@ Tries = Annotated[int, at_most(MAX_RETRIES, "a judge with no usable answer in 10
 Seconds = Annotated[float, at_most(MAX_SECONDS, "a timeout past a day is a hang")]
 Tokens = Annotated[int, at_most(MAX_TOKENS, "no served model's context is longer")]
 Batch = Annotated[int, at_most(MAX_BATCH, "a padded batch that large fits no device's memory")]
+DeviceCount = Annotated[int, at_most(MAX_DEVICES, "each is a worker process, and no one model spans more")]
 RequestsPerMinute = Annotated[float, at_least(
     MIN_REQUESTS_PER_MINUTE, "slower than one request every 100 minutes is a hang, not a rate limit")]

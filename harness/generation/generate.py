@@ -19,6 +19,7 @@ from harness.planning.suites import Case, Suite
 from harness.scoring.registry import Score, ScoreInput
 from harness.serving.base import LocalTarget, Target
 from harness.serving.endpoints import secret_values
+from harness.serving.fleet import Fleet
 from harness.serving.limits import redacted
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
             for stage, seconds in spent.items():
                 if seconds:
                     store.put_timing(run_id, stage, label, seconds)
+            if isinstance(engine, Fleet) and len(engine.replicas) > 1:
+                store.put_artifact(run_id, label, "serving", engine.summary())
 
 
 def record(store: Store, run_id: str, job: Job, completion: Completion, cached: bool) -> None:

@@ -5,7 +5,8 @@ bounds), each suite and its cases against their scorers, each rubric and its cal
 what its candidates can have and the values its metric can take, the models (converted and cached, or a local
 folder), adapter folders and training data, RAG documents, the judge's model, the API keys the endpoints need
 (in the environment, named, never shown), the output folder (probed with a file) and the store's location
-(its variable set, its URL well formed; the server is not asked). Each check runs on its own,
+(its variable set, its URL well formed; the server is not asked), and the engine's parallel sizes and replicas
+against the devices visible here. Each check runs on its own,
 so one broken suite does not hide a typo in a gate, and a key pydantic rejects hides only the checks that need it
 (a misspelt kind leaves the other candidates, the suites and the gates checked). Fast enough for a pre-commit
 hook: no model is loaded.
@@ -20,6 +21,7 @@ from harness.core.errors import ConfigError, HarnessError, Problems, ProblemsFou
 from harness.planning.config import DriftConfig, SettleConfig, read_config
 from harness.planning.judge import judge_metrics, judge_model
 from harness.planning.plan import Plan, make_plan
+from harness.serving.devices import placement_problem, visible
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ def check(path: str | Path, out: str | None = None, against: str | None = None, 
     if judge_metrics(plan) and loaded.validated(*needs):
         with problems.unit(plan.where("judge")):
             judge_model(plan)
+    if loaded.validated("engine"):
+        with problems.unit(plan.where("engine")):
+            placement(plan)
     if plan.config.store is not None and loaded.validated("store"):
         with problems.unit(plan.where("store")):
             plan.store_location()  # named, parsed and its variable set: nothing is connected to
@@ -62,6 +67,14 @@ def check(path: str | Path, out: str | None = None, against: str | None = None, 
         with problems.unit(plan.where("gate_policy")):
             notes = settling(plan)
     return Checked(path, plan, problems.listed(str(path)), notes)
+
+
+def placement(plan: Plan) -> None:
+    """The engine's parallel sizes and replicas against the devices visible here (see serving.devices)."""
+    problem = placement_problem(plan.config.engine, visible())
+    if problem is not None:
+        key, why, fix = problem
+        raise ConfigError(plan.where(*key.split(".")), key, why, fix)
 
 
 def settled_settings(plan: Plan, switch: bool, fail_fast: bool) -> SettleConfig | None:

@@ -74,6 +74,7 @@ class Plan:
         """The run's record of what each candidate on no base model calls: protocol, address, and the model name
         its requests carry."""
         return {c.name: {"protocol": target.protocol, "base_url": target.base_url,
+                         **({"base_urls": list(target.base_urls)} if target.base_urls else {}),
                          "model": kind_of(c).served(c, None, None)[0]}
                 for c in self.config.candidates if (target := self.remote(c)) is not None}
 

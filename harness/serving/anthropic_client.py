@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 import anthropic
 
 from harness.core.request import Completion, Request, no_loglik
-from harness.serving.concurrency import run_concurrently
+from harness.serving.fleet import run_concurrently
 from harness.serving.limits import RatePacer
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, may, need, own_secrets
 
@@ -28,6 +28,8 @@ def sampling(request: Request) -> dict[str, float]:
 
 class AnthropicEngine(HttpEngine):
     client_errors = (anthropic.AnthropicError,)
+    unreachable_errors = (anthropic.APIConnectionError,)
+    timeout_errors = (anthropic.APITimeoutError,)
 
     def __init__(self, base_url: str | None, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None, max_answer_chars: int | None = None) -> None:

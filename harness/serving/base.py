@@ -52,6 +52,12 @@ class EndpointTarget:
     max_retries: int
     requests_per_minute: float | None
     max_answer_chars: int = MAX_ANSWER_CHARS  # longer answers are cut (see limits.capped)
+    base_urls: tuple[str, ...] = ()  # a fleet: several servers of the model, in place of base_url
+
+    @property
+    def urls(self) -> tuple[str | None, ...]:
+        """Every server to spread requests over (None: the protocol's default address)."""
+        return self.base_urls or (self.base_url,)
 
 
 Target = LocalTarget | EndpointTarget

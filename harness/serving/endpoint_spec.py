@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from harness.core.caps import Concurrency, RequestsPerMinute
 from harness.core.strict import Strict
@@ -24,25 +24,49 @@ class EndpointSpec(Strict):
     variable named here, at run time, and written nowhere."""
 
     protocol: Literal[PROTOCOLS] = "openai"  # type: ignore[valid-type]
-    base_url: str | None = Field(None, description="required for openai; anthropic defaults to Anthropic's API")
+    base_url: str | None = Field(None, description="required for openai (or base_urls); anthropic defaults to "
+                                                   "Anthropic's API")
+    base_urls: list[str] | None = Field(
+        None, min_length=1, description="several servers of this same model (vLLM on several nodes, a Ray Serve "
+                                        "deployment, replicas behind no router): each request goes to the one with the "
+                                        "fewest in flight, max_concurrency each; one that cannot be reached is left "
+                                        "and its requests move to the others")
     model: str = Field(description="the model name the endpoint expects")
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     requests_per_minute: RequestsPerMinute | None = Field(
         None, gt=0, description="pace requests under the endpoint's rate limit")
     max_concurrency: Concurrency = Field(4, ge=1)
 
+    @field_validator("base_urls")
+    @classmethod
+    def _distinct(cls, urls: list[str] | None) -> list[str] | None:
+        if urls is not None:
+            twice = sorted({url for url in urls if urls.count(url) > 1})
+            if twice:
+                raise ValueError(f"{', '.join(twice)} listed more than once: each server once")
+        return urls
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "EndpointSpec":
+        if self.base_url is not None and self.base_urls is not None:
+            raise ValueError("`base_url` and `base_urls` both set: use base_urls alone for several servers")
+        return self
+
     def missing_url(self) -> str | None:
         """Why it cannot be called as given (fix: URL_FIX): an OpenAI-compatible server has no default address
         (Anthropic's client has Anthropic's). A candidate is held to it when the config is read, the judge when it
         is resolved, that is when some suite is judged."""
-        return "an openai endpoint needs `base_url:`" if self.protocol == "openai" and not self.base_url else None
+        return "an openai endpoint needs `base_url:`" \
+            if self.protocol == "openai" and not self.base_url and not self.base_urls else None
 
     @property
     def identity(self) -> str:
-        """What answers, for the cache: the same model name at the same address under the same protocol."""
-        return hashlib.sha256(f"{self.protocol}|{self.base_url}|{self.model}".encode()).hexdigest()
+        """What answers, for the cache: the same model name at the same address (or set of them) under the same
+        protocol."""
+        where = ",".join(sorted(self.base_urls)) if self.base_urls else self.base_url
+        return hashlib.sha256(f"{self.protocol}|{where}|{self.model}".encode()).hexdigest()
 
     def target(self, request_timeout_s: float, max_retries: int,
                max_answer_chars: int = MAX_ANSWER_CHARS) -> EndpointTarget:
         return EndpointTarget(self.protocol, self.base_url, self.api_key_env, self.max_concurrency, request_timeout_s,
-                              max_retries, self.requests_per_minute, max_answer_chars)
+                              max_retries, self.requests_per_minute, max_answer_chars, tuple(self.base_urls or ()))

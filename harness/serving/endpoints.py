@@ -10,6 +10,7 @@ from typing import Iterable, Iterator
 from harness.core.errors import HarnessError
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.base import EndpointTarget, Engine, engine
+from harness.serving.fleet import Fleet, Replica, shown_url
 from harness.serving.limits import NO_KEY
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.settings import EngineConfig
@@ -32,15 +33,22 @@ def secret_values(names: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(sorted({value for name in names if name and (value := os.environ.get(name))}))
 
 
+def fleet(target: EndpointTarget, client: type[OpenAIEngine] | type[AnthropicEngine]) -> Fleet:
+    """One client per server of the target (one, or each of `base_urls`), each with its own max_concurrency."""
+    key = api_key(target)
+    return Fleet([Replica(shown_url(url), client(url, key, target.max_concurrency, target.request_timeout_s,
+                                                 target.max_retries, target.requests_per_minute,
+                                                 max_answer_chars=target.max_answer_chars), target.max_concurrency)
+                  for url in target.urls])
+
+
 @engine("openai", local=False)
 @contextmanager
 def openai_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    yield OpenAIEngine(target.base_url or "", api_key(target), target.max_concurrency, target.request_timeout_s,
-                       target.max_retries, target.requests_per_minute, max_answer_chars=target.max_answer_chars)
+    yield fleet(target, OpenAIEngine)
 
 
 @engine("anthropic", local=False, logprobs=False)  # the Messages API returns no token probabilities
 @contextmanager
 def anthropic_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    yield AnthropicEngine(target.base_url, api_key(target), target.max_concurrency, target.request_timeout_s,
-                          target.max_retries, target.requests_per_minute, target.max_answer_chars)
+    yield fleet(target, AnthropicEngine)

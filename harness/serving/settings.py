@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.core.caps import Batch, Concurrency, Retries, Seconds
+from harness.core.caps import Batch, Concurrency, DeviceCount, Retries, Seconds
 from harness.core.strict import Strict
 
 # The registry's local engines (serving/engines.py imports each; tests/test_engine_registry holds the two in step).
@@ -48,6 +48,19 @@ class EngineConfig(Strict):
         None,
         description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
     batch_size: Batch = Field(16, ge=1, description="transformers engine: prompts per forward batch")
+    tensor_parallel_size: DeviceCount = Field(
+        1, ge=1, description="GPUs each layer of the model is split across (vLLM --tensor-parallel-size)")
+    pipeline_parallel_size: DeviceCount = Field(
+        1, ge=1, description="stages the layers are cut into, each on its own GPUs or node (--pipeline-parallel-size)")
+    data_parallel_size: DeviceCount = Field(
+        1, ge=1, description="copies of the model inside one server, each on its own GPUs (--data-parallel-size); "
+                             "the default max_concurrency grows with it")
+    distributed_executor_backend: Literal["mp", "uni", "ray"] | None = Field(
+        None, description="how vLLM runs its workers: mp (processes on this node), ray (a Ray cluster, several "
+                          "nodes), uni (one process); default: vLLM's own choice, uni on the CPU build")
+    replicas: DeviceCount = Field(
+        1, ge=1, description="managed servers of the model, each on its own devices (GPUs, or CPU cores), requests "
+                             "spread to the one with the fewest in flight")
     extra_args: list[str] = Field([], description="extra vLLM server arguments, passed as given")
     script: list[ScriptRule] = Field([], description="scripted engine: planted answers, first matching rule wins")
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Protocol
 
-from harness.core.request import Completion
+from harness.core.request import Completion, Request
 from harness.serving.limits import NO_KEY, RatePacer, capped, one_line, redact, redacted
 
 INITIAL_DELAY_S, MAX_DELAY_S = 0.5, 8.0  # the openai and anthropic clients' own backoff
@@ -28,6 +28,11 @@ NUMBER = (int, float)
 
 class NotAnAnswer(ValueError):
     """A reply without the shape of an answer; the message says what is wrong with it."""
+
+
+class Unreachable(Exception):
+    """The server could not be reached at all; the request may be sent to another one (see fleet.spread). The
+    message is the client's final error, one line, redacted."""
 
 
 class MalformedReply(Exception):
@@ -143,6 +148,10 @@ class HttpEngine:
 
     client: Any  # the SDK's client: `base_url`, and raises `client_errors`
     client_errors: tuple[type[Exception], ...]
+    unreachable_errors: tuple[type[Exception], ...] = ()  # the client's: no server answered at all (refused, reset)
+    timeout_errors: tuple[type[Exception], ...] = ()  # the client's: a server that may be alive, only slow
+    failover = False  # raise Unreachable for an unreachable server, so a fleet sends the request elsewhere
+    complete: Callable[[Request], Completion]  # one request (each engine's own)
     max_retries: int
     max_answer_chars: int | None  # cut longer answers (see limits.capped); None: as long as they come
     secrets: tuple[str, ...]
@@ -158,9 +167,15 @@ class HttpEngine:
         try:
             completion = well_formed(send, read, str(self.client.base_url), self.max_retries, self.secrets)
         except (*self.client_errors, MalformedReply) as exc:
+            if self.failover and isinstance(exc, self.unreachable_errors) and not isinstance(exc, self.timeout_errors):
+                raise Unreachable(describe(exc, self.secrets)) from None
             return Completion(text="", latency_s=time.perf_counter() - started, error=describe(exc, self.secrets))
         completion = replace(completion, latency_s=time.perf_counter() - started)
         return capped(redacted(completion, self.secrets), self.max_answer_chars)
+
+    def logliks(self, requests: list[Request]) -> list[Completion]:
+        """Log-likelihood requests of one served name; an engine that cannot score prompts refuses each."""
+        return [self.complete(request) for request in requests]
 
 
 def own_secrets(api_key: str) -> tuple[str, ...]:

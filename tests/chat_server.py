@@ -1,0 +1,77 @@
+"""A small OpenAI-compatible chat server, run as its own process by the fleet tests: a real server on loopback that
+a test can kill -9 at a known moment.
+
+    python tests/chat_server.py [--upstream URL] [--delay S] [--die-after N]
+
+Prints its port on the first line of stdout, then serves until killed. It answers /v1/chat/completions with
+"echo: <the last message>" (the same on every server, so a moved request gets the answer it would have got), or
+with what `--upstream` (a real vLLM server) answers. `--die-after N`: SIGKILL itself when the N-th chat request
+arrives, with that request and any others in flight unanswered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstream", default=None)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--die-after", type=int, default=None)
+    args = parser.parse_args()
+    lock = threading.Lock()
+    seen = [0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send(200, {"object": "list", "data": [{"id": "fleet-model", "object": "model"}]})
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                seen[0] += 1
+                if args.die_after is not None and seen[0] >= args.die_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            if args.upstream:
+                request = urllib.request.Request(args.upstream.rstrip("/") + self.path.removeprefix("/v1"), data=body,
+                                                 method="POST", headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=300) as response:
+                    self.send(response.status, json.loads(response.read()))
+                return
+            time.sleep(args.delay)
+            asked = json.loads(body)
+            text = "echo: " + asked["messages"][-1]["content"]
+            self.send(200, {"id": "x", "object": "chat.completion", "model": asked["model"],
+                            "choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": text}}],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()),
+                                      "total_tokens": 1 + len(text.split())}})
+
+        def send(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
