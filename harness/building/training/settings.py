@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.core.caps import Seed
+from harness.core.caps import DeviceCount, Seed
 from harness.core.strict import Strict
 
 # vLLM refuses adapters above its largest `--max-lora-rank` choice; failing here is cheaper than
@@ -59,6 +59,12 @@ class TrainSettings(Strict):
     early_stopping_patience: int | None = Field(
         2, ge=1, description="stop after this many evaluations without a better validation loss; null: never")
     seed: Seed = 0
+    processes: DeviceCount = Field(
+        1, ge=1, description="data-parallel training processes (DDP through accelerate: gloo on CPU, NCCL on GPU, one "
+                             "GPU each); the effective batch (batch_size x grad_accum) and the schedule stay as set")
+    accelerate_config: str | None = Field(
+        None, description="an accelerate config file (from `accelerate config`: FSDP, DeepSpeed, several nodes), "
+                          "launched unchanged with `accelerate launch --config_file`; relative to the config")
 
     @model_validator(mode="after")
     def _has_length(self) -> "TrainSettings":
