@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from startup import requests  # noqa: E402 (bench/ is put on the path above)
 
 from harness.building.training import TrainSettings, train_adapter  # noqa: E402
+from harness.building.training.adapter import silent  # noqa: E402
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull  # noqa: E402
 from harness.core.request import Completion, Request  # noqa: E402
 from harness.serving.base import EndpointTarget, Engine, LocalTarget  # noqa: E402
@@ -94,7 +95,7 @@ def training(model: ModelRef, processes: int, steps: int) -> dict[int, float]:
     for count in (1, processes):
         settings = TrainSettings(data=str(TICKETS), max_steps=steps, eval_every=steps, processes=count)
         with tempfile.TemporaryDirectory() as folder:
-            out[count] = train_adapter(model, settings, TICKETS, cache_root=Path(folder), log=lambda _: None,
+            out[count] = train_adapter(model, settings, TICKETS, cache_root=Path(folder), log=silent,
                                        in_child=True).tokens_per_s
     return out
 

@@ -131,7 +131,9 @@ def test_a_fleet_server_killed_mid_run_loses_no_row(project: Project) -> None:
     serving = next(a for a in results["artifacts"] if a["kind"] == "serving")
     by_url = {r["url"]: r for r in serving["replicas"]}
     assert by_url[a_url]["down"] and by_url[b_url]["down"] is None
-    assert by_url[a_url]["answered"] == 4 and by_url[a_url]["moved"] >= 1
+    # A answered what it finished before its fifth request arrived (3 or 4, two in flight at a time); what it
+    # held then (one or two), and at most one sent as it died, moved
+    assert by_url[a_url]["answered"] in (3, 4) and 1 <= by_url[a_url]["moved"] <= 2
     assert by_url[a_url]["answered"] + by_url[b_url]["answered"] == 40
     html = next((project.root / "reports").glob("*/report.html")).read_text()
     assert a_url in html and f"<td class=\"num\">{by_url[a_url]['moved']}</td>" in html and "left: " in html

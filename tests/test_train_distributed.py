@@ -12,6 +12,7 @@ import yaml
 from scenarios import PROMPT, Project, answer
 
 from harness.building.training import TrainSettings, adapter_key, train_adapter
+from harness.building.training.adapter import silent
 from harness.building.training.launch import WORKER, launch_command, launch_env
 from harness.cli import main
 from harness.core.errors import ConfigError
@@ -101,8 +102,8 @@ def test_two_cpu_processes_train_the_demo_adapter_as_one_does(model: ModelRef, t
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     lora = next(c for c in demo["candidates"] if c["name"] == "lora")
     one = TrainSettings(**{**lora["train"], "data": str(TICKETS)})
-    single = train_adapter(model, one, TICKETS, log=lambda _: None, in_child=True)
-    double = train_adapter(model, one.model_copy(update={"processes": 2}), TICKETS, log=lambda _: None)
+    single = train_adapter(model, one, TICKETS, log=silent, in_child=True)
+    double = train_adapter(model, one.model_copy(update={"processes": 2}), TICKETS, log=silent)
     manifest = json.loads((double.path / "harness-adapter.json").read_text())
     assert manifest["processes"] == 2 and double.key != single.key
     assert abs(best_val(double.metrics) - best_val(single.metrics)) <= 0.05 * best_val(single.metrics), \

@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import httpx
 import psutil
@@ -89,7 +89,22 @@ def server_env(cpu: bool, share: tuple[str, ...] | None = None) -> dict[str, str
         env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     if share is not None:
         env["VLLM_CPU_OMP_THREADS_BIND" if cpu else "CUDA_VISIBLE_DEVICES"] = ",".join(share)
+        if cpu:
+            # libgomp sizes its team from the cores the process may use, not from the bind list: two OMP threads
+            # on one bound core spin at every barrier (measured: two one-core replicas 5x slower than one server)
+            env["OMP_NUM_THREADS"] = str(len(share))
     return env
+
+
+def child_setup(cores: tuple[str, ...] | None) -> Callable[[], None]:
+    """What the server's process runs before it starts: die with us, and a CPU replica keeps to its own cores
+    (its API server's threads too, not only the engine's, which VLLM_CPU_OMP_THREADS_BIND places)."""
+    def setup() -> None:
+        die_with_parent()
+        if cores is not None:
+            os.sched_setaffinity(0, {int(core) for core in cores})
+
+    return setup
 
 
 def lora_args(adapters: Sequence[Adapter]) -> list[str]:
@@ -197,7 +212,7 @@ def managed_servers(model: ModelRef, run_dir: Path, config: EngineConfig, seed: 
         with (run_dir / f"{names[i]}.log").open("ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=server_env(cpu, parts[i]), start_new_session=True,
-                                    preexec_fn=die_with_parent)
+                                    preexec_fn=child_setup(parts[i] if cpu else None))
         (run_dir / f"{names[i]}.json").write_text(json.dumps({"pid": proc.pid, "port": port, "command": command,
                                                               **({"devices": parts[i]} if several else {})}))
         return proc, port

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -85,7 +86,9 @@ def train_launched(job: TrainJob, accelerate_config: Path | None, log: Callable[
         command = launch_command(processes, accelerate_config, spec)
         how = f"accelerate launch --config_file {accelerate_config}" if accelerate_config else \
             f"{processes} processes"
-        log(f"adapter {job.key[:12]}: training on {how} (log: {log_path} while it runs)")
+        log(f"adapter {job.key[:12]}: training on {how} (log: {log_path} while it runs): {shlex.join(command)}"
+            + ("; a config for several machines starts only this one's processes: run the same command with "
+               "--machine_rank K on each other node, this folder shared" if accelerate_config else ""))
         with log_path.open("wb") as stderr:
             proc = subprocess.Popen(command, stderr=stderr, stdin=subprocess.DEVNULL,
                                     env={**launch_env(processes, torch.cuda.is_available()),
