@@ -98,7 +98,8 @@ def best_val(metrics: list[dict]) -> float:
 @pytest.mark.timeout(2400)
 def test_two_cpu_processes_train_the_demo_adapter_as_one_does(model: ModelRef, tmp_path: Path) -> None:
     """The demo's training settings on one process (the e2e demo's adapter, reused from the cache when it ran) and
-    on two over gloo: the validation loss within 5%, and served by vLLM both pass the demo's tickets gates."""
+    on two over gloo: the validation loss within 5%, and served by vLLM each passes (and fails) the demo's tickets
+    gates as the other does."""
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     lora = next(c for c in demo["candidates"] if c["name"] == "lora")
     one = TrainSettings(**{**lora["train"], "data": str(TICKETS)})
@@ -119,9 +120,12 @@ def test_two_cpu_processes_train_the_demo_adapter_as_one_does(model: ModelRef, t
               "output_dir": str(tmp_path / "reports"), "stats": {"resamples": 2000}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    assert main(["compare", str(path), "--no-cache"]) == 0
+    assert main(["compare", str(path), "--no-cache"]) in (0, 1)  # the demo's adapter fails one of them (exit 1)
     results = json.loads(next((tmp_path / "reports").glob("*/results.json")).read_text())
-    gates = results["verdict"]["gates"]
-    assert all(g["passed"] for g in gates) and {g["candidate"] for g in gates} == {"lora", "lora_ddp"}
+    gates = results["verdict"]["gates"]  # in config order: each tickets gate on lora, then on lora_ddp
+    assert [g["candidate"] for g in gates] == ["lora", "lora_ddp"] * len(tickets_gates)
+    assert [g["passed"] for g in gates[::2]] == [g["passed"] for g in gates[1::2]], \
+        [(g["rule"], g["candidate"], g["value"], g["passed"]) for g in gates]
+    assert all(g["missing"] == 0 for g in gates)
     trained = {a["candidate"]: a for a in results["artifacts"] if a["kind"] == "training"}
     assert trained["lora_ddp"]["key"] == double.key and trained["lora_ddp"]["reused"]

@@ -215,6 +215,10 @@ def fit(model: Any, train: list[Tokens], val: list[Tokens], settings: TrainSetti
     # once per process)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, warmup=warmup, total=steps))
     model, optimizer = accelerator.prepare(model, optimizer)
+    if processes > 1:
+        # each process its own dropout masks, as every example has its own in one process (the same seed on every
+        # process gave example k of each share the same mask); the weights start alike (DDP sends process 0's)
+        torch.manual_seed(settings.seed + accelerator.process_index)
     groups = _step_groups([len(t) for t in train], settings, torch.Generator().manual_seed(settings.seed))
     metrics: list[dict[str, Any]] = []
     best = BestWeights()
