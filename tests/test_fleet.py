@@ -184,3 +184,11 @@ def test_one_request_unanswered_is_an_error_row_not_a_move() -> None:
     got = dict(spread([0, 1], [a, b], lambda replica, item: Completion(text="", error="HTTP 400"),
                       lambda item, why: Completion(text="", error=why)))
     assert all(c.error == "HTTP 400" for c in got.values()) and a.moved == b.moved == 0 and not (a.down or b.down)
+
+
+def test_a_replica_counts_the_requests_of_a_batch() -> None:
+    """Prompt log-probs go a batch at a time: the report's count is of requests, not batches."""
+    a, b = Replica("a", None, 1), Replica("b", None, 1)
+    batches = [[0, 1, 2], [3], [4, 5]]
+    got = dict(spread(batches, [a, b], lambda replica, batch: len(batch), lambda batch, why: 0, requests=len))
+    assert sorted(got) == [0, 1, 2] and a.answered + b.answered == 6

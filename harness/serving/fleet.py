@@ -50,12 +50,13 @@ def shown_url(url: str | None) -> str:
 
 def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[Replica[E], T], R],
            unanswered: Callable[[T, str], R], capacity: Callable[[Replica[E]], int] | None = None,
-           ) -> Iterator[tuple[int, R]]:
+           requests: Callable[[T], int] = lambda item: 1) -> Iterator[tuple[int, R]]:
     """Yield (index into `items`, `call(replica, item)`) as each finishes, every item once.
 
     `call` raises Unreachable when its replica cannot be reached: the replica is marked down and the item goes back
     to the front of the queue for another one. When every replica is down, each item left is `unanswered(item,
-    why)`. `capacity`: how many items a replica holds at once (default: its own capacity). Pending work is
+    why)`. `capacity`: how many items a replica holds at once (default: its own capacity); `requests`: how many
+    requests an item is, for the replica's count (a batch of prompts is several). Pending work is
     cancelled when the consumer stops (an exception, Ctrl-C, SIGTERM), so shutdown never waits for a queue of
     requests nobody will read."""
     room = capacity or (lambda replica: replica.capacity)
@@ -90,7 +91,7 @@ def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[R
                     else:
                         yield index, unanswered(items[index], str(exc))
                     continue
-                replica.answered += 1
+                replica.answered += requests(items[index])
                 yield index, result
             fill()
         why = next((r.down for r in replicas if r.down), "no server")
@@ -144,7 +145,8 @@ class Fleet:
         batches = loglik_batches(requests)
         for position, completions in spread(
                 batches, self.replicas, lambda replica, batch: replica.engine.logliks([requests[i] for i in batch]),
-                lambda batch, why: [failed(requests[i], why) for i in batch], capacity=lambda replica: 1):
+                lambda batch, why: [failed(requests[i], why) for i in batch], capacity=lambda replica: 1,
+                requests=len):
             yield from zip(batches[position], completions, strict=True)
 
     def summary(self) -> dict[str, Any]:
