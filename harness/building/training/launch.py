@@ -42,9 +42,9 @@ class TrainJob:
     out: Path
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "base": {**asdict(self.base), "path": str(self.base.path)},
+        return json.dumps({"base": {**asdict(self.base), "path": str(self.base.path)},
                            "settings": self.settings.model_dump(mode="json"), "data_path": str(self.data_path),
-                           "out": str(self.out)})
+                           "data_sha256": self.data_sha256, "key": self.key, "out": str(self.out)})
 
     @classmethod
     def from_json(cls, text: str) -> "TrainJob":
