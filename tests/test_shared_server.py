@@ -23,8 +23,10 @@ def test_the_registry_is_the_harness_home_unless_named_and_off_when_empty(
     assert shared.registry_dir() == tmp_path / "home" / "servers"
     monkeypatch.setenv(shared.REGISTRY_ENV, str(tmp_path / "mine"))
     assert shared.registry_dir() == tmp_path / "mine"
-    path = shared.register("k1", {"pid": 1, "port": 2}, tmp_path / "mine")
-    assert shared.lookup("k1") == {"pid": 1, "port": 2} and not path.with_suffix(".tmp").exists()
+    record = shared.SharedServer(key="k1", pid=1, port=2, command=["vllm"], model="m", fingerprint="f")
+    shared.prepare(tmp_path / "mine")
+    path = shared.register(record, tmp_path / "mine")
+    assert shared.lookup("k1") == record and not path.with_suffix(".tmp").exists()
     path.write_text("{half a reco")
     assert shared.lookup("k1") is None  # unreadable: start a server of our own
     monkeypatch.setenv(shared.REGISTRY_ENV, "")
@@ -49,7 +51,9 @@ def test_a_dead_servers_record_is_not_attached_to(model: ModelRef, tmp_path: Pat
     if gone == 0:
         os._exit(0)
     os.waitpid(gone, 0)
-    shared.register(server_key(model, EngineConfig(), 0), {"pid": gone, "port": 9, "url": "x"}, tmp_path)
+    key = server_key(model, EngineConfig(), 0)
+    shared.register(shared.SharedServer(key=key, pid=gone, port=9, command=["vllm"], model=model.name,
+                                        fingerprint=model.fingerprint), tmp_path)
     assert attached(model, EngineConfig(), 0) is None
 
 
@@ -70,7 +74,7 @@ def test_serve_refuses_what_it_cannot_share(tmp_path: Path, monkeypatch: pytest.
 @pytest.mark.slow
 def test_a_run_attaches_to_the_live_server_of_its_key_only(model: ModelRef, shared_vllm: str) -> None:
     record = attached(model, EngineConfig(max_concurrency=4), 0)
-    assert record is not None and record["url"] == shared_vllm
+    assert record is not None and record.base_url == shared_vllm
     assert attached(model, EngineConfig(), 1) is None  # another seed: its own server
     moved = ModelRef(model.name, Path("/elsewhere"), model.fingerprint)
     assert attached(moved, EngineConfig(), 0) is None  # the server must have loaded our folder

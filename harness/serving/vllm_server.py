@@ -247,10 +247,10 @@ def managed_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: i
         yield url
 
 
-def listens(proc: subprocess.Popen, port: int) -> bool:
+def listens(pid: int, port: int) -> bool:
     """Whether the server's own process (or one it started) holds the listening socket on `port`."""
     try:
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         return False
     for member in family:
@@ -289,7 +289,7 @@ def _wait_ours(proc: subprocess.Popen, port: int, served_name: str, log_path: Pa
                 healthy = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
             except httpx.TransportError:
                 healthy = False
-            if healthy and proc.poll() is None and listens(proc, port) and serves(port, served_name):
+            if healthy and proc.poll() is None and listens(proc.pid, port) and serves(port, served_name):
                 console.log(f"vLLM server ready on port {port} after {time.monotonic() - started:.0f}s")
                 return
             time.sleep(1)
@@ -350,35 +350,71 @@ def shareable(adapters: Sequence[Adapter]) -> bool:
     return not adapters or mixed_lora_batches_exact()
 
 
-def attached(model: ModelRef, config: EngineConfig, seed: int, adapters: Sequence[Adapter] = ()) -> dict | None:
+def attached(model: ModelRef, config: EngineConfig, seed: int,
+             adapters: Sequence[Adapter] = ()) -> shared.SharedServer | None:
     """The record of a live shared server (`harness serve`) that is exactly the one this run would start, or
-    None. Live means its process runs and it lists our model, loaded from our folder. A run of several replicas
+    None. A record is a claim, checked before a request goes to its port: its process is this user's, runs the
+    very command this run would start on that port and listens there, and its /v1/models lists our model loaded
+    from our folder. A record that fails a check is ignored with a warning naming it. A run of several replicas
     starts its own: a shared server is one."""
     if not shareable(adapters) or config.replicas > 1:
         return None
-    record = shared.lookup(server_key(model, config, seed, adapters))
-    if record is None or not psutil.pid_exists(record["pid"]):
+    key = server_key(model, config, seed, adapters)
+    record = shared.lookup(key)
+    if record is None:
         return None
+    command = server_command(model, record.port, config, seed, vllm_is_cpu_build(), adapters)
+    problem = not_our_server(record, command) or not_serving(record, model)
+    if problem is not None:
+        shared.ignore(key, problem)
+        return None
+    return record
+
+
+def not_our_server(record: shared.SharedServer, command: list[str]) -> str | None:
+    """Why the record's process is not the server this run would start, listening on the record's port, or None.
+    Any live pid passes a liveness check (pid 1 does), and any server can list our model's name and folder."""
     try:
-        listing = httpx.get(f"http://127.0.0.1:{record['port']}/v1/models", timeout=5).json().get("data", [])
+        process = psutil.Process(record.pid)
+        if process.uids().real != os.getuid():
+            return f"process {record.pid} belongs to another user"
+        if process.cmdline() != command:
+            return f"process {record.pid} is not the vLLM server this run would start on port {record.port}"
+    except psutil.NoSuchProcess:
+        return f"process {record.pid} is not running (its server has stopped: remove the record)"
+    except psutil.AccessDenied:
+        return f"process {record.pid} cannot be inspected by this user"
+    if not listens(record.pid, record.port):
+        return f"process {record.pid} does not listen on port {record.port}"
+    return None
+
+
+def not_serving(record: shared.SharedServer, model: ModelRef) -> str | None:
+    """Why the checked server does not serve our model from our folder, or None."""
+    try:
+        listing = httpx.get(f"{record.base_url}/models", timeout=5).json().get("data", [])
     except (httpx.TransportError, ValueError):
-        return None
+        listing = []
     roots = {m.get("id"): m.get("root") for m in listing if isinstance(m, dict)}
-    return record if roots.get(model.name) == str(model.path) else None
+    if roots.get(model.name) != str(model.path):
+        return f"the server on port {record.port} lists no model {model.name} loaded from {model.path}"
+    return None
 
 
 @contextmanager
 def shared_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int, registry: Path) -> Iterator[str]:
     """A managed server that runs of the same key attach to while it lives, registered in `registry` (the runs
-    look in shared.registry_dir)."""
+    look in shared.registry_dir), which is made first (0700) or refused before the server starts."""
     if config.replicas > 1:
         raise HarnessError(f"engine.replicas is {config.replicas}, and `harness serve` shares one server\n"
                            f"  fix: serve with replicas: 1; a run of several replicas starts its own")
+    shared.prepare(registry)
     key = server_key(model, config, seed)
     with managed_server(model, run_dir, config, seed) as url:
-        record = {**json.loads((run_dir / f"vllm-{model.name}.json").read_text()), "url": url, "key": key,
-                  "model": model.name, "fingerprint": model.fingerprint}
-        path = shared.register(key, record, registry)
+        launched = json.loads((run_dir / f"vllm-{model.name}.json").read_text())
+        record = shared.SharedServer(key=key, pid=launched["pid"], port=launched["port"], command=launched["command"],
+                                     model=model.name, fingerprint=model.fingerprint)
+        path = shared.register(record, registry)
         try:
             yield url
         finally:
@@ -396,10 +432,11 @@ def serving(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
             yield urls
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / f"vllm-{model.name}.json").write_text(json.dumps({**record, "attached": True}))
-    console.log(f"using the shared vLLM server on port {record['port']} (pid {record['pid']}): same command "
+    used = {**record.model_dump(), "url": record.base_url, "attached": True}  # the address it was sent to
+    (run_dir / f"vllm-{model.name}.json").write_text(json.dumps(used))
+    console.log(f"using the shared vLLM server on port {record.port} (pid {record.pid}): same command "
                 f"and weights as this run's; it keeps running after the run")
-    yield [record["url"]]
+    yield [record.base_url]
 
 
 @engine("vllm")
