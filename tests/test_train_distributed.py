@@ -4,6 +4,7 @@ cache key counts, the plan's refusals, and (slow) two real CPU processes over gl
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,6 +70,52 @@ def test_what_cannot_launch_is_refused_at_plan_time(project: Project, train: dic
     code, _ = project.run(command="check")
     err = " ".join(capfd.readouterr().err.split())
     assert code == 2 and words in err and "candidates[1].train." in err, err
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+# What `accelerate launch` would have failed on mid-build (with a traceback, after the models started), each
+# written at the path the config names, and what `harness check` must say of it.
+HOSTILE_LAUNCH_CONFIGS = {
+    "a folder": (lambda path: path.mkdir(), "is a folder, not a file"),
+    "a named pipe": (_fifo, "is not a regular file (a named pipe)"),
+    "too large": (lambda path: path.write_text("x: 1\n" * 1_000_000), "larger than the 4,194,304 bytes"),
+    "binary": (lambda path: path.write_bytes(bytes(range(256)) * 4), "not UTF-8 text"),
+    "control characters": (lambda path: path.write_bytes(b"a: 1\n\x00\x01\x02"), "control character #x00"),
+    "broken YAML": (lambda path: path.write_text("distributed_type: MULTI_GPU\nnum_processes: [2\n"),
+                    "not valid YAML"),
+    "an alias bomb": (lambda path: path.write_text(BOMB), "an alias bomb?"),
+    "a list": (lambda path: path.write_text("- distributed_type: MULTI_GPU\n"), "holds a list, not a mapping"),
+    "empty": (lambda path: path.write_text(""), "holds nothing, not a mapping"),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_LAUNCH_CONFIGS)
+def test_an_accelerate_config_that_cannot_be_read_is_refused_at_its_key(project: Project, name: str,
+                                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    """Read at plan time as configs are (core.yamlfile), each problem at the config's `accelerate_config` line."""
+    write, words = HOSTILE_LAUNCH_CONFIGS[name]
+    write(project.root / "launch.yaml")
+    config = lora_project(project, {"processes": 2, "accelerate_config": "launch.yaml"})
+    line = next(i for i, text in enumerate(config.read_text().splitlines(), 1) if "accelerate_config:" in text)
+    code, _ = project.run(command="check")
+    err = capfd.readouterr().err
+    assert code == 2 and f"{config}:{line}: candidates[1].train.accelerate_config: accelerate config " in err, err
+    assert words in err and "\n  fix: " in err, err
+
+
+def test_a_device_named_as_the_accelerate_config_is_not_read(project: Project,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """/dev/zero was "not found"; read, it never ends."""
+    lora_project(project, {"processes": 2, "accelerate_config": "/dev/zero"})
+    assert project.run(command="check")[0] == 2
+    assert "accelerate config /dev/zero: is not a regular file (a character device)" in capfd.readouterr().err
 
 
 def test_an_accelerate_config_for_several_nodes_is_not_held_to_this_machine(project: Project) -> None:

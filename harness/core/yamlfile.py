@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,12 +24,25 @@ MAX_EXPANSION = 10
 MIN_EXPANSION_BUDGET = 1_000_000
 MAX_DEPTH = 100  # levels of nesting, aliases expanded (recursive readers and checks run out of stack far past it)
 _HUGE = 1 << 62  # sizes are capped here: far past any limit, and the sums stay machine-sized
+_SPECIAL = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFIFO: "named pipe",
+            stat.S_IFSOCK: "socket"}
 _TOO_BIG = ("keep cases and data in their own files (JSONL, CSV, Parquet), which have no such limit; "
             "a config, suite or rubric needs a few kilobytes")
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader, remembering where each alias is and the node it stands for."""
+class _Reader(yaml.SafeLoader):
+    """The safe loader, reading a number with an exponent (`1e-4`, `2.5e3`) as the number: YAML 1.1, which PyYAML
+    reads, takes one only with a dot and a signed exponent (`1.0e-4`), and reads `lr: 1e-4` as the string "1e-4".
+    Every value keeps its own type (core.strict), so that string would be refused where a number belongs."""
+
+
+_Reader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+class _Loader(_Reader):
+    """The reader, remembering where each alias is and the node it stands for."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -44,13 +59,11 @@ class _Loader(yaml.SafeLoader):
 def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
     """The parsed document and its node tree (for line numbers). Every YAML file the harness reads comes
     through here, so every one has the same limits: its size, its aliases' expansion and its depth."""
-    if not path.exists():
-        raise ConfigError(str(path), "", "file not found",
-                          "check the path (relative paths start at the file that names them)")
+    _check_regular(path)
     text = read_text(path, limit=MAX_YAML_BYTES, too_big=_TOO_BIG)
     try:
         node = _compose(text, path)
-        data = yaml.safe_load(text)  # parsed again: constructing from `node` would rewrite its merge keys (<<)
+        data = yaml.load(text, Loader=_Reader)  # parsed again: constructing from `node` would rewrite its merge keys
     except yaml.reader.ReaderError as exc:  # it has a position, not a mark
         line = text.count("\n", 0, exc.position) + 1
         raise ConfigError(f"{path}:{line}", "", f"not valid YAML (control character #x{exc.character:02x})",
@@ -61,6 +74,24 @@ def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(where, "", f"not valid YAML ({getattr(exc, 'problem', exc)})",
                           "fix the YAML syntax at that line") from None
     return data, node
+
+
+def _check_regular(path: Path) -> None:
+    """A ConfigError unless `path` is a regular file, told before it is opened: a folder cannot be read, and a
+    device or a pipe is no file of settings (/dev/zero never ends, opening a named pipe waits for a writer)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found",
+                          "check the path (relative paths start at the file that names them)") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot be read ({exc.strerror or exc})",
+                          "check that the path is a file this user may read") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(str(path), "", "is a folder, not a file", "name the YAML file itself, not its folder")
+    if not stat.S_ISREG(mode):
+        kind = _SPECIAL.get(stat.S_IFMT(mode), "special file")
+        raise ConfigError(str(path), "", f"is not a regular file (a {kind})", "name a YAML file saved on disk")
 
 
 def _compose(text: str, path: Path) -> yaml.Node | None:
@@ -185,6 +216,10 @@ _FIXES = {
     "literal_error": "use one of the allowed values",
     "union_tag_invalid": "use one of the allowed values",
     "finite_number": "use a finite number (.nan and .inf are not values a run can use)",
+    "int_type": "write a whole number, without quotes (true and false are not numbers)",
+    "float_type": "write a number, without quotes (true and false are not numbers)",
+    "bool_type": "write true or false, without quotes",
+    "string_type": "write text (quote it if YAML reads it as something else: \"1.0\", \"yes\")",
 }
 
 
@@ -213,9 +248,17 @@ def validation_errors(model: type[BaseModel], exc: ValidationError, path: Path, 
         if err["type"] == "extra_forbidden" and owner is not None:
             allowed = f"; allowed keys: {', '.join(owner.model_fields)}"
         fix = err.get("ctx", {}).get("fix") or _FIXES.get(err["type"], "correct the value") + allowed
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ") + _given(err)
         out.append(ConfigError(where, key_path(loc_prefix + loc) or "(top level)", msg, fix))
     return out
+
+
+def _given(err: Any) -> str:
+    """What was given instead, for an error of a value's type (strict: "20" is no number, nor true): `, not "20"`."""
+    if err["type"] not in ("int_type", "float_type", "bool_type", "string_type"):
+        return ""
+    given = json.dumps(err["input"], default=str)
+    return f", not {given if len(given) <= 60 else given[:57] + '...'}"
 
 
 def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
@@ -226,7 +269,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...]
     current: Any = model
     owner: Any = model
     for i, part in enumerate(loc):
-        fields = getattr(current, "model_fields", None) or {}
+        fields = _fields(current)
         if isinstance(part, str) and part not in fields and (i < len(loc) - 1
                                                              or _member_for_tag(current, part) is not current):
             current = _member_for_tag(current, part)
@@ -237,6 +280,14 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...]
             current = fields[part].annotation
     owners = _models_in(owner)
     return tuple(out), owners[0] if owners else None
+
+
+def _fields(annotation: Any) -> dict[str, Any]:
+    """The fields of the one model an annotation holds (`TrainSettings | None`, `list[Gate]`), so that a key of it
+    is kept even where it is also a union's tag (a lora candidate's `train.lora`); none where it holds several
+    (a tagged union, whose tag _member_for_tag reads)."""
+    models = _models_in(annotation)
+    return models[0].model_fields if len(models) == 1 else {}
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

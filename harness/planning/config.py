@@ -366,9 +366,10 @@ def _partial(data: dict, path: Path, node: Any) -> LoadedConfig:
 
 
 def _validated(key: str, value: Any, item: bool = False) -> Any:
-    """`value` validated as the top-level key's value (as an item of that list, with `item`), or _LEFT_OUT."""
+    """`value` validated as the top-level key's value (as an item of that list, with `item`), or _LEFT_OUT. Strict as
+    the Config is (a key's own type, `seed`'s say, is no model carrying the setting)."""
     try:
-        return _adapter(key, item).validate_python(value)
+        return _adapter(key, item).validate_python(value, strict=Config.model_config.get("strict"))
     except ValidationError:
         return _LEFT_OUT
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.core.errors import ConfigError
+from harness.core.strict import Strict
 from harness.core.yamlfile import validate
 
 # What a scorer can need. Case needs are checked for every case when the suite loads; candidate needs
@@ -39,10 +40,9 @@ UNBOUNDED: Bounds = (None, None)
 UNIT: Bounds = (0.0, 1.0)  # pass/fail metrics and rates
 
 
-class Params(BaseModel):
-    """Base for scorer parameters: unknown keys are errors, and `name` renames the metric."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class Params(Strict):
+    """Base for scorer parameters: held to what every config model is (see core.strict), and `name` renames the
+    metric."""
 
     type: str
     name: str | None = None

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from harness.core.caps import Batch, Concurrency, DeviceCount, Retries, Seconds
-from harness.core.strict import Strict
+from harness.core.strict import Pair, Strict
 
 # The registry's local engines (serving/engines.py imports each; tests/test_engine_registry holds the two in step).
 # Named here, not read from the registry, so that validating a config imports no engine's client library
@@ -26,8 +26,8 @@ class ScriptRule(Strict):
     loglik: Literal["none", "text", "choices"] | None = Field(None, description="the kind of request")
     answer: str | None = Field(None, description="the text to reply")
     error: str | None = Field(None, description="fail the request with this error instead")
-    logliks: list[tuple[float, int]] | None = Field(None, description="(log-prob, tokens) per text or choice")
-    top_logprobs: list[tuple[str, float]] | None = Field(
+    logliks: list[Pair[float, int]] | None = Field(None, description="(log-prob, tokens) per text or choice")
+    top_logprobs: list[Pair[str, float]] | None = Field(
         None, description="(token, log-prob) alternatives of the first token, for requests that ask for them")
     delay_s: Seconds = Field(0.0, ge=0)
     times: int | None = Field(None, ge=1, description="answer this many matching requests, then stop matching")

@@ -30,7 +30,7 @@ class EndpointCandidate(EndpointSpec, CandidateBase):
     max_retries: Retries = Field(
         4, ge=0, description="retries with exponential backoff and jitter (429, 5xx, connection)")
     cache: bool = Field(False, description="reuse cached answers (off: a deployed model can change under one name)")
-    max_answer_chars: int = Field(MAX_ANSWER_CHARS, gt=0, strict=True,
+    max_answer_chars: int = Field(MAX_ANSWER_CHARS, gt=0,
                                   description="cut longer answers (finish_reason length_cap) before they are stored: "
                                               "an endpoint need not heed max_tokens")
 

@@ -14,8 +14,10 @@ from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase, r
 from harness.building.training import check_lora_targets, train_adapter
 from harness.building.training.settings import TrainSettings
 from harness.core.console import console, log
+from harness.core.errors import ConfigError
 from harness.core.models import fingerprint_folder
 from harness.core.textfiles import check_text
+from harness.core.yamlfile import load_yaml
 from harness.serving.base import Adapter, LocalTarget
 from harness.serving.devices import processes_problem, visible
 
@@ -58,14 +60,22 @@ def check(candidate: LoraCandidate, ctx: KindContext) -> None:
 
 
 def launch_config(settings: TrainSettings, ctx: KindContext) -> Path | None:
-    """The accelerate config file the settings name, resolved and there; None when they name none."""
+    """The accelerate config file the settings name, resolved; None when they name none. It is read as a config is
+    (core.yamlfile: a regular file, its size, aliases and depth) and must be a mapping of settings, so that what
+    `accelerate launch` would fail on mid-build, after the models started, is a config error at plan time."""
     if settings.accelerate_config is None:
         return None
     path = ctx.resolve_path(settings.accelerate_config)
-    if not path.is_file():
-        raise ctx.error(("train", "accelerate_config"), f"accelerate config {path} not found",
-                        "write one with `accelerate config --config_file PATH`, or check the path (relative to the "
-                        "config)")
+    written = "`accelerate config --config_file PATH` writes one"
+    try:
+        launch, _ = load_yaml(path)
+    except ConfigError as exc:
+        raise ctx.error(("train", "accelerate_config"), f"accelerate config {exc.file}: {exc.problem}",
+                        f"{exc.fix}; {written}") from None
+    if not isinstance(launch, dict):
+        held = "nothing" if launch is None else "a list" if isinstance(launch, list) else "a single value"
+        raise ctx.error(("train", "accelerate_config"), f"accelerate config {path} holds {held}, not a mapping of "
+                        "settings (distributed_type: ..., num_processes: ...)", written)
     return path
 
 
