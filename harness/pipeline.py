@@ -33,6 +33,7 @@ from harness.runs import (
     track,
 )
 from harness.serving.pool import Engines
+from harness.store.lease import held
 from harness.store.location import locate
 from harness.store.store import Store
 from harness.verdict.gate import ERROR, Verdict, decide
@@ -54,10 +55,10 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, stor
     settings = settled_settings(plan, settle, fail_fast)
     root = plan.output_root(out)
     location = locate(store, root / STORE_NAME, plan.store_location())
-    with Store(location) as store, Engines(keep=judge_targets(plan)) as engines:
+    run_id = resume if resume is not None else new_run_id(plan.config.name)
+    with Store(location) as store, held(store, run_id), Engines(keep=judge_targets(plan)) as engines:
         pinned, against = baseline(plan, store, kind, against is not None)
-        run_id = (resumed(plan, store, kind, resume) if resume is not None
-                  else begin(plan, store, kind, new_run_id(plan.config.name), against))
+        run_id = resumed(plan, store, kind, run_id) if resume is not None else begin(plan, store, kind, run_id, against)
         current = Run(plan, store, run_id, root / run_id, use_cache, engines)
         with ended_on_failure(current, run_secrets(plan) + location.secrets):
             skip = stored_answers(plan, store, run_id) if resume is not None else set()
