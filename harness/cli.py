@@ -119,7 +119,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         record = store.run(args.run)
         if record is None:
             known = ", ".join(store.runs()["run_id"].tolist()[-5:]) or "(none)"
-            raise HarnessError(f"no run {args.run!r} in {args.store}\n  fix: one of: {known}")
+            raise HarnessError(f"no run {args.run!r} in {store.where}\n  fix: one of: {known}")
         if record["status"] != "finished":
             what, resume = unfinished(record)
             err.print(f"warning: {what}: the reports show what is stored; finish it with: {resume}",

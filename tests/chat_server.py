@@ -1,12 +1,13 @@
 """A small OpenAI-compatible chat server, run as its own process by the fleet tests: a real server on loopback that
 a test can kill -9 at a known moment.
 
-    python tests/chat_server.py [--upstream URL] [--delay S] [--die-after N]
+    python tests/chat_server.py [--upstream URL] [--delay S] [--die-after N] [--echo-auth answer|malformed]
 
 Prints its port on the first line of stdout, then serves until killed. It answers /v1/chat/completions with
 "echo: <the last message>" (the same on every server, so a moved request gets the answer it would have got), or
 with what `--upstream` (a real vLLM server) answers. `--die-after N`: SIGKILL itself when the N-th chat request
-arrives, with that request and any others in flight unanswered.
+arrives, with that request and any others in flight unanswered. `--echo-auth`: echo the request's Authorization
+header, in the answer or in a reply that is no answer (a JSON object without choices).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--upstream", default=None)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--die-after", type=int, default=None)
+    parser.add_argument("--echo-auth", choices=["answer", "malformed"], default=None)
     args = parser.parse_args()
     lock = threading.Lock()
     seen = [0]
@@ -53,7 +55,11 @@ def main() -> None:
                 return
             time.sleep(args.delay)
             asked = json.loads(body)
-            text = "echo: " + asked["messages"][-1]["content"]
+            auth = str(self.headers.get("Authorization"))
+            if args.echo_auth == "malformed":
+                self.send(200, {"error": "not authorised", "authorization": auth})
+                return
+            text = "echo: " + asked["messages"][-1]["content"] + (f" ({auth})" if args.echo_auth else "")
             self.send(200, {"id": "x", "object": "chat.completion", "model": asked["model"],
                             "choices": [{"index": 0, "finish_reason": "stop",
                                          "message": {"role": "assistant", "content": text}}],

@@ -17,7 +17,8 @@ import yaml
 from scenarios import PROMPT, Project, answer
 
 from harness.core.request import Completion
-from harness.serving.fleet import Replica, shown_url, spread
+from harness.core.urls import shown_url
+from harness.serving.fleet import Replica, spread
 from harness.serving.shapes import Unreachable
 
 SERVER = Path(__file__).parent / "chat_server.py"

@@ -61,13 +61,14 @@ def targets(run: Run, built: Built) -> list[tuple[Target, str, list[Member]]]:
 
 
 def run_secrets(plan: Plan) -> tuple[str, ...]:
-    """The values of every key the config names (each endpoint candidate's and the judge endpoint's
-    `api_key_env`) that are set. Every answer of the run, fresh or cached, a candidate's or the judge's, is
-    redacted of all of them before it is stored, scored or shown: an endpoint may echo its own key, and an
-    answer cached by an older harness may hold any of them."""
-    names = [remote.api_key_env for c in plan.config.candidates if (remote := plan.remote(c)) is not None]
+    """The credentials every endpoint of the config is called with (each endpoint candidate's and the judge
+    endpoint's key, and the user and password of a URL read from a variable; see endpoints.secret_values). Every
+    answer of the run, fresh or cached, a candidate's or the judge's, is redacted of all of them before it is
+    stored, scored or shown: an endpoint may echo what it was sent, and an answer cached by an older harness may
+    hold any of them."""
     judge = plan.config.judge.endpoint
-    return secret_values([*names, judge.api_key_env if judge else None])
+    remotes = [remote for c in plan.config.candidates if (remote := plan.remote(c)) is not None]
+    return secret_values([*remotes, *([judge] if judge else [])])
 
 
 def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = None,

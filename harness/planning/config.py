@@ -27,10 +27,10 @@ from harness.core.caps import Resamples, Seed, Tokens, Tries
 from harness.core.errors import ConfigError, Problems
 from harness.core.sampling import Generation
 from harness.core.strict import Strict
+from harness.core.urls import ENCODE_FIX, userinfo
 from harness.core.yamlfile import key_path, line_of, load_yaml, validation_errors
 from harness.serving.endpoint_spec import EndpointSpec
 from harness.serving.settings import EngineConfig
-from harness.store.location import hidden
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
 ALPHA_SPLIT = 0.2  # stop_when_settled's default share of alpha for the looks (bench/sequential.py, README)
@@ -196,10 +196,19 @@ class StoreConfig(Strict):
     def _one(self) -> "StoreConfig":
         if (self.url is None) == (self.url_env is None):
             raise ValueError("give the store a `url` or a `url_env`, one of them")
-        if self.url is not None and (hidden(self.url) != self.url or "password=" in self.url):
-            raise ValueError("the store's url holds a password, which the run would store and this file shows: put "
-                             "the URL in an environment variable and name it, `store: {url_env: HARNESS_DB_URL}`")
+        if self.url is not None and "://" in self.url and self._password():
+            raise PydanticCustomError("store_password", "the store's url holds a password, which the run would store "
+                                                        "and this file shows",
+                                      {"fix": "put the URL in an environment variable and name it, "
+                                              "`store: {url_env: HARNESS_DB_URL}`"})
         return self
+
+    def _password(self) -> str:
+        """The password `url` names, read as the store reads it (see urls.userinfo)."""
+        try:
+            return userinfo(self.url or "")[1]
+        except ValueError as exc:
+            raise PydanticCustomError("url_parse", str(exc), {"fix": ENCODE_FIX}) from None
 
 
 def _store_shorthand(value: object) -> object:

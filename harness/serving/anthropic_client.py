@@ -38,7 +38,7 @@ class AnthropicEngine(HttpEngine):
         self.max_concurrency = max_concurrency
         self.max_retries, self.max_answer_chars = max_retries, max_answer_chars
         self.pacer = RatePacer(requests_per_minute)
-        self.secrets = own_secrets(api_key)
+        self.secrets = own_secrets(api_key, base_url)
 
     def complete(self, request: Request) -> Completion:
         """The system prompt is a parameter here, not a message; consecutive turns pass through as given."""

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from harness.core.caps import Concurrency, RequestsPerMinute
 from harness.core.strict import Strict
+from harness.core.urls import ENCODE_FIX, normal, userinfo, variable
 from harness.serving.base import EndpointTarget
 from harness.serving.limits import MAX_ANSWER_CHARS
 
@@ -17,6 +20,33 @@ from harness.serving.limits import MAX_ANSWER_CHARS
 # step), named here so that a config validates without importing their client libraries.
 PROTOCOLS = ("openai", "anthropic")
 URL_FIX = "add e.g. base_url: https://api.example.com/v1"
+CREDENTIALS_FIX = ("put an API key in an environment variable and name it, `api_key_env: NAME`; a server that takes "
+                   "its user and password in the URL: put the whole URL in an environment variable and write "
+                   "`env:NAME` in its place")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _url(text: str) -> str:
+    """A server's URL as a config may hold it: one that parses and names no user or password (a config is
+    committed, and every run stores it and shows it), or `env:NAME`, read at run time (see urls.resolved)."""
+    name = variable(text)
+    if name is not None:
+        if not VARIABLE.fullmatch(name):
+            raise PydanticCustomError("url_env", "`env:` names no environment variable",
+                                      {"fix": "write env:NAME, NAME a variable holding the URL"})
+        return text
+    try:
+        user, password = userinfo(text)
+    except ValueError as exc:
+        raise PydanticCustomError("url_parse", str(exc),
+                                  {"fix": f"write scheme://HOST:PORT/PATH; {ENCODE_FIX}"}) from None
+    if user or password:
+        raise PydanticCustomError("url_credentials", "the URL holds a user or password, which every run would store "
+                                                     "and every report show", {"fix": CREDENTIALS_FIX})
+    return text
+
+
+Url = Annotated[str, AfterValidator(_url)]
 
 
 class EndpointSpec(Strict):
@@ -24,9 +54,10 @@ class EndpointSpec(Strict):
     variable named here, at run time, and written nowhere."""
 
     protocol: Literal[PROTOCOLS] = "openai"  # type: ignore[valid-type]
-    base_url: str | None = Field(None, description="required for openai (or base_urls); anthropic defaults to "
-                                                   "Anthropic's API")
-    base_urls: list[str] | None = Field(
+    base_url: Url | None = Field(None, description="required for openai (or base_urls); anthropic defaults to "
+                                                   "Anthropic's API. No user or password in it: `env:NAME` reads "
+                                                   "a URL that needs them from that variable")
+    base_urls: list[Url] | None = Field(
         None, min_length=1, description="several servers of this same model (vLLM on several nodes, a Ray Serve "
                                         "deployment, replicas behind no router): each request goes to the one with the "
                                         "fewest in flight, max_concurrency each; one that cannot be reached is left "
@@ -40,8 +71,10 @@ class EndpointSpec(Strict):
     @field_validator("base_urls")
     @classmethod
     def _distinct(cls, urls: list[str] | None) -> list[str] | None:
+        """Each server once, however it is spelt (see urls.normal): listed twice, it takes twice its concurrency."""
         if urls is not None:
-            twice = sorted({url for url in urls if urls.count(url) > 1})
+            spelt = [normal(url) for url in urls]
+            twice = sorted({url for url in spelt if spelt.count(url) > 1})
             if twice:
                 raise ValueError(f"{', '.join(twice)} listed more than once: each server once")
         return urls
@@ -60,10 +93,16 @@ class EndpointSpec(Strict):
             if self.protocol == "openai" and not self.base_url and not self.base_urls else None
 
     @property
+    def urls(self) -> tuple[str | None, ...]:
+        """Every server it names (None: the protocol's default address)."""
+        return tuple(self.base_urls or (self.base_url,))
+
+    @property
     def identity(self) -> str:
-        """What answers, for the cache: the same model name at the same address (or set of them) under the same
-        protocol."""
-        where = ",".join(sorted(self.base_urls)) if self.base_urls else self.base_url
+        """What answers, for the cache: the same model name at the same address (or set of them, each spelt one
+        way: see urls.normal) under the same protocol."""
+        where = ",".join(sorted(normal(url) for url in self.base_urls)) if self.base_urls else \
+            self.base_url and normal(self.base_url)
         return hashlib.sha256(f"{self.protocol}|{where}|{self.model}".encode()).hexdigest()
 
     def target(self, request_timeout_s: float, max_retries: int,

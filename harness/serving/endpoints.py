@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
+from harness.core.credentials import url_secrets
 from harness.core.errors import HarnessError
+from harness.core.urls import held, resolved, shown_url
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.base import EndpointTarget, Engine, engine
-from harness.serving.fleet import Fleet, Replica, shown_url
+from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import NO_KEY
 from harness.serving.openai_client import OpenAIEngine
 from harness.serving.settings import EngineConfig
@@ -27,19 +29,34 @@ def api_key(target: EndpointTarget) -> str:
     return value
 
 
-def secret_values(names: Iterable[str | None]) -> tuple[str, ...]:
-    """The values of the named environment variables that are set: the keys a run sends, which no answer may
-    carry into the store, a score or a report (see limits.redacted)."""
-    return tuple(sorted({value for name in names if name and (value := os.environ.get(name))}))
+class Called(Protocol):
+    """What names the credentials an endpoint is called with (an EndpointSpec, an EndpointTarget)."""
+
+    @property
+    def api_key_env(self) -> str | None: ...
+
+    @property
+    def urls(self) -> tuple[str | None, ...]: ...
+
+
+def secret_values(called: Iterable[Called]) -> tuple[str, ...]:
+    """The credentials a run sends, which no answer may carry into the store, a score or a report (see
+    limits.redacted): the value of each key variable that is set, and the user and password of each URL read
+    from a variable (in the forms basic authentication sends them: see credentials.url_secrets)."""
+    keys = {value for c in called if c.api_key_env and (value := os.environ.get(c.api_key_env))}
+    in_urls = {secret for c in called for url in c.urls for secret in url_secrets(held(url))}
+    return tuple(sorted(keys | in_urls))
 
 
 def fleet(target: EndpointTarget, client: type[OpenAIEngine] | type[AnthropicEngine]) -> Fleet:
-    """One client per server of the target (one, or each of `base_urls`), each with its own max_concurrency."""
+    """One client per server of the target (one, or each of `base_urls`, an `env:NAME` read now), each with its
+    own max_concurrency."""
     key = api_key(target)
+    urls = [resolved(url, "base_url" if target.base_url else "base_urls") for url in target.urls]
     return Fleet([Replica(shown_url(url), client(url, key, target.max_concurrency, target.request_timeout_s,
                                                  target.max_retries, target.requests_per_minute,
                                                  max_answer_chars=target.max_answer_chars), target.max_concurrency)
-                  for url in target.urls])
+                  for url in urls])
 
 
 @engine("openai", local=False)

@@ -12,7 +12,6 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
-from urllib.parse import urlsplit
 
 from harness.core.request import Completion, Request
 from harness.serving.loglik import loglik_batches
@@ -27,7 +26,7 @@ E = TypeVar("E")
 class Replica(Generic[E]):
     """One server of a fleet, and what it did in this run (the report's record of it)."""
 
-    name: str  # where it is, as shown: no credentials (see shown_url)
+    name: str  # where it is, as shown: no credentials (see urls.shown_url)
     engine: E
     capacity: int  # requests in flight at most
     in_flight: int = 0
@@ -37,15 +36,6 @@ class Replica(Generic[E]):
 
     def record(self) -> dict[str, Any]:
         return {"url": self.name, "answered": self.answered, "moved": self.moved, "down": self.down}
-
-
-def shown_url(url: str | None) -> str:
-    """A server's address without user, password, query or fragment: what a report may show."""
-    if not url:
-        return "the provider's default address"
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[Replica[E], T], R],

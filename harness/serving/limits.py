@@ -1,5 +1,5 @@
-"""Client-side limits shared by the HTTP engines: a requests-per-minute pacer, secret redaction and the size
-of an answer."""
+"""Client-side limits shared by the HTTP engines: a requests-per-minute pacer, secret redaction (see
+core.credentials) and the size of an answer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import replace
 
+from harness.core.credentials import redact
 from harness.core.request import Completion
 
 NO_KEY = "EMPTY"  # what is sent when no key is configured (our own vLLM server): not a secret
@@ -34,16 +35,6 @@ class RatePacer:
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
-
-
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """Errors and answers from APIs sometimes echo a key back; never let it reach a log, the store or a report.
-    Longest first, so a key that contains another is not left half shown; a key padded with whitespace in the
-    environment is redacted as sent, too. Keys under 4 characters are left alone (they would redact words)."""
-    values = {v for secret in secrets for v in (secret, secret.strip()) if len(v) >= 4}
-    for value in sorted(values, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
 
 
 def redacted(completion: Completion, secrets: tuple[str, ...]) -> Completion:

@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 import openai
 
 from harness.core.request import Completion, Request, no_loglik
+from harness.core.urls import shown_url
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
@@ -37,7 +38,7 @@ class OpenAIEngine(HttpEngine):
         self.max_concurrency = max_concurrency
         self.max_retries, self.max_answer_chars = max_retries, max_answer_chars
         self.pacer = RatePacer(requests_per_minute)
-        self.secrets = own_secrets(api_key)
+        self.secrets = own_secrets(api_key, base_url)
 
     def complete(self, request: Request) -> Completion:
         """One chat completion, read from the raw reply once its shape is checked (see HttpEngine.answer)."""
@@ -70,7 +71,7 @@ class OpenAIEngine(HttpEngine):
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """This one server as a fleet of one (see fleet.Fleet.run)."""
-        one = Replica(str(self.client.base_url), self, self.max_concurrency)
+        one = Replica(shown_url(str(self.client.base_url)), self, self.max_concurrency)
         return Fleet([one], self.isolate_models).run(requests)
 
 

@@ -16,7 +16,9 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Protocol
 
+from harness.core.credentials import url_secrets
 from harness.core.request import Completion, Request
+from harness.core.urls import shown_url
 from harness.serving.limits import NO_KEY, RatePacer, capped, one_line, redact, redacted
 
 INITIAL_DELAY_S, MAX_DELAY_S = 0.5, 8.0  # the openai and anthropic clients' own backoff
@@ -165,7 +167,7 @@ class HttpEngine:
         self.pacer.wait()
         started = time.perf_counter()
         try:
-            completion = well_formed(send, read, str(self.client.base_url), self.max_retries, self.secrets)
+            completion = well_formed(send, read, shown_url(str(self.client.base_url)), self.max_retries, self.secrets)
         except (*self.client_errors, MalformedReply) as exc:
             if self.failover and isinstance(exc, self.unreachable_errors) and not isinstance(exc, self.timeout_errors):
                 raise Unreachable(describe(exc, self.secrets)) from None
@@ -178,9 +180,11 @@ class HttpEngine:
         return [self.complete(request) for request in requests]
 
 
-def own_secrets(api_key: str) -> tuple[str, ...]:
-    """The key an engine sends, unless it is the placeholder sent when there is none."""
-    return () if api_key == NO_KEY else (api_key,)
+def own_secrets(api_key: str, base_url: object) -> tuple[str, ...]:
+    """What an engine sends that is secret: its key, unless it is the placeholder sent when there is none, and the
+    user and password of its URL (one read from a variable: see urls.resolved), as basic authentication sends
+    them. `base_url`: text, the SDK's URL type, or None (the provider's default)."""
+    return tuple(sorted(({api_key} - {NO_KEY}) | url_secrets(None if base_url is None else str(base_url))))
 
 
 def describe(exc: Exception, secrets: tuple[str, ...]) -> str:

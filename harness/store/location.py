@@ -9,21 +9,18 @@ is given wins: the command's `--store`, then `HARNESS_STORE`, then the config's 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
 from harness.core.errors import HarnessError
+from harness.core.urls import ENCODE_FIX, parsed, scheme_only
 
 STORE_ENV = "HARNESS_STORE"
 DEFAULT_FOLDER = Path("reports")
 SERVER_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
                   "postgresql+psycopg": "postgresql+psycopg"}
-# user:password@ in any URL-like text: what an error may show of a value it could not parse.
-_CREDENTIALS = re.compile(r"(://[^:/@\s]*):[^@\s]*@")
 
 
 @dataclass(frozen=True)
@@ -42,11 +39,6 @@ class Location:
         return self.url.get_backend_name()
 
 
-def hidden(text: str) -> str:
-    """`text` with any URL's password replaced by ***."""
-    return _CREDENTIALS.sub(r"\1:***@", text)
-
-
 def sqlite_file(path: Path) -> Location:
     return Location(URL.create("sqlite", database=str(path)), str(path), path.parent, path)
 
@@ -60,14 +52,16 @@ def parse(value: str, source: str, base_dir: Path | None = None) -> Location:
         path = Path(value).expanduser()
         return sqlite_file(base_dir / path if base_dir is not None and not path.is_absolute() else path)
     try:
-        url = make_url(value)
-    except (ArgumentError, ValueError):
-        raise HarnessError(f"{source}: {hidden(value)!r} is not a store URL\n  fix: give a path (a SQLite file), "
-                           "postgresql://USER@HOST:PORT/DATABASE, or env:NAME (a variable holding the URL)") from None
+        url = parsed(value)
+    except ValueError as exc:
+        raise HarnessError(f"{source}: {exc}, so it is not a store URL\n  fix: give a path (a SQLite file), "
+                           f"postgresql://USER@HOST:PORT/DATABASE, or env:NAME (a variable holding the URL); "
+                           f"{ENCODE_FIX}") from None
     scheme = url.drivername
     if scheme == "sqlite":
         if not url.database or url.database == ":memory:":
-            raise HarnessError(f"{source}: {hidden(value)!r} names no file\n  fix: sqlite:///PATH, or just the PATH")
+            raise HarnessError(f"{source}: {scheme_only(value)!r} names no file\n  fix: sqlite:///PATH, or just the "
+                               "PATH")
         return parse(url.database, source, base_dir)
     if scheme not in SERVER_SCHEMES:
         raise HarnessError(f"{source}: a store on {scheme!r} is not supported\n"

@@ -9,9 +9,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from harness.core.credentials import redact
 from harness.core.errors import HarnessError
 from harness.store.backends import Backend, backend
-from harness.store.location import Location, hidden
+from harness.store.location import Location
 
 CONNECT_TIMEOUT_S = 10
 # Every harness that upgrades a store's schema takes this transaction-scoped lock first (pg_advisory_xact_lock).
@@ -50,9 +51,7 @@ def _explain(exc: Exception, location: Location, timeout: float) -> HarnessError
     state = getattr(exc, "sqlstate", None) or next((code for words, code in _REFUSED if words in said), "")
     problem, fix = _PROBLEMS.get(state) or _PROBLEMS.get(state[:2]) or (
         _UNREACHABLE if not state else ("failed", "see the server's words above, and its log"))
-    words = hidden(said.split(" [SQL: ")[0])
-    for secret in location.secrets:
-        words = words.replace(secret, "***")
+    words = redact(said.split(" [SQL: ")[0], location.secrets)
     return HarnessError(f"run store {location.shown} {problem.format(timeout=timeout)} (PostgreSQL: {words})\n"
                         f"  fix: {fix}")
 
