@@ -124,6 +124,17 @@ def test_a_url_with_a_user_or_password_is_refused_at_plan_time(project: Project,
     assert not (project.root / "reports").exists()
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/v1", "http://127.0.0.1:0/v1", "http://127.0.0.1]/v1",
+                                 "http://[::1/v1", "not a url"])
+def test_a_url_that_does_not_parse_is_refused_at_plan_time(project: Project, url: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Not left to fail at run time, nor to crash the cache identity (which reads the port)."""
+    endpoints_project(project, {"base_url": url})
+    assert project.run(command="check")[0] == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "candidates[0].base_url: " in err and "does not parse as a URL" in err and "fix: write scheme://" in err
+
+
 def test_every_form_of_every_credential_a_run_sends_is_redacted(project: Project,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,7 +155,7 @@ def test_every_form_of_every_credential_a_run_sends_is_redacted(project: Project
         rows = db.execute("SELECT candidate, error, output FROM responses").fetchall()
         meta = db.execute("SELECT meta_json FROM runs").fetchone()[0]
     errors = [error for candidate, error, _ in rows if candidate == "prod"]
-    assert len(errors) == 4 and all(f"{prod_url}/ answered HTTP 200" in e and '"Basic ***"' in e for e in errors)
+    assert len(errors) == 4 and all(prod_url in e and "alice" not in e and '"Basic ***"' in e for e in errors)
     assert all(output.endswith("(Bearer ***)") for candidate, _, output in rows if candidate == "next")
     assert '"env:PROD_URL"' in meta
 

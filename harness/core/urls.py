@@ -34,7 +34,19 @@ def parsed(text: str) -> URL:
     if "@" in host + path or any(c.isspace() for c in host):
         raise ValueError(f"{scheme_only(text)} does not parse as a URL: an '@' or a space outside its user and "
                          "password")
+    if not _host_and_port(host, url.port):
+        raise ValueError(f"{scheme_only(text)} does not parse as a URL: its host or its port is not one")
     return url
+
+
+def _host_and_port(host: str, port: int | None) -> bool:
+    """Whether the standard library reads `host` and `port` as a host and a port, as an HTTP client will (a stray
+    bracket, a port past 65535 or under 1 are not); no host at all is a local socket's."""
+    try:
+        return (not host or urlsplit(f"//{f'[{host}]' if ':' in host else host}").hostname is not None) \
+            and (port is None or 0 < port < 65536)
+    except ValueError:
+        return False
 
 
 def userinfo(text: str) -> tuple[str, str]:
