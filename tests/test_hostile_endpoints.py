@@ -25,9 +25,9 @@ SECRET = "sk-live-hostile-3f9a1c"
 JUDGE_SECRET = "sk-judge-hostile-77b2e0"
 
 
-def chat(text: Any, **extra: Any) -> dict[str, Any]:
-    """An OpenAI chat completion body whose answer is `text`."""
-    return {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+def chat(text: Any, model: str = "m", **extra: Any) -> dict[str, Any]:
+    """An OpenAI chat completion body whose answer is `text`, from `model`."""
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": model,
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
                          **extra}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
@@ -35,7 +35,7 @@ def chat(text: Any, **extra: Any) -> dict[str, Any]:
 
 def message(content: Any) -> dict[str, Any]:
     """An Anthropic Messages body with `content`."""
-    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": content,
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": content,
             "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 1}}
 
 
@@ -250,7 +250,7 @@ def endpoint_project(project: Project, url: str, config: dict[str, Any] | None =
 
 
 def test_an_endpoint_answer_is_cut_at_its_max_answer_chars(project: Project, keys: None) -> None:
-    with Served(lambda body: chat(TICKET + " " * 500)) as url:
+    with Served(lambda body: chat(TICKET + " " * 500, body["model"])) as url:
         endpoint_project(project, url, max_answer_chars=len(TICKET))
         code, results = project.run()
     assert code == 0, results["verdict"]["reason"]
@@ -279,11 +279,12 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def echoing(body: dict[str, Any]) -> dict[str, Any]:
     """Every answer carries the keys: the judge its own and a candidate's, each candidate its own and others'."""
-    if body["model"] == "judge":
-        return chat(json.dumps({"reasoning": f"I was called with {JUDGE_SECRET}, saw {SECRET}", "answer": "no"}))
-    if body["model"] == "prod":
-        return chat(json.dumps({"category": "billing", "priority": "high", "note": SECRET}))
-    return chat(f'{{"category": "billing", "note": "{SECRET}-next {JUDGE_SECRET} {SECRET}"}}')
+    model = body["model"]
+    if model == "judge":
+        return chat(json.dumps({"reasoning": f"I was called with {JUDGE_SECRET}, saw {SECRET}", "answer": "no"}), model)
+    if model == "prod":
+        return chat(json.dumps({"category": "billing", "priority": "high", "note": SECRET}), model)
+    return chat(f'{{"category": "billing", "note": "{SECRET}-next {JUDGE_SECRET} {SECRET}"}}', model)
 
 
 def test_no_configured_key_reaches_any_file_the_run_writes(project: Project, keys: None,

@@ -128,7 +128,7 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
             for stage, seconds in spent.items():
                 if seconds:
                     store.put_timing(run_id, stage, label, seconds)
-            if isinstance(engine, Fleet) and len(engine.replicas) > 1:
+            if isinstance(engine, Fleet) and engine.eventful():
                 store.put_artifact(run_id, label, "serving", engine.summary())
 
 

@@ -344,6 +344,11 @@ def redact(records: list[dict], suites: set[str]) -> list[dict]:
     return out
 
 
+def fleet_view(artifact: dict[str, Any]) -> dict[str, Any]:
+    """A `serving` record as the report shows it (a record stored before timeouts were counted shows none)."""
+    return {**artifact, "replicas": [{"timed_out": 0, **replica} for replica in artifact["replicas"]]}
+
+
 def render_html(results: dict[str, Any]) -> str:
     run = results["run"]
     candidates = [c["name"] for c in run["config"]["candidates"]]
@@ -363,7 +368,7 @@ def render_html(results: dict[str, Any]) -> str:
         timings=results["timings"], cases=cases, history=history_charts(results["history"]),
         training=training_charts(results["artifacts"]),
         artifacts=[a for a in results["artifacts"] if a["kind"] not in ("training", "serving")],
-        fleets=[a for a in results["artifacts"] if a["kind"] == "serving"],
+        fleets=[fleet_view(a) for a in results["artifacts"] if a["kind"] == "serving"],
         suites=sorted({c["suite"] for c in cases}), tags=sorted({t for c in cases for t in c["tags"]}),
         stats=StatsConfig.model_validate(run["config"].get("stats", {})),
         tag_tables=tag_tables(results, candidates), corpus=results["corpus"], agreement=results["agreement"],

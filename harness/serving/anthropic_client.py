@@ -6,12 +6,13 @@ an answer (see serving.shapes), failures as error rows, answers redacted of the 
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Awaitable, Iterator, Sequence
 
 import anthropic
 
 from harness.core.request import Completion, Request, no_loglik
-from harness.serving.fleet import run_concurrently
+from harness.serving.deadline import TryDeadline
+from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, may, need, own_secrets
 
@@ -26,6 +27,10 @@ def sampling(request: Request) -> dict[str, float]:
     return body
 
 
+class Http(TryDeadline, anthropic.DefaultAsyncHttpxClient):
+    """The anthropic client's own HTTP client, each try held to a deadline."""
+
+
 class AnthropicEngine(HttpEngine):
     client_errors = (anthropic.AnthropicError,)
     unreachable_errors = (anthropic.APIConnectionError,)
@@ -33,10 +38,10 @@ class AnthropicEngine(HttpEngine):
 
     def __init__(self, base_url: str | None, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
                  requests_per_minute: float | None = None, max_answer_chars: int | None = None) -> None:
-        self.client = anthropic.Anthropic(base_url=base_url, api_key=api_key, timeout=timeout_s,
-                                          max_retries=max_retries)
+        self.client = anthropic.AsyncAnthropic(base_url=base_url, api_key=api_key, timeout=timeout_s,
+                                               max_retries=max_retries, http_client=Http(timeout_s))
         self.max_concurrency = max_concurrency
-        self.max_retries, self.max_answer_chars = max_retries, max_answer_chars
+        self.max_retries, self.timeout_s, self.max_answer_chars = max_retries, timeout_s, max_answer_chars
         self.pacer = RatePacer(requests_per_minute)
         self.secrets = own_secrets(api_key, base_url)
 
@@ -49,17 +54,22 @@ class AnthropicEngine(HttpEngine):
         messages = [{"role": role, "content": content} for role, content in request.messages if role != "system"]
         kwargs = {"system": system} if system else {}
 
-        def send() -> RawReply:
+        def send() -> Awaitable[RawReply]:
             return self.client.messages.with_raw_response.create(
                 model=request.model, messages=messages, max_tokens=request.max_tokens,  # type: ignore[arg-type]
                 stop_sequences=list(request.stop) or anthropic.NOT_GIVEN,
                 extra_body=sampling(request), **kwargs,
             )
 
-        return self.answer(send, read_message)
+        return self.answer(send, read_message, request.model)
+
+    def list_models(self) -> Awaitable[RawReply]:
+        """All of them on one page (Anthropic's own list pages by 20 unless told)."""
+        return self.client.with_options(max_retries=0).models.with_raw_response.list(limit=1000)
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
-        return run_concurrently(self.complete, requests, self.max_concurrency)
+        """This one server as a fleet of one (see fleet.Fleet.run)."""
+        return Fleet([Replica(self.endpoint, self, self.max_concurrency)]).run(requests)
 
 
 def read_message(body: dict) -> Completion:

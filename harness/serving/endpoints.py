@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
@@ -62,10 +62,12 @@ def fleet(target: EndpointTarget, client: type[OpenAIEngine] | type[AnthropicEng
 @engine("openai", local=False)
 @contextmanager
 def openai_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    yield fleet(target, OpenAIEngine)
+    with closing(fleet(target, OpenAIEngine)) as servers:
+        yield servers
 
 
 @engine("anthropic", local=False, logprobs=False)  # the Messages API returns no token probabilities
 @contextmanager
 def anthropic_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    yield fleet(target, AnthropicEngine)
+    with closing(fleet(target, AnthropicEngine)) as servers:
+        yield servers

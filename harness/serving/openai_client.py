@@ -1,22 +1,27 @@
 """Requests to any OpenAI-compatible server (our managed vLLM, or a deployed endpoint).
 
-The openai client already retries connection errors, 408/409/429 and 5xx with exponential
-backoff and jitter; we pace requests to the endpoint's rate limit, bound how many are in flight,
-and turn final failures into error completions, so one bad request never sinks a run.
+The openai client already retries connection errors, timeouts, 408/409/429 and 5xx with exponential
+backoff and jitter; we pace requests to the endpoint's rate limit, bound how many are in flight, hold each
+try and each request to a deadline (see serving.deadline), and turn final failures into error completions,
+so one bad request never sinks a run.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterator, Sequence
+from typing import Awaitable, Callable, Iterator, Sequence
 
 import openai
 
 from harness.core.request import Completion, Request, no_loglik
-from harness.core.urls import shown_url
+from harness.serving.deadline import TryDeadline
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
+
+
+class Http(TryDeadline, openai.DefaultAsyncHttpxClient):
+    """The openai client's own HTTP client, each try held to a deadline."""
 
 
 class OpenAIEngine(HttpEngine):
@@ -34,9 +39,10 @@ class OpenAIEngine(HttpEngine):
         `max_answer_chars`: cut longer answers (see limits.capped); None: an answer is as long as it comes."""
         self.loglik = loglik
         self.isolate_models = isolate_models
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=max_retries)
+        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s,
+                                         max_retries=max_retries, http_client=Http(timeout_s))
         self.max_concurrency = max_concurrency
-        self.max_retries, self.max_answer_chars = max_retries, max_answer_chars
+        self.max_retries, self.timeout_s, self.max_answer_chars = max_retries, timeout_s, max_answer_chars
         self.pacer = RatePacer(requests_per_minute)
         self.secrets = own_secrets(api_key, base_url)
 
@@ -52,7 +58,7 @@ class OpenAIEngine(HttpEngine):
         if request.top_logprobs:
             extra.update(logprobs=True, top_logprobs=request.top_logprobs)
 
-        def send() -> RawReply:
+        def send() -> Awaitable[RawReply]:
             return self.client.chat.completions.with_raw_response.create(
                 model=request.model,
                 messages=request.chat(),  # type: ignore[arg-type]
@@ -64,14 +70,17 @@ class OpenAIEngine(HttpEngine):
                 **extra,
             )
 
-        return self.answer(send, lambda body: read_chat(body, request.top_logprobs))
+        return self.answer(send, lambda body: read_chat(body, request.top_logprobs), request.model)
+
+    def list_models(self) -> Awaitable[RawReply]:
+        return self.client.with_options(max_retries=0).models.with_raw_response.list()
 
     def logliks(self, requests: list[Request]) -> list[Completion]:
         return self.loglik(requests) if self.loglik else super().logliks(requests)
 
     def run(self, requests: Sequence[Request]) -> Iterator[tuple[int, Completion]]:
         """This one server as a fleet of one (see fleet.Fleet.run)."""
-        one = Replica(shown_url(str(self.client.base_url)), self, self.max_concurrency)
+        one = Replica(self.endpoint, self, self.max_concurrency)
         return Fleet([one], self.isolate_models).run(requests)
 
 

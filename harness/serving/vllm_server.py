@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -462,5 +462,5 @@ def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: 
                                   loglik=loglik)
             return Replica(base_url, client, concurrency(config))
 
-        yield Fleet([replica(url) for url in base_urls],
-                    isolate_models=bool(target.adapters) and not mixed_lora_batches_exact())
+        isolate = bool(target.adapters) and not mixed_lora_batches_exact()
+        yield stack.enter_context(closing(Fleet([replica(url) for url in base_urls], isolate_models=isolate)))
