@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -172,7 +171,7 @@ def test_a_server_that_trickles_its_reply_is_cut_at_request_timeout_s(project: P
         started = time.monotonic()
         code, results = project.run("--no-cache")
         took = time.monotonic() - started
-    assert took < 30  # a safety net: it took ~10 s here, the trickle of one reply ~150 s
+    assert took < 30  # a safety net: ~7 s here (the model list's 2 s, then 2 tries of 2 s), one reply's trickle ~150 s
     assert code == 2 and results["verdict"]["decision"] == "error", results["verdict"]
     rows = responses(project, results["run"]["id"])
     assert len(rows) == 4
@@ -180,9 +179,6 @@ def test_a_server_that_trickles_its_reply_is_cut_at_request_timeout_s(project: P
                for _, error, output in rows)
     assert serving(results)[url] == {"url": url, "answered": 0, "moved": 0, "timed_out": 4, "down": None}
     assert '<td class="num">4</td><td>up</td>' in report(project)
-    with sqlite3.connect(project.store) as db:
-        latencies = [latency for (latency,) in db.execute("SELECT latency_s FROM responses WHERE candidate = 'prod'")]
-    assert len(latencies) == 4
 
 
 @pytest.mark.parametrize("client", [OpenAIEngine, AnthropicEngine])

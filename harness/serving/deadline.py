@@ -23,6 +23,8 @@ import threading
 from typing import Any, Awaitable, TypeVar
 
 T = TypeVar("T")
+TIMEOUT = ("a deadline for each try of a request, however slowly the server sends (serving/deadline.py); a request's "
+           "tries and the backoff before each take (max_retries + 1) x (this + 8 s) at most")  # request_timeout_s
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()

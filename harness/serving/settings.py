@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from harness.core.caps import Batch, Concurrency, DeviceCount, Retries, Seconds
 from harness.core.strict import Pair, Strict
+from harness.serving.deadline import TIMEOUT
 
 # The registry's local engines (serving/engines.py imports each; tests/test_engine_registry holds the two in step).
 # Named here, not read from the registry, so that validating a config imports no engine's client library
@@ -40,7 +41,7 @@ class EngineConfig(Strict):
     max_concurrency: Concurrency | None = Field(
         None, ge=1, description="requests in flight to the local engine; default: the engine's own, as measured "
                                 "(vLLM: 32 on CPU, 64 on GPU; see serving/vllm_server.DEFAULT_CONCURRENCY)")
-    request_timeout_s: Seconds = Field(120, gt=0)
+    request_timeout_s: Seconds = Field(120, gt=0, description=TIMEOUT)
     max_retries: Retries = Field(3, ge=0)
     startup_timeout_s: Seconds = Field(600, gt=0)
     dtype: str = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")

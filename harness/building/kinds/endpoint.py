@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from harness.building.kinds.base import CandidateBase, Kind, register
 from harness.core.caps import Retries, Seconds
 from harness.serving.base import EndpointTarget
+from harness.serving.deadline import TIMEOUT
 from harness.serving.endpoint_spec import URL_FIX, EndpointSpec
 from harness.serving.limits import MAX_ANSWER_CHARS
 
@@ -26,7 +27,7 @@ class EndpointCandidate(EndpointSpec, CandidateBase):
     """
 
     kind: Literal["endpoint"]
-    request_timeout_s: Seconds = Field(60, gt=0)
+    request_timeout_s: Seconds = Field(60, gt=0, description=TIMEOUT)
     max_retries: Retries = Field(
         4, ge=0, description="retries with exponential backoff and jitter (429, 5xx, connection)")
     cache: bool = Field(False, description="reuse cached answers (off: a deployed model can change under one name)")
