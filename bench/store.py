@@ -64,7 +64,7 @@ def measure(answers: int, server: str) -> None:
     with Store(engines["sqlite (baseline)"]) as source, Store(engines["postgresql"]) as shared, \
             Store(sqlite_file(folder / "copy.sqlite")) as blank:
         started = time.perf_counter()
-        copied = sum(copy_store(source, shared).values())  # the same keys the server has: every row an upsert
+        copied = sum(copy_store(source, shared).rows.values())  # the same keys the server has: every row an upsert
         to_server = time.perf_counter() - started
         started = time.perf_counter()
         copy_store(shared, blank)

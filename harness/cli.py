@@ -97,21 +97,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(flag: str | None, create: bool = False) -> "Store":
-    """The store a command names (--store, else HARNESS_STORE, else the default file); one that reads runs refuses
-    a SQLite path with no store (`create`: a cache)."""
+def _open_store(flag: str | None, writes: bool = False, create: bool = False) -> "Store":
+    """The store a command names (--store, else HARNESS_STORE, else the default file), opened read-only unless the
+    command `writes` (a command that only reads neither makes, upgrades nor changes a store); a writing command
+    that reads runs refuses a SQLite path with no store, unless it may `create` one (a cache)."""
     from harness.store.location import locate
     from harness.store.store import Store
+    from harness.store.upgrade import no_store
 
     location = locate(flag, Path(DEFAULT_STORE))
-    if not create and location.path is not None and not location.path.exists():
-        raise HarnessError(f"no run store at {location.shown}\n"
-                           f"  fix: pass --store PATH or URL, or set {STORE_ENV} (runs live in "
-                           "<output_dir>/harness.sqlite unless the config's `store:` says otherwise)")
-    return Store(location)
+    if writes and not create and location.path is not None and not location.path.exists():
+        raise no_store(location.shown, "no such file")
+    return Store(location, read_only=not writes)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.core.paths import inside
     from harness.report import write_reports
     from harness.runs import unfinished
 
@@ -124,12 +125,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             what, resume = unfinished(record)
             err.print(f"warning: {what}: the reports show what is stored; finish it with: {resume}",
                       style="bold yellow")
-        files = write_reports(store, args.run, Path(args.out) if args.out else store.folder / args.run)
+        files = write_reports(store, args.run, Path(args.out) if args.out else inside(store.folder, args.run))
     out.print(*(f"{kind}: {path}" for kind, path in files.items()), sep="\n")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from harness.core.paths import inside
     from harness.report.diff import diff_runs, render_diff_html
 
     with _open_store(args.store) as store:
@@ -144,7 +146,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     out.print(table)
     for skipped in diff.skipped:
         err.print(f"not compared: {skipped}", highlight=False)
-    path = Path(args.out) if args.out else store.folder / f"diff-{args.run_a}-{args.run_b}.html"
+    path = Path(args.out) if args.out else inside(store.folder, f"diff-{args.run_a}-{args.run_b}.html")
     path.write_text(render_diff_html(diff))
     out.print(f"html: {path}")
     return 0
@@ -153,7 +155,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_pin(args: argparse.Namespace) -> int:
     from harness.runs import pin
 
-    with _open_store(args.store) as store:
+    with _open_store(args.store, writes=True) as store:
         warning = pin(store, args.run, args.name, force=args.force)
     if warning:
         err.print(warning, style="bold yellow")
@@ -245,7 +247,7 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     if args.engine:
         engine = engine.model_copy(update={"kind": args.engine})
     who = judge_for(judge, model, base_dir, engine)
-    with _open_store(args.store, create=True) as store, Engines() as engines, ExitStack() as stack:
+    with _open_store(args.store, writes=True, create=True) as store, Engines() as engines, ExitStack() as stack:
         answerer = Answerer(who, store, engines, engine, seed, store.folder / "judge-checks", stack,
                             use_cache=not args.no_cache)
         check = calibrate_judge(answerer, rubric, judge)
@@ -265,38 +267,55 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_store_copy(args: argparse.Namespace) -> int:
-    from harness.store.copy import copy_store, counts
+    from harness.store.copy import copy_between
     from harness.store.location import parse
-    from harness.store.store import Store
 
-    source = parse(args.source, "FROM")
-    if source.path is not None and not source.path.exists():
-        raise HarnessError(f"no run store at {source.shown}\n  fix: name an existing store as FROM")
-    with Store(source) as origin, Store(parse(args.target, "TO")) as target:
-        copied = copy_store(origin, target, lambda table, rows: err.log(f"{table}: {rows} rows copied"))
-        table = Table("table", "rows copied", f"rows in {target.where}")
-        there = counts(target)
-        for name, rows in copied.items():
-            table.add_row(name, str(rows), str(there[name]))
-        out.print(table)
-        out.print(f"copied {sum(copied.values())} rows from {origin.where} to {target.where}", highlight=False)
+    source, target = parse(args.source, "FROM"), parse(args.target, "TO")
+    copied = copy_between(source, target, lambda table, rows: err.log(f"{table}: {rows} rows copied"))
+    if copied.skipped:
+        err.print(f"warning: {len(copied.skipped)} run(s) not copied, their ids not plain names (a run's files go to "
+                  f"a folder named by its id): {', '.join(sorted(map(repr, copied.skipped)))}", style="bold yellow",
+                  soft_wrap=True, highlight=False)
+    table = Table("table", "rows copied", f"rows in {target.shown}")
+    for name, rows in copied.rows.items():
+        table.add_row(name, str(rows), str(copied.there[name]))
+    out.print(table)
+    out.print(f"copied {sum(copied.rows.values())} rows from {source.shown} to {target.shown}", highlight=False)
     return 0
 
 
 def cmd_store_info(args: argparse.Namespace) -> int:
+    """Read-only: an older store is shown as it is, with the command that upgrades it."""
     from harness.store.copy import counts
     from harness.store.schema import SCHEMA_VERSION
 
     with _open_store(args.store) as store:
         rows = counts(store)
-        out.print(f"store: {store.where} ({store.location.engine}, schema {SCHEMA_VERSION}"
-                  + (f", upgraded from {store.upgraded_from}" if store.upgraded_from not in (0, SCHEMA_VERSION) else "")
-                  + ")", highlight=False)
+        older = f"; this harness writes {SCHEMA_VERSION}: `harness store upgrade` brings it there" \
+            if store.version < SCHEMA_VERSION else ""
+        out.print(f"store: {store.where} ({store.location.engine}, schema {store.version}{older})", highlight=False)
+    _print_counts(rows)
+    return 0
+
+
+def cmd_store_upgrade(args: argparse.Namespace) -> int:
+    """An older store brought to this harness's schema in place (what any writing command does on opening it)."""
+    from harness.store.copy import counts
+    from harness.store.schema import SCHEMA_VERSION
+
+    with _open_store(args.store, writes=True) as store:
+        rows = counts(store)
+        had = "" if store.upgraded_from == SCHEMA_VERSION else f", upgraded from {store.upgraded_from}"
+        out.print(f"store: {store.where} ({store.location.engine}, schema {SCHEMA_VERSION}{had})", highlight=False)
+    _print_counts(rows)
+    return 0
+
+
+def _print_counts(rows: dict[str, int]) -> None:
     table = Table("table", "rows")
     for name, count in rows.items():
         table.add_row(name, str(count))
     out.print(table)
-    return 0
 
 
 def _num(value: float | None) -> str:
@@ -405,12 +424,17 @@ def build_parser() -> argparse.ArgumentParser:
     stores = sub.add_parser("store", help="the run store").add_subparsers(dest="store_command", required=True)
     copying = stores.add_parser("copy", help="copy runs, pins, history, cached answers and judge checks from one store "
                                              "to another (SQLite and PostgreSQL, either way); idempotent")
-    copying.add_argument("source", metavar="FROM", help="a SQLite path, a postgresql:// URL, or env:NAME")
+    copying.add_argument("source", metavar="FROM", help="a SQLite path, a postgresql:// URL, or env:NAME (only read)")
     copying.add_argument("target", metavar="TO", help="the same kinds; made (or upgraded) when needed")
     copying.set_defaults(func=cmd_store_copy)
-    info = stores.add_parser("info", help="where the store is, its schema version and its rows per table")
+    info = stores.add_parser("info", help="where the store is, its schema version and its rows per table "
+                                          "(read-only: an older store is shown as it is)")
     info.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
     info.set_defaults(func=cmd_store_info)
+    upgrading = stores.add_parser("upgrade", help="bring an older store to this harness's schema in place, as any "
+                                                  "writing command does (commands that only read never do)")
+    upgrading.add_argument("--store", help=STORE_HELP + f"{DEFAULT_STORE})")
+    upgrading.set_defaults(func=cmd_store_upgrade)
 
     judges = sub.add_parser("judge", help="LLM-as-judge rubrics").add_subparsers(dest="judge_command", required=True)
     check = judges.add_parser("calibrate", aliases=["check"],

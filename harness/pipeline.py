@@ -12,6 +12,7 @@ import pandas as pd
 
 from harness.building.build import build
 from harness.core.console import console
+from harness.core.paths import inside
 from harness.core.progress import quiet_library_bars
 from harness.generation.generate import execute, run_secrets
 from harness.judging import run_judges
@@ -59,8 +60,8 @@ def run(config_path: str, *, kind: str = "compare", out: str | None = None, stor
     with Store(location) as store, held(store, run_id), Engines(keep=judge_targets(plan)) as engines:
         pinned, against = baseline(plan, store, kind, against is not None)
         run_id = resumed(plan, store, kind, run_id) if resume is not None else begin(plan, store, kind, run_id, against)
-        current = Run(plan, store, run_id, root / run_id, use_cache, engines)
-        with ended_on_failure(current, run_secrets(plan) + location.secrets):
+        current = Run(plan, store, run_id, inside(root, run_id), use_cache, engines)
+        with ended_on_failure(current, run_secrets(plan) + location.secrets, kind):
             skip = stored_answers(plan, store, run_id) if resume is not None else set()
             store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
             current.run_dir.mkdir(parents=True, exist_ok=True)

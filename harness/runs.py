@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import pandas as pd
+from sqlalchemy.exc import DBAPIError
 
 from harness.core.console import console
 from harness.core.errors import HarnessError
@@ -166,18 +167,27 @@ def record_built(run: Run, built: Built, resumed: bool) -> None:
 
 
 @contextmanager
-def ended_on_failure(run: Run, keys: tuple[str, ...]) -> Iterator[None]:
+def ended_on_failure(run: Run, keys: tuple[str, ...], kind: str) -> Iterator[None]:
     """Whatever stops a begun run before it finished (an exception, Ctrl-C, SIGTERM) ends it in the store as
     `failed` or `interrupted`, with the reason (redacted of the run's keys: a client library's message may
     quote one) and no verdict, and takes back any report file already renamed into place: those say
-    `finished`, which the run is not. Pin, drift and diff refuse such a run; `--resume` finishes it."""
+    `finished`, which the run is not. Pin, drift and diff refuse such a run; `--resume` finishes it.
+    When the store itself failed (a server stopped mid-run), the run may stay `running` there: the error names
+    the store, what went wrong with it first and the run, and says how to resume it (`kind`: compare or drift)."""
     try:
         yield
     except BaseException as exc:
         for path in report_paths(run.run_dir).values():
             with suppress(OSError):  # what cannot be removed (a folder in a report's place) is no report
                 path.unlink(missing_ok=True)
-        run.store.finish_run(run.run_id, *_stopped(exc, keys))
+        failed = exc if isinstance(exc, DBAPIError) else None
+        try:
+            run.store.finish_run(run.run_id, *_stopped(exc, keys))
+        except DBAPIError as lost:
+            failed = failed or lost
+        if failed is not None:
+            raise run.store.explain(failed, during=f", during run {run.run_id}", then="; then resume the run: "
+                                    + resume_command(kind, str(run.plan.loaded.path.resolve()), run.run_id)) from exc
         raise
 
 
@@ -230,8 +240,12 @@ def unfinished(record: dict) -> tuple[str, str]:
     meta = record["meta"] or {}
     why = f" ({record['reason'][:300]})" if record["reason"] else \
         " (stopped without a word: killed, or still going)" if record["status"] == "running" else ""
-    resume_with = f"harness {record['kind']} {meta.get('config_path', 'CONFIG')} --resume {record['run_id']}"
+    resume_with = resume_command(record["kind"], meta.get("config_path", "CONFIG"), record["run_id"])
     return f"run {record['run_id']} is {record['status']}{why}, with no verdict", resume_with
+
+
+def resume_command(kind: str, config_path: str, run_id: str) -> str:
+    return f"harness {kind} {config_path} --resume {run_id}"
 
 
 def pin(store: Store, run_id: str, name: str, force: bool) -> str | None:

@@ -55,14 +55,22 @@ class Cluster:
             info = pwd.getpwnam(self.account)
             for path in (self.root, self.root / "pw"):
                 os.chown(path, info.pw_uid, info.pw_gid)
-        data = self.root / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", USER, "--auth=scram-sha-256",
+        self._run(str(self.bin / "initdb"), "-D", str(self.root / "data"), "-U", USER, "--auth=scram-sha-256",
                   f"--pwfile={self.root / 'pw'}", "-E", "UTF8", "--locale=C", "--no-sync")
+        return self.serve()
+
+    def serve(self) -> "Cluster":
+        """The server started on the cluster's data (again, after `halt`)."""
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "log"), "-o", options,
-                  "-w", "-t", "60", "start")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-o",
+                  options, "-w", "-t", "60", "start")
         return self
+
+    def halt(self) -> None:
+        """The server shut down as an administrator does (`pg_ctl stop -m fast`: sessions are ended), its data
+        kept for `serve`."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"],

@@ -143,16 +143,18 @@ def test_a_store_written_before_versions_is_upgraded_in_place(tmp_path: Path,
 
 
 def test_a_store_from_before_the_reason_column_gets_it(tmp_path: Path) -> None:
+    """The oldest store an upgrade takes: the fixture as a harness before `reason` and judge_checks wrote it."""
     path = tmp_path / "harness.sqlite"
+    shutil.copy(FIXTURE, path)
     with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, name TEXT, kind TEXT, created_at TEXT, "
-                   "finished_at TEXT, status TEXT, config_hash TEXT, config_json TEXT, meta_json TEXT, "
-                   "verdict_json TEXT, against TEXT)")
+        db.execute("ALTER TABLE runs DROP COLUMN reason")
+        db.execute("DROP TABLE judge_checks")
         db.execute("INSERT INTO runs (run_id, status) VALUES ('old', 'running')")
     with Store(path) as store:
-        assert store.run("old")["reason"] is None
+        assert store.upgraded_from == 1 and store.run("old")["reason"] is None
         store.finish_run("old", "interrupted", None, "KeyboardInterrupt")
-        assert store.runs()[["status", "reason"]].values.tolist() == [["interrupted", "KeyboardInterrupt"]]
+        listed = store.runs().set_index("run_id")
+        assert listed.loc["old", ["status", "reason"]].tolist() == ["interrupted", "KeyboardInterrupt"]
 
 
 def test_a_store_from_a_newer_harness_is_refused_and_left_alone(where: Location) -> None:

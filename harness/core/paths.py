@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.core.errors import HarnessError
+
 
 def builtin_dir(name: str) -> Path:
     """Shipped data (suites/, judges/): inside an installed wheel the folder harness/builtin_<name> (the wheel
@@ -22,3 +24,14 @@ def harness_home() -> Path:
 
 def models_dir() -> Path:
     return harness_home() / "models"
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, refused unless it stays inside `folder` once both are resolved (no `..`, no absolute name,
+    no link out): `name` may be text read from a store or a file, which is a name and never a path."""
+    path = folder / name
+    resolved, root = path.resolve(), folder.resolve()
+    if resolved == root or not resolved.is_relative_to(root):
+        raise HarnessError(f"{name[:128]!r} would put a file outside {folder} (at {resolved})\n"
+                           "  fix: pass --out to choose where it goes, or name a run whose id is a plain name")
+    return path

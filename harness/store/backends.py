@@ -12,7 +12,7 @@ import math
 import os
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Hashable, Iterator
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Engine
@@ -30,19 +30,25 @@ DEFAULT_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class Backend:
-    """`connect`: the engine for a location, waiting up to `timeout` s for locks; `begin`: the statement that
-    opens a write transaction (holding the write lock at once, so two writers never deadlock on an upgrade);
+    """`connect`: the engine for a location, waiting up to `timeout` s for locks, and, when `read_only`, one the
+    database itself keeps from writing (a command that only reads can change nothing); `begin`: the statement
+    that opens a write transaction (holding the write lock at once, so two writers never deadlock on an upgrade);
     `snapshot`: the statement that opens a read-only transaction seeing one state of the store throughout;
-    `serialise`: run first in the transaction that upgrades the schema, so concurrent first opens upgrade once;
-    `insert`: the dialect's insert, whose on_conflict_* both engines share; `explain`: a driver error as one line
-    naming the store and what is wrong, then the fix."""
+    `prepare`: run on a writing command's connection once the database is known to be a store or empty, before
+    anything is written; `serialise`: run first in the transaction that upgrades the schema, so concurrent first
+    opens upgrade once; `insert`: the dialect's insert, whose on_conflict_* both engines share; `explain`: a driver
+    error as (one line naming the store and what is wrong, the fix); `identity`: which store a location names
+    however it is spelled (a path relative or through a link, a host by name or by address), read through its
+    engine without writing."""
 
-    connect: Callable[["Location", float], Engine]
+    connect: Callable[["Location", float, bool], Engine]
     begin: str
     snapshot: str
+    prepare: Callable[[Connection], None]
     serialise: Callable[[Connection], None]
     insert: Callable
-    explain: Callable[[Exception, "Location", float], HarnessError]
+    explain: Callable[[Exception, "Location", float], tuple[str, str]]
+    identity: Callable[["Location", Engine], Hashable]
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -75,8 +81,9 @@ def transaction(conn: Connection, opening: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        with suppress(DBAPIError):  # a lost connection has rolled back already; the first error is the news
-            conn.exec_driver_sql("ROLLBACK")
+        if not conn.invalidated:  # a lost connection has rolled back already; the first error is the news
+            with suppress(DBAPIError):
+                conn.exec_driver_sql("ROLLBACK")
         raise
     conn.exec_driver_sql("COMMIT")
 

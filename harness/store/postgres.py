@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Hashable
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.dialects.postgresql import insert
@@ -10,7 +11,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from harness.core.credentials import redact
-from harness.core.errors import HarnessError
 from harness.store.backends import Backend, backend
 from harness.store.location import Location
 
@@ -27,7 +27,7 @@ _PROBLEMS = {
                                                          "and rights on the store's tables"),
     "55P03": ("stayed locked for {timeout:g}s (another run upgrading or writing it?)",
               "wait for that run to end, or set HARNESS_STORE_TIMEOUT=SECONDS to wait longer"),
-    "57P01": ("was shut down while in use", "start the server again and resume the run with --resume RUN"),
+    "57P01": ("was shut down while in use", "start the server again"),
     "08": ("lost its connection", "check that the server is up and reachable from this machine"),
     "53": ("is out of resources (disk, memory or connections)", "free them on the server, or raise max_connections"),
 }
@@ -38,22 +38,35 @@ _UNREACHABLE = ("cannot be reached", "check the URL's host and port, that the se
                                      "connections from this machine")
 
 
-def _connect(location: Location, timeout: float) -> Engine:
-    """`lock_timeout`: a run waits for another's lock this long, then fails naming it, instead of hanging."""
+def _connect(location: Location, timeout: float, read_only: bool) -> Engine:
+    """`lock_timeout`: a run waits for another's lock this long, then fails naming it, instead of hanging.
+    Read-only: every transaction of the session is, so the server refuses any write."""
+    options = f"-c lock_timeout={int(timeout * 1000)}" + " -c default_transaction_read_only=on" * read_only
     return create_engine(location.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
                          connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "harness",
-                                       "options": f"-c lock_timeout={int(timeout * 1000)}"})
+                                       "options": options})
 
 
-def _explain(exc: Exception, location: Location, timeout: float) -> HarnessError:
+def _explain(exc: Exception, location: Location, timeout: float) -> tuple[str, str]:
     """The server's first line of words, with any password taken out, and the fix for its SQLSTATE."""
     said = " ".join(str(exc).split()) or type(exc).__name__
     state = getattr(exc, "sqlstate", None) or next((code for words, code in _REFUSED if words in said), "")
     problem, fix = _PROBLEMS.get(state) or _PROBLEMS.get(state[:2]) or (
         _UNREACHABLE if not state else ("failed", "see the server's words above, and its log"))
     words = redact(said.split(" [SQL: ")[0], location.secrets)
-    return HarnessError(f"run store {location.shown} {problem.format(timeout=timeout)} (PostgreSQL: {words})\n"
-                        f"  fix: {fix}")
+    return f"run store {location.shown} {problem.format(timeout=timeout)} (PostgreSQL: {words})", fix
+
+
+def _identity(location: Location, engine: Engine) -> Hashable:
+    """The server's system identifier (set by initdb, the same whichever name or address reaches it; readable by
+    any user: pg_control_system() is granted to PUBLIC), the database and the schema the store's tables are in."""
+    with engine.connect() as conn:
+        return tuple(conn.execute(text("SELECT system_identifier, current_database(), current_schema() "
+                                       "FROM pg_control_system()")).one())
+
+
+def _nothing(conn: Connection) -> None:
+    """A server's database has no setting to make before a store is written."""
 
 
 def _serialise(conn: Connection) -> None:
@@ -63,4 +76,4 @@ def _serialise(conn: Connection) -> None:
 @backend("postgresql")
 def _postgres() -> Backend:
     return Backend(connect=_connect, begin="BEGIN", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                   serialise=_serialise, insert=insert, explain=_explain)
+                   prepare=_nothing, serialise=_serialise, insert=insert, explain=_explain, identity=_identity)

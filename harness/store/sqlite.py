@@ -3,15 +3,15 @@ run) looks while a run writes."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from typing import Any
+from typing import Any, Hashable
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from harness.core.errors import HarnessError
 from harness.store.backends import TIMEOUT_ENV, Backend, backend
 from harness.store.location import Location
 
@@ -35,24 +35,48 @@ _PROBLEMS = {
 _PROBLEMS["SQLITE_LOCKED"] = _PROBLEMS["SQLITE_BUSY"]
 
 
-def _connect(location: Location, timeout: float) -> Engine:
-    engine = create_engine(location.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
-                           connect_args={"timeout": timeout})
+def _connect(location: Location, timeout: float, read_only: bool) -> Engine:
+    """Read-only: the file opened with mode=ro, which SQLite keeps from being written (and from being made, when
+    it is absent); a store in WAL mode reads so too."""
+    assert location.path is not None
+    if read_only:
+        uri = f"{location.path.absolute().as_uri()}?mode=ro"
+        engine = create_engine("sqlite://", poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                               creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout))
+    else:
+        engine = create_engine(location.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                               connect_args={"timeout": timeout})
 
     @event.listens_for(engine, "connect")
-    def _wal(dbapi: sqlite3.Connection, record: Any) -> None:
-        dbapi.execute("PRAGMA journal_mode=WAL")
+    def _durable(dbapi: sqlite3.Connection, record: Any) -> None:
         dbapi.execute("PRAGMA synchronous=NORMAL")
 
     return engine
 
 
-def _explain(exc: Exception, location: Location, timeout: float) -> HarnessError:
-    """One line naming the store, what is wrong with it and SQLite's own words, then the fix."""
+def _wal(conn: Connection) -> None:
+    """WAL mode, so that a reader looks while a run writes: set in the file itself, so only once the file is
+    known to be a store (or new), never in another program's database."""
+    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def _explain(exc: Exception, location: Location, timeout: float) -> tuple[str, str]:
+    """One line naming the store, what is wrong with it and SQLite's own words; the fix."""
     code = "_".join((getattr(exc, "sqlite_errorname", None) or "").split("_")[:2])
     problem, fix = _PROBLEMS.get(code, ("failed", "check {path}, or move it away to start a new store"))
-    return HarnessError(f"run store {location.shown} {problem.format(timeout=timeout)} (SQLite: {exc})\n"
-                        f"  fix: {fix.format(path=location.shown)}")
+    return (f"run store {location.shown} {problem.format(timeout=timeout)} (SQLite: {exc})",
+            fix.format(path=location.shown))
+
+
+def _identity(location: Location, engine: Engine) -> Hashable:
+    """The file's device and inode, whatever path (relative, absolute, through a link) names it; a file that is
+    not there yet is no other store."""
+    assert location.path is not None
+    try:
+        found = os.stat(location.path)
+    except OSError:
+        return ("absent", str(location.path.absolute()))
+    return (found.st_dev, found.st_ino)
 
 
 def _nothing(conn: Connection) -> None:
@@ -61,5 +85,5 @@ def _nothing(conn: Connection) -> None:
 
 @backend("sqlite")
 def _sqlite() -> Backend:
-    return Backend(connect=_connect, begin="BEGIN IMMEDIATE", snapshot="BEGIN", serialise=_nothing, insert=insert,
-                   explain=_explain)
+    return Backend(connect=_connect, begin="BEGIN IMMEDIATE", snapshot="BEGIN", prepare=_wal, serialise=_nothing,
+                   insert=insert, explain=_explain, identity=_identity)

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Hashable, Iterator
 
 import pandas as pd
 from sqlalchemy import Table, bindparam, select
@@ -23,8 +23,10 @@ from harness.core.request import Completion
 from harness.store import postgres, sqlite  # noqa: F401 (each registers its backend)
 from harness.store.backends import backend_for, lock_timeout, transaction, upsert_statement
 from harness.store.location import Location, sqlite_file
+from harness.store.names import checked
 from harness.store.schema import (
     DATA,
+    SCHEMA_VERSION,
     artifacts,
     cache,
     cases,
@@ -36,7 +38,7 @@ from harness.store.schema import (
     store_info,
     timings,
 )
-from harness.store.upgrade import upgrade
+from harness.store.upgrade import no_store, upgrade
 
 TABLES = {t.name: t for t in (cases, responses, scores, timings)}  # the per-run tables `table()` reads
 # Built once: a run looks up every answer in the cache, and building a statement costs 5x running it.
@@ -48,32 +50,58 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def explain(exc: DBAPIError, location: Location, timeout: float, during: str = "", then: str = "") -> HarnessError:
+    """A driver error as one line naming the store (never its password), what is wrong and what was going on
+    (`during`), then the fix, and what to do once it is fixed (`then`)."""
+    problem, fix = backend_for(location).explain(exc.orig, location, timeout)
+    return HarnessError(f"{problem}{during}\n  fix: {fix}{then}")
+
+
+def identity(location: Location, timeout: float) -> Hashable:
+    """Which store `location` names, however it is spelled (see Backend.identity), read without making or
+    writing it."""
+    backend = backend_for(location)
+    engine = backend.connect(location, timeout, True)
+    try:
+        return backend.identity(location, engine)
+    except DBAPIError as exc:
+        raise explain(exc, location, timeout) from None
+    finally:
+        engine.dispose()
+
+
 class Store:
-    def __init__(self, where: Location | Path, timeout: float | None = None) -> None:
+    def __init__(self, where: Location | Path, timeout: float | None = None, read_only: bool = False) -> None:
         """`where`: a Location, or a SQLite file's path. `timeout`: seconds to wait for a store another process
-        holds locked (default: lock_timeout()). Any driver error, here or inside `with Store(...)`, is a
-        HarnessError naming the store (never its password) and the fix."""
+        holds locked (default: lock_timeout()). `read_only`: for a command that only reads: the database keeps
+        the connection from writing, and a store that is not there is not made, nor an older one upgraded (see
+        upgrade). Any driver error, here or inside `with Store(...)`, is a HarnessError naming the store (never
+        its password) and the fix."""
         self.location = where if isinstance(where, Location) else sqlite_file(Path(where))
         self.timeout = lock_timeout() if timeout is None else timeout
         self.backend = backend_for(self.location)
         self.upsert = {t.name: upsert_statement(self.backend, t) for t in (*DATA, store_info)}
         self._in_transaction = False
         path = self.location.path
-        if path is not None:
+        if path is not None and read_only and not path.exists():
+            raise no_store(self.where, "no such file")
+        if path is not None and not read_only:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise HarnessError(f"run store {path} cannot be made in {path.parent} ({exc.strerror or exc})\n"
                                    f"  fix: pass --store (or output_dir) a path in a folder this user can write "
                                    f"({path.parent} must be a folder, or be one that can be made)") from None
-        self.engine = self.backend.connect(self.location, self.timeout)
-        with self._explained():
+        self.engine = self.backend.connect(self.location, self.timeout, read_only)
+        with self.explained():
             self.conn: Connection = self.engine.connect()
             try:
-                self.upgraded_from = upgrade(self.conn, self.backend, self.where)
+                self.upgraded_from = upgrade(self.conn, self.backend, self.where, writable=not read_only)
             except BaseException:
                 self.close()
                 raise
+        # The schema the store now has: this harness's, or an older one that a read-only open reads as it is.
+        self.version = self.upgraded_from if read_only else SCHEMA_VERSION
 
     @property
     def where(self) -> str:
@@ -85,12 +113,20 @@ class Store:
         """Where files that belong beside the store go (re-rendered reports, judge checks)."""
         return self.location.folder
 
+    def identity(self) -> Hashable:
+        """Which store this is, however its name is spelled (see Backend.identity)."""
+        return identity(self.location, self.timeout)
+
+    def explain(self, exc: DBAPIError, during: str = "", then: str = "") -> HarnessError:
+        return explain(exc, self.location, self.timeout, during, then)
+
     @contextmanager
-    def _explained(self) -> Iterator[None]:
+    def explained(self) -> Iterator[None]:
+        """A driver error inside is this store's, explained (see `explain`)."""
         try:
             yield
         except DBAPIError as exc:
-            raise self.backend.explain(exc.orig, self.location, self.timeout) from None
+            raise self.explain(exc) from None
 
     @contextmanager
     def transaction(self, snapshot: bool = False) -> Iterator[None]:
@@ -118,7 +154,7 @@ class Store:
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         self.close()
         if isinstance(exc, DBAPIError):
-            raise self.backend.explain(exc.orig, self.location, self.timeout) from None
+            raise self.explain(exc) from None
 
     def _put(self, table: Table, **row: Any) -> None:
         self.conn.execute(self.upsert[table.name], row)
@@ -126,8 +162,8 @@ class Store:
     def begin_run(self, run_id: str, name: str, config_hash: str, config: dict, meta: dict, kind: str = "compare",
                   against: str | None = None) -> None:
         self.conn.execute(runs.insert(), dict(
-            run_id=run_id, name=name, kind=kind, created_at=now(), status="running", config_hash=config_hash,
-            config_json=json.dumps(config), meta_json=json.dumps(meta), against=against))
+            run_id=checked(run_id, self.where), name=name, kind=kind, created_at=now(), status="running",
+            config_hash=config_hash, config_json=json.dumps(config), meta_json=json.dumps(meta), against=against))
 
     def resume_run(self, run_id: str) -> None:
         self._update_run(run_id, status="running", finished_at=None, verdict_json=None, reason=None)
@@ -173,7 +209,11 @@ class Store:
     def finish_run(self, run_id: str, status: str, verdict: dict | None, reason: str | None = None,
                    at: str | None = None) -> None:
         """The run's end: `finished` with its verdict once every report file is written, else `failed` or
-        `interrupted` with no verdict and the `reason`. `at`: the time the reports already state."""
+        `interrupted` with no verdict and the `reason`. `at`: the time the reports already state. Tried on a new
+        connection when the store's was lost (a server back from a restart records it; one still down raises the
+        driver's error, not SQLAlchemy's refusal to use the old connection)."""
+        if self.conn.invalidated:
+            self.conn.rollback()
         self._update_run(run_id, finished_at=at or now(), status=status, reason=reason,
                          verdict_json=json.dumps(verdict) if verdict is not None else None)
 
@@ -227,7 +267,8 @@ class Store:
                   created_at=now())
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        """The run's record, None when there is none; an id that is not a plain name is refused (names.checked)."""
+        row = self.conn.execute(select(runs).where(runs.c.run_id == checked(run_id, self.where))).mappings().first()
         if row is None:
             return None
         record = dict(row)
@@ -241,7 +282,9 @@ class Store:
                                           runs.c.finished_at, runs.c.status, runs.c.reason, runs.c.config_hash,
                                           runs.c.against, runs.c.verdict_json)
                                    .order_by(runs.c.created_at, runs.c.run_id), self.conn)
-        listed["decision"] = [json.loads(v).get("decision") if v else None for v in listed.pop("verdict_json")]
+        # A missing verdict may read as NaN (pandas' string columns), not None.
+        listed["decision"] = [json.loads(v).get("decision") if isinstance(v, str) and v else None
+                              for v in listed.pop("verdict_json")]
         return listed.astype(object).where(listed.notna(), None)
 
     def table(self, name: str, run_id: str) -> pd.DataFrame:
