@@ -39,7 +39,9 @@ FOREIGN = {"its own runs table": ["CREATE TABLE runs (id INTEGER PRIMARY KEY, at
                                   "INSERT INTO laps VALUES (1, 301.5)"],
            "its own store_info table": ["CREATE TABLE store_info (key TEXT PRIMARY KEY, value TEXT)",
                                         "CREATE TABLE laps (run INTEGER, seconds REAL)",
-                                        "INSERT INTO store_info VALUES ('owner', 'the running club')"]}
+                                        "INSERT INTO store_info VALUES ('owner', 'the running club')"],
+           "none of a store's tables": ["CREATE TABLE laps (run INTEGER, seconds REAL)",
+                                        "INSERT INTO laps VALUES (1, 301.5)"]}
 
 
 def files_under(folder: Path) -> set[Path]:
@@ -132,16 +134,21 @@ def test_a_database_that_is_not_a_store_is_refused_and_left_as_it_is(where: Loca
                                                                       project: Project,
                                                                       request: pytest.FixtureRequest,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """Any command, reading or writing: refused with the tables found and the fix; nothing altered (no column
-    added, no table made, no version recorded, a SQLite file's bytes and journal mode as they were)."""
+    """Any command, reading or writing: refused with what was found and the fix; nothing altered (no column
+    added, no table made, no version recorded, a SQLite file's bytes and journal mode as they were). A new store
+    is made only in an empty database."""
     postgres = cluster_of(where, request)
     run_sql(where, *FOREIGN[foreign])
     argv = command(name, url(where, postgres), project)
     before = state(where)
-    says = ["is not a harness run store", "tables found: laps, ", "and is left as it is",
-            "fix: point --store (or HARNESS_STORE, or the config's `store:`) at a run store, or at an empty database"]
-    if foreign == "its own store_info table":
-        says = ["has a store_info table that records no schema_version", "and is left as it is"]
+    says = {"its own runs table": [f"{where.shown} is not a harness run store (no table artifacts, cache, cases, "
+                                   "pins, responses, scores, timings; table runs lacks against, ", "and has athlete, "
+                                   "id, km; tables found: laps, runs)"],
+            "its own store_info table": [f"run store {where.shown} has a store_info table that records no "
+                                         "schema_version"],
+            "none of a store's tables": [f"{where.shown} is not a harness run store (none of a run store's tables; "
+                                         "tables found: laps)"]}[foreign]
+    says += ["and is left as it is", "fix: "]
     refused(capsys, argv, *says, secret=postgres.password if postgres else "")
     assert state(where) == before
     assert not (project.root / "other.sqlite").exists() and not (project.root / "out").exists()

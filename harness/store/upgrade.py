@@ -108,6 +108,8 @@ def _recorded(conn: Connection, where: str, found: Found) -> int:
 def _unlike(version: int, columns: dict[str, set[str]]) -> list[str]:
     """How the tables found differ from a store's of `version`: tables it must have that are missing, and tables
     of its names whose columns are not its columns (a version-1 store may lack what was added later)."""
+    if not columns:
+        return ["none of a run store's tables"]
     required = V1_TABLES if version == 1 else frozenset(metadata.tables)
     absent = sorted(required - set(columns))
     problems = [f"no table {', '.join(absent)}"] * bool(absent)
