@@ -252,9 +252,10 @@ class HttpEngine:
                 f"{tries} {'try' if tries == 1 else 'tries'}")
 
     def as_asked(self, completion: Completion, body: dict, model: str) -> Completion:
-        """The completion, when the reply names `model` or names none (see `serves`); else AnotherModel."""
+        """The completion, when the reply names `model` or names none (no `model`, or ""; see `serves`); else
+        AnotherModel."""
         named = may(body, "model", str, "", None)
-        if named is None or serves(model, named):
+        if not named or serves(model, named):
             return completion
         raise AnotherModel(f"{self.endpoint} answers as model {self.shown(named)}, not {model}: a server of another "
                            f"model")
