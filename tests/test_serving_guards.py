@@ -102,7 +102,7 @@ def test_a_healthy_server_that_is_not_ours_is_never_taken_for_ours(tmp_path: Pat
     try:
         with impostor:
             assert serves(impostor.port, "ours") and not serves(impostor.port, "theirs")
-            assert not listens(ours, impostor.port)
+            assert not listens(ours.pid, impostor.port)
             with pytest.raises(EngineError, match="did not become healthy"):
                 _wait_ours(ours, impostor.port, "ours", tmp_path / "vllm.log", timeout_s=3)
     finally:
@@ -123,7 +123,7 @@ def test_a_server_listening_itself_is_ours(tmp_path: Path) -> None:
     server = subprocess.Popen(["python3", "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())
-        assert listens(server, port)
+        assert listens(server.pid, port)
         _wait_ours(server, port, "ours", tmp_path / "vllm.log", timeout_s=10)
     finally:
         server.kill()
