@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 setup: $(STAMP)
 	@$(VENV)/bin/harness models pull
 
-$(STAMP): pyproject.toml scripts/setup_env.sh
+$(STAMP): pyproject.toml scripts/setup_env.sh $(wildcard scripts/constraints-*.txt)
 	bash scripts/setup_env.sh $(ENGINE)
 	touch $@
 

