@@ -118,6 +118,19 @@ def test_a_single_endpoint_of_another_model_is_no_verdict(project: Project) -> N
     assert "one server" in report(project)
 
 
+def test_a_router_answering_as_the_model_the_config_names_is_used(project: Project) -> None:
+    """A deployment name behind a router (Azure, LiteLLM) is listed as, and answers as, the model it routes to:
+    with that name in `answers_as` the server is used, and the gate decides on its answers (exit 0); without it,
+    the server is of another model (exit 2, as above)."""
+    with chat_servers(["--lists", "routed-model-2025", "--answers-as", "routed-model-2025"]) as ((url, _),):
+        fleet_project(project, [url], cases=4, answers_as=["routed-model-2025"])
+        project.suite("tickets", ["equals"], [{"id": f"c{i}", "prompt": f"case {i}",
+                                               "reference": f"routed-model-2025: case {i}"} for i in range(4)])
+        code, results = project.run("--no-cache")
+    assert code == 0 and results["verdict"]["decision"] == "ship", results["verdict"]
+    assert all(error is None for _, error, _ in responses(project, results["run"]["id"]))
+
+
 def ask(engine: OpenAIEngine | AnthropicEngine, model: str) -> Completion:
     [(_, completion)] = list(engine.run([Request(model, (("user", "hi"),), 16, 0.0, 1.0, (), 0)]))
     return completion

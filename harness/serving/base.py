@@ -53,6 +53,7 @@ class EndpointTarget:
     requests_per_minute: float | None
     max_answer_chars: int = MAX_ANSWER_CHARS  # longer answers are cut (see limits.capped)
     base_urls: tuple[str, ...] = ()  # a fleet: several servers of the model, in place of base_url
+    answers_as: tuple[str, ...] = ()  # other names its servers may list or answer as (see HttpEngine.names)
 
     @property
     def urls(self) -> tuple[str | None, ...]:

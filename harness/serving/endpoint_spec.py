@@ -63,6 +63,10 @@ class EndpointSpec(Strict):
                                         "fewest in flight, max_concurrency each; one that cannot be reached is left "
                                         "and its requests move to the others")
     model: str = Field(description="the model name the endpoint expects")
+    answers_as: list[str] = Field(
+        [], description="other names its servers may list the model by or answer as (a deployment name behind a "
+                        "router that answers as the model it routes to, as Azure OpenAI and LiteLLM do); a server "
+                        "listing, or a reply naming, any other model is left as one of another model")
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     requests_per_minute: RequestsPerMinute | None = Field(
         None, gt=0, description="pace requests under the endpoint's rate limit")
@@ -108,4 +112,5 @@ class EndpointSpec(Strict):
     def target(self, request_timeout_s: float, max_retries: int,
                max_answer_chars: int = MAX_ANSWER_CHARS) -> EndpointTarget:
         return EndpointTarget(self.protocol, self.base_url, self.api_key_env, self.max_concurrency, request_timeout_s,
-                              max_retries, self.requests_per_minute, max_answer_chars, tuple(self.base_urls or ()))
+                              max_retries, self.requests_per_minute, max_answer_chars, tuple(self.base_urls or ()),
+                              tuple(self.answers_as))

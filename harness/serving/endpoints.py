@@ -53,10 +53,11 @@ def fleet(target: EndpointTarget, client: type[OpenAIEngine] | type[AnthropicEng
     own max_concurrency."""
     key = api_key(target)
     urls = [resolved(url, "base_url" if target.base_url else "base_urls") for url in target.urls]
-    return Fleet([Replica(shown_url(url), client(url, key, target.max_concurrency, target.request_timeout_s,
-                                                 target.max_retries, target.requests_per_minute,
-                                                 max_answer_chars=target.max_answer_chars), target.max_concurrency)
-                  for url in urls])
+    engines = [client(url, key, target.max_concurrency, target.request_timeout_s, target.max_retries,
+                      target.requests_per_minute, max_answer_chars=target.max_answer_chars) for url in urls]
+    for server in engines:
+        server.answers_as = target.answers_as
+    return Fleet([Replica(shown_url(url), server, target.max_concurrency) for url, server in zip(urls, engines)])
 
 
 @engine("openai", local=False)

@@ -187,7 +187,8 @@ class HttpEngine:
     leaves the server before it is sent a request (see `other_models`), and a reply that names another model
     is an error row and leaves it (AnotherModel). A server that lists no models (no such route: every
     OpenAI-compatible server we know has one, so this is said in the log) or a reply without a `model` is taken
-    on the other check; an Azure-style deployment name that is neither listed nor answered as is refused."""
+    on the other check; a deployment name that is neither listed nor answered as (Azure, a LiteLLM router) is
+    refused unless the config names what it answers as (`answers_as`)."""
 
     client: Any  # the SDK's async client: `base_url`, and raises `client_errors`
     client_errors: tuple[type[Exception], ...]
@@ -201,6 +202,7 @@ class HttpEngine:
     secrets: tuple[str, ...]
     pacer: RatePacer
     _listed: tuple[str, ...] | None | object = UNREAD  # the server's model list (see `listed`)
+    answers_as: tuple[str, ...] = ()  # names taken for the model asked, beyond `serves` (the config's answers_as)
 
     @property
     def endpoint(self) -> str:
@@ -255,16 +257,22 @@ class HttpEngine:
         """The completion, when the reply names `model` or names none (no `model`, or ""; see `serves`); else
         AnotherModel."""
         named = may(body, "model", str, "", None)
-        if not named or serves(model, named):
+        if not named or self.names(model, named):
             return completion
         raise AnotherModel(f"{self.endpoint} answers as model {self.shown(named)}, not {model}: a server of another "
                            f"model")
+
+    def names(self, asked: str, named: str) -> bool:
+        """Whether `named` (a reply's model, an entry of the model list) is the model `asked` on this server: by
+        `serves`, or as one of the names the config says it answers as (a deployment name behind a router that
+        answers as the model it routes to, which no rule can guess)."""
+        return any(serves(name, named) for name in (asked, *self.answers_as))
 
     def other_models(self, asked: Iterable[str]) -> str | None:
         """Why this server is no server of the models `asked`: its list (read once, see `listed`) lacks one of
         them; None when it lists them all, or lists none that can be read."""
         listed = self.listed()
-        missing = [model for model in asked if listed is not None and not any(serves(model, n) for n in listed)]
+        missing = [model for model in asked if listed is not None and not any(self.names(model, n) for n in listed)]
         if not missing:
             return None
         names = ", ".join(self.shown(name) for name in listed[:LISTED_SHOWN]) or "no model"
