@@ -99,6 +99,9 @@ WHERE = {  # (prod's keys, more top-level keys, the key named) of a config holdi
     "judge.endpoint": (lambda url: ({"base_url": "http://127.0.0.1:7/v1"},
                                     {"judge": {"endpoint": {"base_url": url, "model": "judge"}}}),
                        "judge.endpoint.base_url"),
+    "report.mlflow.tracking_uri": (lambda url: ({"base_url": "http://127.0.0.1:7/v1"},
+                                                {"report": {"mlflow": {"tracking_uri": url}}}),
+                                   "report.mlflow.tracking_uri"),
 }
 
 
@@ -118,7 +121,8 @@ def test_a_url_with_a_user_or_password_is_refused_at_plan_time(project: Project,
     compared = capsys.readouterr()
     for out in (checked.err, compared.err):
         assert f"{path}:{line}: {key}: " in out, out
-        assert "fix: " in out and ("env:NAME" in out or "percent-encode" in out), out
+        fixes = ("env:NAME", "percent-encode", "MLFLOW_TRACKING_PASSWORD")
+        assert "fix: " in out and any(fix in out for fix in fixes), out
     assert leaks(forms("alice", PASSWORD), [checked.out + checked.err, compared.out + compared.err],
                  project.root / "reports") == []
     assert not (project.root / "reports").exists()

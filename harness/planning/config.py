@@ -8,6 +8,7 @@ from functools import cache
 from itertools import count
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -150,6 +151,23 @@ class MlflowConfig(Strict):
     tracking_uri: str = Field(description="an MLflow tracking server URL, sqlite:///..., or file:///... (a local file "
                                           "store, which MLflow keeps in maintenance mode; harness opts in for it)")
     experiment: str | None = Field(None, description="default: the config's name")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: str) -> str:
+        """A config is committed and every run stores it: MLflow takes its credentials from the environment."""
+        try:
+            user, password = userinfo(uri) if "://" in uri else ("", "")
+        except ValueError:  # an MLflow URI of its own form (databricks://PROFILE:PREFIX) is MLflow's to read
+            parts = urlsplit(uri)
+            user, password = parts.username or "", parts.password or ""
+        if user or password:
+            raise PydanticCustomError(
+                "url_credentials", "the tracking URI holds a user or password, which every run would store and "
+                                   "every report show",
+                {"fix": "leave them out: MLflow reads MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                        "MLFLOW_TRACKING_TOKEN) from the environment"})
+        return uri
 
 
 class ReportConfig(Strict):
