@@ -25,6 +25,6 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -v --durations=25
 
-# The stage table of the demo and its ratios against named baselines (see README, Tests and benchmarks).
+# The stage table of the demo and its ratios against named baselines (see docs/benchmarks.md).
 bench: setup
 	$(VENV)/bin/python bench/speed.py

@@ -2,7 +2,7 @@
 output (a JSON reply with reasons)? Every shipped rubric's calibration set, judged both ways by the same judge
 through one engine; printed: each rubric's agreement both ways, with intervals, and the time each way took.
 
-This is the measurement behind `judge.method: auto` (README, "Judges"). Baseline: structured output, what the
+This is the measurement behind `judge.method: auto` (docs/judges.md). Baseline: structured output, what the
 harness did before; the ratio is G-Eval's time over structured's.
 
     .venv/bin/python bench/judges.py [--judge MODEL] [--engine vllm|transformers] [--smoke]

@@ -5,7 +5,7 @@ process (the baseline) against `--processes` N (DDP through accelerate).
 
 The same chat requests (greedy, seeded) go to every path, which must give the same answers. On a 2-core CPU the
 replicas have one core each and the baseline server both: what the ratio shows there is how well one server uses
-two cores against two servers of one, not what a GPU node gains (see the README's Scaling section).
+two cores against two servers of one, not what a GPU node gains (see docs/scaling.md).
 
     .venv/bin/python bench/scale.py [--replicas 2] [--requests 64] [--max-tokens 64] [--server URL]
 
