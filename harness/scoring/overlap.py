@@ -19,15 +19,17 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import version
 from statistics import fmean
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
-from rouge_score.rouge_scorer import RougeScorer
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
 
 from harness.core.errors import HarnessError
 from harness.scoring.base import UNIT, CorpusItem, Params, Score, ScoreInput, scorer
+
+if TYPE_CHECKING:
+    from rouge_score.rouge_scorer import RougeScorer
 
 ROUGE_VARIANTS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SACREBLEU_TYPES = ("bleu", "chrf", "ter")
@@ -54,6 +56,10 @@ class RougeParams(Params):
 
 @lru_cache(maxsize=None)
 def _rouge(variant: str, use_stemmer: bool) -> RougeScorer:
+    # rouge-score imports nltk, and nltk scikit-learn, scipy and pandas: 1.4 s that every command reading a
+    # suite (`harness check` among them) would pay, though only a run scoring ROUGE needs it
+    from rouge_score.rouge_scorer import RougeScorer
+
     return RougeScorer([variant], use_stemmer=use_stemmer)
 
 
