@@ -154,3 +154,17 @@ def send_json(handler: "object", status: int, payload: dict) -> None:
     handler.send_header("Content-Length", str(len(body)))  # type: ignore[attr-defined]
     handler.end_headers()  # type: ignore[attr-defined]
     handler.wfile.write(body)  # type: ignore[attr-defined]
+
+
+def endpoint_config(folder: Path, base_url: str = "http://127.0.0.1:9/v1", model: str = "served") -> Path:
+    """A one-suite config (the shipped tickets suite, one gate) whose one candidate is an endpoint: what the command
+    line's start-up is timed and import-checked on. `harness check` contacts no endpoint, so the default address
+    need not answer. Written as JSON, which YAML reads."""
+    config = {"name": "cli-startup",
+              "candidates": [{"name": "prod", "kind": "endpoint", "base_url": base_url, "model": model}],
+              "suites": [str(Path(__file__).resolve().parent.parent / "suites" / "tickets")],
+              "gates": [{"candidate": "prod", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
+              "output_dir": "reports"}
+    path = folder / "config.yaml"
+    path.write_text(json.dumps(config, indent=1))
+    return path

@@ -53,6 +53,15 @@ def test_retrieval_bench_smoke() -> None:
     assert bench("retrieval.py", "--queries", "20", "--baseline-queries", "5", timeout=180)
 
 
+def test_cli_startup_bench_smoke() -> None:
+    """Every command's row, each with its seconds and ratio (the bench asserts each command exited 0)."""
+    out = bench("cli_startup.py", "--smoke", timeout=180)
+    rows = [line for line in out.splitlines()[1:] if line.strip()]
+    assert [row.split()[0:2] for row in rows] == [["python", "-c"], ["harness", "--help"], ["harness", "check"],
+                                                  ["harness", "compare:"], ["harness", "compare:"]], out
+    assert all(float(row.split()[-1]) > 0 for row in rows), out
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_startup_bench_smoke() -> None:
