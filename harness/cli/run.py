@@ -13,12 +13,12 @@ from harness.cli.output import out
 from harness.core.console import SafeTable as Table
 from harness.core.console import styled
 
-COMMANDS = {"compare": "run every candidate on every suite, gate, report; exit code = verdict",
-            "drift": "run the config's suites and compare with the pinned run (`drift: {baseline: PIN}`)"}
+HELP = {"compare": "run every candidate on every suite, gate, report; exit code = verdict",
+        "drift": "run the config's suites and compare with the pinned run (`drift: {baseline: PIN}`)"}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    for name, text in COMMANDS.items():
+    for name, text in HELP.items():
         command = sub.add_parser(name, help=text)
         command.add_argument("config", help="path to a config YAML (see configs/)")
         command.add_argument("--out", help="folder for run folders and the store "
