@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.core.paths import STORE_ENV
+
 if TYPE_CHECKING:
     from harness.store.store import Store
 
 DEFAULT_STORE = "reports/harness.sqlite"
-STORE_ENV = "HARNESS_STORE"  # harness.store.location reads it; named here too so --help needs no SQLAlchemy
 
 
 def add_store(parser: argparse.ArgumentParser, default: str = DEFAULT_STORE, purpose: str = "the run store") -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 
+STORE_ENV = "HARNESS_STORE"  # the store's path or URL (store.location reads it; the command line names it)
+
 
 def builtin_dir(name: str) -> Path:
     """Shipped data (suites/, judges/): inside an installed wheel the folder harness/builtin_<name> (the wheel

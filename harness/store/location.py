@@ -15,9 +15,9 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from harness.core.errors import HarnessError
+from harness.core.paths import STORE_ENV
 from harness.core.urls import ENCODE_FIX, parsed, scheme_only
 
-STORE_ENV = "HARNESS_STORE"
 DEFAULT_FOLDER = Path("reports")
 SERVER_SCHEMES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
                   "postgresql+psycopg": "postgresql+psycopg"}
