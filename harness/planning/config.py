@@ -34,7 +34,8 @@ from harness.serving.endpoint_spec import EndpointSpec
 from harness.serving.settings import EngineConfig
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
-ALPHA_SPLIT = 0.2  # stop_when_settled's default share of alpha for the looks (bench/sequential.py, README)
+# stop_when_settled's default share of alpha for the looks (bench/sequential.py, docs/stop-when-settled.md)
+ALPHA_SPLIT = 0.2
 Candidate = candidate_union()  # every kind registered by now: harness.building.kinds and any imported before this
 
 

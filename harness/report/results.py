@@ -1,6 +1,6 @@
 """results.json: one record per (candidate, suite, case) plus the run's metadata and verdict.
 
-The field list is documented in README.md ("results.json"); bump SCHEMA_VERSION on any change.
+The field list is documented in docs/results-json.md; bump SCHEMA_VERSION on any change.
 """
 
 from __future__ import annotations
