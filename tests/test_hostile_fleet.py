@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from helpers import local_server, send_json
+from helpers import local_server, send_json, watched_page
 from scenarios import PROMPT, Project, answer
 from test_fleet import chat_servers, responses
 
@@ -116,6 +116,27 @@ def test_a_single_endpoint_of_another_model_is_no_verdict(project: Project) -> N
     assert all(error == f"{url} was left: serves other-model, not {MODEL}" and not output for _, error, output in rows)
     assert serving(results)[url]["down"] == f"serves other-model, not {MODEL}"
     assert "one server" in report(project)
+
+
+HOSTILE_NAME = "<img src=x onerror=alert(1)>\x1b[2J<script>alert(2)</script>"
+
+
+def test_a_model_name_a_server_gives_is_inert_in_the_report_and_the_terminal(
+        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    """The model list's names reach the serving table and the log (why the server was left): the HTML escapes
+    them (Chromium runs no script of them), the terminal gets no escape sequence."""
+    with chat_servers(["--lists", HOSTILE_NAME]) as ((url, _),):
+        fleet_project(project, [url], cases=2)
+        code, results = project.run("--no-cache")
+    assert code == 2
+    assert "<script>alert" not in report(project) and "&lt;script&gt;alert(2)" in report(project)
+    assert "\x1b" not in capsys.readouterr().err
+    with watched_page(next((project.root / "reports").glob("*/report.html"))) as (page, problems):
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.reload()
+        assert "alert(2)" in page.content() and page.locator("script:text('alert(2)')").count() == 0
+    assert dialogs == [] and problems == []
 
 
 def test_a_router_answering_as_the_model_the_config_names_is_used(project: Project) -> None:
