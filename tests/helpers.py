@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,17 @@ def watched_page(report: Path) -> Iterator[tuple[Any, list[str]]]:
         page.goto(report.as_uri())
         yield page, problems
         browser.close()
+
+
+def responses_stored(store: Path) -> int:
+    """How many rows a running compare has stored so far: a store file exists a moment before its tables do."""
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store) as db:
+        try:
+            return db.execute("SELECT count(*) FROM responses").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
 
 
 def server_record(run_dir: Path) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_demo
-from helpers import group_members, server_record, wait_gone, watched_page
+from helpers import group_members, responses_stored, server_record, wait_gone, watched_page
 from postgres import Cluster
 
 pytestmark = pytest.mark.slow
@@ -212,14 +212,8 @@ def _start_and_wait_for_rows(demo_copy: Path) -> tuple[subprocess.Popen, Path, P
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before it could be interrupted"
-        if store.exists():
-            with sqlite3.connect(store) as db:
-                try:
-                    answered = db.execute("SELECT count(*) FROM responses").fetchone()[0]
-                except sqlite3.OperationalError:  # the file exists a moment before its tables do
-                    answered = 0
-                if answered >= 2:
-                    return proc, only_run_dir(demo_copy / "reports"), store
+        if responses_stored(store) >= 2:
+            return proc, only_run_dir(demo_copy / "reports"), store
         time.sleep(0.5)
     proc.kill()
     raise AssertionError("no responses within 600 s")

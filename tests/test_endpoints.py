@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import FaultProxy
+from helpers import FaultProxy, responses_stored
 
 from harness.core.models import ModelRef
 from harness.core.request import Request
@@ -135,10 +135,8 @@ def test_endpoint_stopped_mid_run_gives_error_rows_not_a_crash(
         store = demo_copy / "reports" / "harness.sqlite"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if store.exists():
-                with sqlite3.connect(store) as db:
-                    if db.execute("SELECT count(*) FROM responses").fetchone()[0] >= 3:
-                        break
+            if responses_stored(store) >= 3:
+                break
             time.sleep(0.2)
         else:
             proc.kill()
