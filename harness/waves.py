@@ -14,7 +14,7 @@ from harness.core.console import console
 from harness.generation.generate import execute, targets
 from harness.judging import run_judges
 from harness.runs import stored_answers
-from harness.verdict.settle import Settlement, look, start, wanted
+from harness.verdict.settle import Settlement, observe, start, wanted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +41,7 @@ def run_waves(run: Run, built: Built, settings: SettleConfig, pinned: pd.DataFra
         execute(run, built, skip=stored_answers(plan, store, run_id, log=False), only=want)
         run_judges(run, only=want)
         responses = store.table("responses", run_id)
-        look(settlement, plan, store.table("scores", run_id), pinned)
+        observe(settlement, plan, store.table("scores", run_id), pinned)
         open_gates = sum(g.decision is None for g in settlement.gates)
         console.log(f"wave {settlement.wave}: {len(want)} answers so far; {len(settlement.gates) - open_gates} of "
                     f"{len(settlement.gates)} gates settled ({time.perf_counter() - started:.1f} s)")

@@ -145,15 +145,15 @@ def test_resume_continues_from_the_last_wave(project: Project, monkeypatch: pyte
     whole = project.run("--stop-when-settled")[1]["verdict"]
     import harness.waves as waves
 
-    looked = waves.look
+    observed = waves.observe
 
     def crash_at_wave_3(settlement: Any, *args: Any) -> None:
         if settlement.wave == 2:
             raise MemoryError
-        looked(settlement, *args)
+        observed(settlement, *args)
 
     with monkeypatch.context() as patch:
-        patch.setattr(waves, "look", crash_at_wave_3)
+        patch.setattr(waves, "observe", crash_at_wave_3)
         assert project.run("--stop-when-settled", "--no-cache")[0] == 2
     with sqlite3.connect(project.store) as db:
         run_id, = db.execute("SELECT run_id FROM runs WHERE status = 'failed'").fetchone()

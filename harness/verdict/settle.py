@@ -155,7 +155,7 @@ def wanted(settlement: Settlement, plan: Plan, pinned: bool = False) -> set[tupl
             for case_id in settlement.orders[suite][:k]}
 
 
-def look(settlement: Settlement, plan: Plan, scores: pd.DataFrame, pinned: pd.DataFrame | None = None) -> None:
+def observe(settlement: Settlement, plan: Plan, scores: pd.DataFrame, pinned: pd.DataFrame | None = None) -> None:
     """Wave `settlement.wave + 1` is stored: look at every unsettled gate over the cases it now has."""
     settlement.wave += 1
     config, alpha, split = plan.config, plan.config.stats.alpha, settlement.settings.alpha_split
