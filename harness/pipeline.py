@@ -13,15 +13,13 @@ import pandas as pd
 from harness.building.build import build
 from harness.core.console import console
 from harness.core.paths import inside
-from harness.core.progress import quiet_library_bars
 from harness.generation.generate import execute, run_secrets
 from harness.judging import run_judges
-from harness.planning.check import check, settled_settings
 from harness.planning.context import Run
 from harness.planning.judge import judge_metrics, judge_targets
+from harness.planning.options import RunOptions
 from harness.planning.plan import Plan
 from harness.runs import (
-    STORE_NAME,
     RunOutcome,
     baseline,
     begin,
@@ -29,52 +27,41 @@ from harness.runs import (
     finish,
     new_run_id,
     record_built,
-    resumed,
+    resume_run,
     stored_answers,
     track,
 )
 from harness.serving.pool import Engines
 from harness.store.lease import held
-from harness.store.location import locate
 from harness.store.store import Store
 from harness.verdict.gate import ERROR, Verdict, decide
 from harness.verdict.settle import Settlement, drawn
 from harness.waves import Wanted, run_waves
 
 
-def run(config_path: str, *, kind: str = "compare", out: str | None = None, store: str | None = None,
-        use_cache: bool = True,
-        retrain: bool = False, resume: str | None = None, against: str | None = None, settle: bool = False,
-        fail_fast: bool = False) -> RunOutcome:
-    """`against`: a stored run (id or pin name) whose scores are the baseline side of relative gates, each
-    candidate compared with itself there, as `harness drift` does with its pin. `settle`, `fail_fast`:
-    --stop-when-settled and --fail-fast (the config's `stop_when_settled` turns the first on too). `store`: --store
-    (see store.location for what else names the store)."""
-    quiet_library_bars()  # for library users; the command line did it already
-    started = time.perf_counter()
-    plan = check(config_path, out=out, against=against, settle=settle or fail_fast).ready()
-    settings = settled_settings(plan, settle, fail_fast)
-    root = plan.output_root(out)
-    location = locate(store, root / STORE_NAME, plan.store_location())
+def run(options: RunOptions) -> RunOutcome:
+    """The run `options` describe (RunOptions.from_cli merges them), to its verdict and reports."""
+    plan, resume = options.plan, options.resume
     run_id = resume if resume is not None else new_run_id(plan.config.name)
-    with Store(location) as store, held(store, run_id), Engines(keep=judge_targets(plan)) as engines:
-        pinned, against = baseline(plan, store, kind, against is not None)
-        run_id = resumed(plan, store, kind, run_id) if resume is not None else begin(plan, store, kind, run_id, against)
-        current = Run(plan, store, run_id, inside(root, run_id), use_cache, engines)
-        with ended_on_failure(current, run_secrets(plan) + location.secrets, kind):
+    with Store(options.store) as store, held(store, run_id), Engines(keep=judge_targets(plan)) as engines:
+        pinned, against = baseline(plan, store, options.against)
+        run_id = resume_run(plan, store, options.mode, run_id) if resume is not None else \
+            begin(plan, store, options.mode, run_id, against)
+        current = Run(plan, store, run_id, inside(options.out, run_id), options.use_cache, engines)
+        with ended_on_failure(current, run_secrets(plan) + options.store.secrets, options.mode):
             skip = stored_answers(plan, store, run_id) if resume is not None else set()
-            store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - started)
+            store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - options.started)
             current.run_dir.mkdir(parents=True, exist_ok=True)
             console.log(f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)} suites "
                         f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
-            built = build(plan.config.candidates, plan.contexts(), store, run_id, retrain=retrain)
+            built = build(plan.config.candidates, plan.contexts(), store, run_id, retrain=options.retrain)
             record_built(current, built, resumed=resume is not None)
             settled: tuple[Settlement, Wanted] | None = None
-            if settings is None:
+            if options.stop_when_settled is None:
                 execute(current, built, skip=skip)
                 run_judges(current)
             else:
-                settled = run_waves(current, built, settings, pinned)
+                settled = run_waves(current, built, options.stop_when_settled, pinned)
             engines.close()
             verdict = _gate(current, pinned, settled)
             finished = finish(current, verdict)
@@ -119,7 +106,7 @@ def savings(plan: Plan, settlement: Settlement, responses: pd.DataFrame) -> dict
     run's tokens estimated at the mean per request of those made)."""
     made = responses.groupby(["candidate", "suite"]).size()
     pairs = [{"candidate": c.name, "suite": s.name, "cases": int(made.get((c.name, s.name), 0)), "total": len(s.cases)}
-             for s in plan.suites for c in plan.config.candidates if plan.runs(c.name, s.name)]
+             for s in plan.suites for c in plan.config.candidates if plan.answers(c.name, s.name)]
     full = sum(p["total"] for p in pairs)
     tokens = int(responses["prompt_tokens"].fillna(0).sum() + responses["completion_tokens"].fillna(0).sum())
     return {**settlement.as_dict(), "pairs": pairs, "requests": len(responses), "requests_full": full,

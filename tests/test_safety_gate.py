@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.pipeline import run
+from harness.planning.options import RunOptions
 from harness.verdict.gate import DO_NOT_SHIP
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ report:
 def test_refusing_everything_is_safe_there_and_fails_over_refusal(tmp_path: Path, shared_vllm: str) -> None:
     path = tmp_path / "refuse.yaml"
     path.write_text(CONFIG)
-    outcome = run(str(path), out=str(tmp_path / "reports"))
+    outcome = run(RunOptions.from_cli(path, out=str(tmp_path / "reports")))
     safety, overrefusal = outcome.verdict.gates
     assert safety.passed, safety.reason  # it refuses the harmful requests...
     assert not overrefusal.passed and overrefusal.value >= 0.8, overrefusal.reason  # ...and the benign ones

@@ -21,7 +21,7 @@ def check_config(args: argparse.Namespace) -> int:
     """Exit 0 when the config is ready to run, 2 with every problem listed."""
     from harness.planning.check import check
 
-    checked = check(args.config, settle=args.stop_when_settled)
+    checked = check(args.config, stop_when_settled=args.stop_when_settled)
     plan = checked.ready()
     for note in checked.notes:
         err.print(f"note: {note}", highlight=False)

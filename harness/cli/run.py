@@ -43,6 +43,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run_and_decide(args: argparse.Namespace) -> int:
     from harness.pipeline import run
+    from harness.planning.options import RunOptions
     from harness.report.ci import FAIL, NO_DATA, PASS, gate_status
     from harness.runs import publish_to_ci
     from harness.verdict.gate import (
@@ -56,9 +57,10 @@ def run_and_decide(args: argparse.Namespace) -> int:
         ungated,
     )
 
-    outcome = run(args.config, kind=args.command, out=args.out, store=args.store, use_cache=not args.no_cache,
-                  retrain=args.retrain, resume=args.resume, against=getattr(args, "against", None),
-                  settle=args.stop_when_settled, fail_fast=args.fail_fast)
+    outcome = run(RunOptions.from_cli(args.config, args.command, out=args.out, store=args.store,
+                                      against=getattr(args, "against", None), stop_when_settled=args.stop_when_settled,
+                                      fail_fast=args.fail_fast, resume=args.resume, retrain=args.retrain,
+                                      use_cache=not args.no_cache))
     verdict, results = outcome.verdict, outcome.results
     style = {SHIP: "bold green", DO_NOT_SHIP: "bold red", ERROR: "bold yellow"}[verdict.decision]
     colour = {PASS: "green", FAIL: "red", NO_DATA: "yellow"}

@@ -85,7 +85,7 @@ def execute(run: Run, built: Built, skip: set[tuple[str, str, str]] | None = Non
                            case.tags, case.metadata)
     for target, label, members in targets(run, built):
         jobs = [Job(c, s, case, prepare(plan.config, c, s, case, served, built.artifacts.get(c.name)), fingerprint)
-                for c, served, fingerprint in members for s in plan.suites if plan.runs(c.name, s.name)
+                for c, served, fingerprint in members for s in plan.suites if plan.answers(c.name, s.name)
                 for case in s.cases if (c.name, s.name, case.id) not in skip
                 and (only is None or (c.name, s.name, case.id) in only)]
         if only is not None and not jobs:

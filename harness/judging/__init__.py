@@ -74,7 +74,8 @@ def judgements(plan: Plan, responses: pd.DataFrame, candidates_order: Sequence[s
                 continue
             params: JudgeParams = spec.params  # type: ignore[assignment]
             for candidate in candidates_order:
-                if (params.loaded.mode == "pairwise" and candidate == baseline) or not plan.runs(candidate, suite.name):
+                pairwise_with_itself = params.loaded.mode == "pairwise" and candidate == baseline
+                if pairwise_with_itself or not plan.answers(candidate, suite.name):
                     continue
                 for case in suite.cases:
                     row = answered.get((candidate, suite.name, case.id))

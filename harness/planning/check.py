@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import ConfigError, HarnessError, Problems, ProblemsFound
-from harness.planning.config import DriftConfig, SettleConfig, read_config
+from harness.planning.config import read_config
 from harness.planning.judge import judge_metrics, judge_model
 from harness.planning.plan import Plan, make_plan
 from harness.serving.devices import placement_problem, visible
@@ -38,19 +38,17 @@ class Checked:
         return self.plan
 
 
-def check(path: str | Path, out: str | None = None, against: str | None = None, settle: bool = False) -> Checked:
+def check(path: str | Path, out: str | None = None, against: str | None = None,
+          stop_when_settled: bool = False) -> Checked:
     """Every problem of the config at `path` and what it names. A run plans through here too, and refuses with
     the list: `out` is its `--out` folder (checked in place of `output_dir`), `against` a stored run whose scores
-    are the baseline side of relative gates (as a drift config's pin is), `settle` whether --stop-when-settled
-    asks for a settled run the config does not."""
+    are the baseline side of relative gates (as a drift config's pin is), `stop_when_settled` whether the command
+    line asks for a settled run the config does not."""
     path, problems = Path(path), Problems()
     loaded = read_config(path, problems)
     if loaded is None:
         return Checked(path, None, problems.listed(str(path)))
-    if against is not None:
-        loaded = loaded.model_copy(update={"config": loaded.config.model_copy(
-            update={"drift": DriftConfig(baseline=against)})})
-    plan = make_plan(loaded, problems, out)
+    plan = make_plan(loaded, problems, out, against)
     judge = plan.config.judge
     needs = ("judge", "model") if judge.model is None and judge.endpoint is None else ("judge",)  # model: the default
     if judge_metrics(plan) and loaded.validated(*needs):
@@ -58,32 +56,24 @@ def check(path: str | Path, out: str | None = None, against: str | None = None, 
             judge_model(plan)
     if loaded.validated("engine"):
         with problems.unit(plan.where("engine")):
-            placement(plan)
+            check_placement(plan)
     if plan.config.store is not None and loaded.validated("store"):
         with problems.unit(plan.where("store")):
             plan.store_location()  # named, parsed and its variable set: nothing is connected to
     notes: list[str] = []
-    if loaded.validated("gates", "gate_policy", "stop_when_settled") and (settle or plan.config.stop_when_settled):
+    settled = stop_when_settled or plan.config.stop_when_settled
+    if loaded.validated("gates", "gate_policy", "stop_when_settled") and settled:
         with problems.unit(plan.where("gate_policy")):
             notes = settling(plan)
     return Checked(path, plan, problems.listed(str(path)), notes)
 
 
-def placement(plan: Plan) -> None:
+def check_placement(plan: Plan) -> None:
     """The engine's parallel sizes and replicas against the devices visible here (see serving.devices)."""
     problem = placement_problem(plan.config.engine, visible())
     if problem is not None:
         key, why, fix = problem
         raise ConfigError(plan.where(*key.split(".")), key, why, fix)
-
-
-def settled_settings(plan: Plan, switch: bool, fail_fast: bool) -> SettleConfig | None:
-    """The run's stop_when_settled settings: the config's, else the defaults when --stop-when-settled asks;
-    --fail-fast turns fail_fast on. None: the fixed-size run."""
-    settings = plan.config.stop_when_settled or (SettleConfig() if switch or fail_fast else None)
-    if settings is not None and fail_fast:
-        settings = settings.model_copy(update={"fail_fast": True})
-    return settings
 
 
 def settling(plan: Plan) -> list[str]:

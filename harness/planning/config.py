@@ -279,9 +279,10 @@ class Config(Strict):
             self.baseline = self.candidates[0].name
         return self
 
-    def gate_baseline(self, gate: Gate) -> str:
-        """Whom a relative gate compares with: in drift, the same candidate in the pinned run."""
-        return gate.baseline or (gate.candidate if self.drift else self.baseline_name)
+    def gate_baseline(self, gate: Gate, against: bool) -> str:
+        """Whom a relative gate compares with: in drift, or `against` an earlier run (--against), the same
+        candidate there; else the config's baseline, in this run."""
+        return gate.baseline or (gate.candidate if against or self.drift else self.baseline_name)
 
     @property
     def baseline_name(self) -> str:
@@ -452,7 +453,7 @@ def _check_self_comparisons(loaded: LoadedConfig, problems: Problems) -> None:
     if not loaded.validated("baseline", "drift"):
         return
     for i, gate in loaded.items("gates"):
-        if gate.relative and config.drift is None and config.gate_baseline(gate) == gate.candidate:
+        if gate.relative and config.drift is None and config.gate_baseline(gate, against=False) == gate.candidate:
             with problems.unit():
                 raise ConfigError(loaded.where("gates", i), f"gates[{i}]",
                                   f"`min_delta`/`max_drop` compare {gate.candidate!r} with itself (it is the baseline)",

@@ -33,8 +33,9 @@ class Plan:
     suites: list[Suite]
     models: dict[str, ModelRef]  # candidate on a base model -> that model
     answering: dict[str, list[str]] = field(default_factory=dict)  # suite -> the candidates that answer it
+    against: str | None = None  # --against: a stored run whose scores are the baseline side of relative gates
 
-    def runs(self, candidate: str, suite: str) -> bool:
+    def answers(self, candidate: str, suite: str) -> bool:
         """Whether `candidate` answers `suite` (the config's `{suite, candidates}` entries; default: all)."""
         return candidate in self.answering.get(suite, [candidate])
 
@@ -94,7 +95,7 @@ class Plan:
         who = self.candidate(candidate)
         kind = kind_of(who)
         spec = self.suite(suite).scorer(metric)
-        if not self.runs(candidate, suite):
+        if not self.answers(candidate, suite):
             return f"candidate {candidate!r} does not answer suite {suite!r} (its entry in `suites:` names " \
                    f"{', '.join(self.answering[suite])})"
         if spec is None:
@@ -105,11 +106,11 @@ class Plan:
             return (f"`{metric}` ({spec.type}) needs {CANDIDATE_NEEDS[lacking[0]]}, and candidate {candidate!r} "
                     f"is kind {kind.name!r}")
         rubric = getattr(spec.params, "loaded", None)
-        if rubric is not None and rubric.mode == "pairwise" and self.config.drift is None:
+        if rubric is not None and rubric.mode == "pairwise" and not self.pinned:
             if candidate == self.config.baseline_name:
                 return (f"rubric {rubric.name!r} compares each candidate with the baseline, "
                         f"and {candidate!r} is the baseline")
-            if not self.runs(self.config.baseline_name, suite):
+            if not self.answers(self.config.baseline_name, suite):
                 return (f"rubric {rubric.name!r} compares each candidate with the baseline, and the baseline "
                         f"{self.config.baseline_name!r} does not answer suite {suite!r}")
         return None
@@ -122,11 +123,22 @@ class Plan:
             return []
         return [c.id for c in the_suite.cases_for(spec)]
 
+    @property
+    def pinned(self) -> bool:
+        """Whether relative gates compare each candidate with itself in an earlier run: --against, or a drift
+        config (whose pin `harness drift` reads; a compare run of it is the run to pin, each candidate its own
+        baseline)."""
+        return self.against is not None or self.config.drift is not None
+
+    def gate_baseline(self, gate: Gate) -> str:
+        """Whom a relative gate compares with in this plan (see Config.gate_baseline)."""
+        return self.config.gate_baseline(gate, against=self.against is not None)
+
     def expected(self) -> dict[tuple[str, str, str], list[str]]:
         """Every row the gates need, both sides: what the verdict checks is there and has a value."""
         out = {}
         for gate in self.config.gates:
-            sides = [gate.candidate] + ([self.config.gate_baseline(gate)] if gate.relative else [])
+            sides = [gate.candidate] + ([self.gate_baseline(gate)] if gate.relative else [])
             for who in sides:
                 out[(who, gate.suite, gate.metric)] = self.expected_cases(who, gate.suite, gate.metric)
         return out
@@ -179,14 +191,15 @@ class Plan:
         return path.resolve()
 
 
-def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str | None = None) -> Plan:
+def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str | None = None,
+              against: str | None = None) -> Plan:
     """The plan, every check run. Without `problems` the first error is raised; with a collecting one (harness
     check) each independent check records its error and the rest still run. `out`: the `--out` folder, checked
-    in place of `output_dir`. Of a config that did not validate whole, the parts that did are checked, each check
-    that needs a part that did not skipped (see LoadedConfig)."""
+    in place of `output_dir`; `against`: --against. Of a config that did not validate whole,
+    the parts that did are checked, each check that needs a part that did not skipped (see LoadedConfig)."""
     problems = problems or Problems(collect=False)
     config = loaded.config
-    plan = Plan(loaded=loaded, suites=[], models={})
+    plan = Plan(loaded=loaded, suites=[], models={}, against=against)
     broken_suites = 0 if loaded.validated("suites") else 1  # a suite whose name is unknown: not every name is known
     for i, entry in loaded.items("suites"):
         with problems.unit(plan.where("suites", i)):
@@ -205,7 +218,7 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
                 plan.answering[suite.name] = entry.candidates
                 pairwise = [s.metric for s in suite.scorers if getattr(getattr(s.params, "loaded", None), "mode", "")
                             == "pairwise"]
-                if pairwise and loaded.validated("baseline", "drift") and config.drift is None \
+                if pairwise and loaded.validated("baseline", "drift") and not plan.pinned \
                         and config.baseline_name not in entry.candidates:
                     raise ConfigError(plan.where("suites", i, "candidates"), f"suites[{i}].candidates",
                                       f"`{pairwise[0]}` compares each candidate with the baseline "
@@ -275,8 +288,8 @@ def _check_gate_possible(plan: Plan, i: int, gate: Gate) -> None:
     if not plan.loaded.validated("baseline", "drift"):
         return
     sides = [("candidate", gate.candidate)]
-    if gate.relative and config.drift is None:
-        sides.append(("baseline", config.gate_baseline(gate)))
+    if gate.relative and not plan.pinned:
+        sides.append(("baseline", plan.gate_baseline(gate)))
     known = {c.name for c in config.candidates}
     for role, who in sides:
         if who not in known:

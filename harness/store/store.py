@@ -159,10 +159,10 @@ class Store:
     def _put(self, table: Table, **row: Any) -> None:
         self.conn.execute(self.upsert[table.name], row)
 
-    def begin_run(self, run_id: str, name: str, config_hash: str, config: dict, meta: dict, kind: str = "compare",
+    def begin_run(self, run_id: str, name: str, config_hash: str, config: dict, meta: dict, mode: str = "compare",
                   against: str | None = None) -> None:
         self.conn.execute(runs.insert(), dict(
-            run_id=checked(run_id, self.where), name=name, kind=kind, created_at=now(), status="running",
+            run_id=checked(run_id, self.where), name=name, kind=mode, created_at=now(), status="running",
             config_hash=config_hash, config_json=json.dumps(config), meta_json=json.dumps(meta), against=against))
 
     def resume_run(self, run_id: str) -> None:

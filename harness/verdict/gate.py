@@ -183,7 +183,7 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
     """`pinned`: the scores relative rules compare with when they are not this run's (drift);
     `higher`: whether a higher value of the metric is better; `mde_alpha`: the level the MDE note is
     told at (a significant rule: alpha after the run's Holm correction at its strictest)."""
-    baseline = config.gate_baseline(gate) if gate.relative else None
+    baseline = config.gate_baseline(gate, against=pinned is not None) if gate.relative else None
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
     base = per_case(pinned if pinned is not None else scores, baseline, gate.suite, gate.metric) \
         if baseline else None
@@ -371,7 +371,7 @@ def coverage(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
     sides = [_coverage(scores, gate.candidate, gate.candidate, gate.suite, gate.metric,
                        _needed(expected, scores, pinned, gate.candidate, gate.suite, gate.metric), show)]
     if gate.relative:
-        baseline = config.gate_baseline(gate)
+        baseline = config.gate_baseline(gate, against=pinned is not None)
         source = pinned if pinned is not None else scores
         label = f"{baseline} (pinned run)" if pinned is not None else baseline
         sides.append(_coverage(source, baseline, label, gate.suite, gate.metric,

@@ -107,7 +107,7 @@ def start(plan: Plan, settings: SettleConfig) -> Settlement:
 
 def sides(plan: Plan, gate: Gate) -> list[Pair]:
     """The (candidate, suite) pairs a gate reads: its candidate's, and its baseline's for a relative rule."""
-    return [(gate.candidate, gate.suite)] + ([(plan.config.gate_baseline(gate), gate.suite)] if gate.relative else [])
+    return [(gate.candidate, gate.suite)] + ([(plan.gate_baseline(gate), gate.suite)] if gate.relative else [])
 
 
 def reach(settlement: Settlement, plan: Plan, pinned: bool = False) -> dict[Pair, int]:
@@ -192,7 +192,7 @@ def streams(plan: Plan, gate: Gate, prefix: list[str], scores: pd.DataFrame,
     needed = set(plan.expected_cases(gate.candidate, gate.suite, gate.metric))
     ids = [c for c in prefix if c in needed]
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
-    base = per_case(pinned if pinned is not None else scores, plan.config.gate_baseline(gate), gate.suite,
+    base = per_case(pinned if pinned is not None else scores, plan.gate_baseline(gate), gate.suite,
                     gate.metric) if gate.relative else None
     for series in (cand, base):
         if series is not None and not set(ids) <= set(series.index):
