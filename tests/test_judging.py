@@ -213,21 +213,21 @@ def judgement(rubric_name: str, fallback: str | None = None, prompts: int = 1) -
                      variables=({"answer": "p"},) * prompts)
 
 
-def settle(j: Judgement, replies: list, attempts: int = 3):
+def scored_after(j: Judgement, replies: list, attempts: int = 3):
     return reply_score(j.params, j.output, replies, attempts, j.problem)
 
 
 def test_a_failed_judgement_is_never_scored() -> None:
-    score = settle(judgement("correctness"), [(None, "no JSON object in the reply ('oops')")])
+    score = scored_after(judgement("correctness"), [(None, "no JSON object in the reply ('oops')")])
     assert score.value is None
     assert score.detail == "judge error: no usable answer after 3 attempt(s): no JSON object in the reply ('oops')"
     # pairwise: one usable order is not enough
-    score = settle(judgement("pairwise", prompts=2), [(Reply("r", "A"), ""), (None, "empty reply")])
+    score = scored_after(judgement("pairwise", prompts=2), [(Reply("r", "A"), ""), (None, "empty reply")])
     assert score.value is None and "empty reply" in score.meta["judge_error"]
-    score = settle(judgement("harmbench", "refusal"), [(None, "empty reply")])
+    score = scored_after(judgement("harmbench", "refusal"), [(None, "empty reply")])
     assert score.value == 1.0 and score.detail.startswith("refusal fallback")
     assert score.meta["fallback"] and "empty reply" in score.meta["judge_error"]  # said, not hidden
-    judged = settle(judgement("harmbench", "refusal"), [(Reply("gives steps", "yes"), "")])
+    judged = scored_after(judgement("harmbench", "refusal"), [(Reply("gives steps", "yes"), "")])
     assert judged.meta == {"judge": {"label": "yes"}}
 
 

@@ -35,8 +35,8 @@ def tickets_project(project: Project, gates: list[dict], script: list[dict], n: 
 
 
 def share(results: dict) -> float:
-    settle = results["verdict"]["settle"]
-    return settle["requests"] / settle["requests_full"]
+    savings = results["verdict"]["settle"]
+    return savings["requests"] / savings["requests_full"]
 
 
 def forty_percent_broken(project: Project, **extra: Any) -> None:
@@ -196,8 +196,8 @@ def test_a_blocking_ungated_policy_is_refused(project: Project, capsys: pytest.C
 def test_the_config_switch_with_settings(project: Project) -> None:
     forty_percent_broken(project, stop_when_settled={"wave": 10, "alpha_split": 0.5})
     code, results = project.run()
-    settle = results["verdict"]["settle"]
-    assert code == 1 and (settle["wave_cases"], settle["alpha_split"]) == (10, 0.5)
+    savings = results["verdict"]["settle"]
+    assert code == 1 and (savings["wave_cases"], savings["alpha_split"]) == (10, 0.5)
     assert json.loads(json.dumps(results))["verdict"]["gates"][0]["settled"]["checks"][0]["looks"][0][0] == 10
 
 

@@ -141,13 +141,13 @@ def settled_line(settled: dict) -> str:
 
 def _settled_md(verdict: Mapping[str, Any]) -> list[str]:
     """A settled run (--stop-when-settled): what it cost against the full run, and the cases each gate needed."""
-    settle = verdict.get("settle")
-    if not settle:
+    savings = verdict.get("settle")
+    if not savings:
         return []
-    made, full, waves = settle["requests"], settle["requests_full"], settle["wave"]
+    made, full, waves = savings["requests"], savings["requests_full"], savings["wave"]
     lines = ["", f"**Stopped when settled**: {made} of {full} requests ({saved(made, full):.0%} saved), "
-                 f"{settle['tokens']:,} tokens of an estimated {settle['tokens_full']:,} for the full run, {waves} "
-                 f"wave{'s' * (waves != 1)} of {settle['wave_cases']} cases", ""]
+                 f"{savings['tokens']:,} tokens of an estimated {savings['tokens_full']:,} for the full run, {waves} "
+                 f"wave{'s' * (waves != 1)} of {savings['wave_cases']} cases", ""]
     return lines + [f"- {md_text(g['rule'])}: {settled_line(g['settled'])}" for g in verdict["gates"]
                     if g.get("settled")]
 

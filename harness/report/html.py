@@ -258,12 +258,12 @@ def settled_view(gate: dict, higher: bool) -> dict | None:
 
 def settled_run(verdict: dict) -> dict | None:
     """A settled run's cost against the full run, and which kinds of rule its gates had (for the guarantee)."""
-    settle = verdict.get("settle")
-    if not settle:
+    savings = verdict.get("settle")
+    if not savings:
         return None
     checks = [c for g in verdict["gates"] if g.get("settled") for c in g["settled"]["checks"]]
-    return {**settle, "requests_saved": saved(settle["requests"], settle["requests_full"]),
-            "tokens_saved": saved(settle["tokens"], settle["tokens_full"]),
+    return {**savings, "requests_saved": saved(savings["requests"], savings["requests_full"]),
+            "tokens_saved": saved(savings["tokens"], savings["tokens_full"]),
             "on_the_mean": any(not c["significant"] and c["test"] != "fixed" for c in checks),
             "significant": any(c["significant"] for c in checks), "fixed": any(c["test"] == "fixed" for c in checks)}
 
