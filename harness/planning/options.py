@@ -71,7 +71,8 @@ class RunOptions:
         if mode == "drift" and pin is None:
             raise HarnessError(f"{plan.loaded.path}: `harness drift` needs a `drift:` block naming the pinned "
                                "baseline\n  fix: add `drift: {baseline: NAME}` after `harness pin RUN --as NAME`")
-        root = plan.output_root(out)
+        root = plan.output
+        assert root is not None  # a plan that is ready had every check run, this one too
         return cls(plan, mode, out=root, store=locate(store, root / STORE_NAME, plan.store_location()),
                    against=against or (pin if mode == "drift" else None),
                    stop_when_settled=_settling(plan.config.stop_when_settled, settle_asked, fail_fast),

@@ -34,6 +34,7 @@ class Plan:
     models: dict[str, ModelRef]  # candidate on a base model -> that model
     answering: dict[str, list[str]] = field(default_factory=dict)  # suite -> the candidates that answer it
     against: str | None = None  # --against: a stored run whose scores are the baseline side of relative gates
+    output: Path | None = None  # where run folders go, once make_plan has checked it (see output_root)
 
     def answers(self, candidate: str, suite: str) -> bool:
         """Whether `candidate` answers `suite` (the config's `{suite, candidates}` entries; default: all)."""
@@ -264,7 +265,7 @@ def make_plan(loaded: LoadedConfig, problems: Problems | None = None, out: str |
             _check_key(where, key, who, name)
     if out is not None or loaded.validated("output_dir"):
         with problems.unit():
-            plan.output_root(out)
+            plan.output = plan.output_root(out)
     return plan
 
 
