@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
-
 from harness.building.build import build
 from harness.core.console import console
 from harness.core.paths import inside
-from harness.generation.generate import execute, run_secrets
-from harness.judging import run_judges
+from harness.generation.generate import run_secrets
 from harness.planning.context import Run
-from harness.planning.judge import judge_metrics, judge_targets
+from harness.planning.judge import judge_targets
 from harness.planning.options import RunOptions
-from harness.planning.plan import Plan
 from harness.runs import (
     RunOutcome,
     baseline,
@@ -34,9 +30,9 @@ from harness.runs import (
 from harness.serving.pool import Engines
 from harness.store.lease import held
 from harness.store.store import Store
+from harness.verdict.evidence import Evidence
 from harness.verdict.gate import ERROR, Verdict, decide
-from harness.verdict.settle import Settlement, drawn
-from harness.waves import Wanted, run_waves
+from harness.waves import gatherer
 
 
 def run(options: RunOptions) -> RunOutcome:
@@ -56,14 +52,9 @@ def run(options: RunOptions) -> RunOutcome:
                         f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
             built = build(plan.config.candidates, plan.contexts(), store, run_id, retrain=options.retrain)
             record_built(current, built, resumed=resume is not None)
-            settled: tuple[Settlement, Wanted] | None = None
-            if options.stop_when_settled is None:
-                execute(current, built, skip=skip)
-                run_judges(current)
-            else:
-                settled = run_waves(current, built, options.stop_when_settled, pinned)
+            evidence = gatherer(options.stop_when_settled)(current, built, pinned, skip)
             engines.close()
-            verdict = _gate(current, pinned, settled)
+            verdict = _gate(current, evidence)
             finished = finish(current, verdict)
     track(plan.config.report.mlflow, finished)
     if verdict.decision == ERROR:
@@ -71,43 +62,10 @@ def run(options: RunOptions) -> RunOutcome:
     return finished
 
 
-def _gate(run: Run, pinned: pd.DataFrame | None, settled: tuple[Settlement, Wanted] | None = None) -> Verdict:
-    """The gates' verdict over the stored rows, stored for the reports (the run is not finished yet). A settled
-    run's gates need the rows of the cases its waves asked for, and are decided by its settlement."""
+def _gate(run: Run, evidence: Evidence) -> Verdict:
+    """The gates' verdict on the evidence, stored for the reports (the run is not finished yet)."""
     started = time.perf_counter()
-    plan, store = run.plan, run.store
-    responses = store.table("responses", run.run_id)
-    scores = store.table("scores", run.run_id)
-    expected, states = plan.expected(), None
-    if settled is not None:
-        settlement, asked = settled
-        expected = {key: [c for c in ids if (key[0], key[1], c) in asked] for key, ids in expected.items()}
-        states = [(state, drawn(settlement, plan, scores, pinned, i)) for i, state in enumerate(settlement.gates)]
-    verdict = decide(plan.config, scores, errors=int(responses["error"].notna().sum()),
-                     requests=len(responses), pinned=pinned, directions=plan.directions(),
-                     expected=expected, judges=judge_calibrations(plan, store, run.run_id), settled=states)
-    if settled is not None:
-        verdict.settle = savings(plan, settled[0], responses)
-    store.set_verdict(run.run_id, verdict.as_dict())
-    store.put_timing(run.run_id, "gate", plan.config.name, time.perf_counter() - started)
+    verdict = decide(run.plan.config, evidence)
+    run.store.set_verdict(run.run_id, verdict.as_dict())
+    run.store.put_timing(run.run_id, "gate", run.plan.config.name, time.perf_counter() - started)
     return verdict
-
-
-def judge_calibrations(plan: Plan, store: Store, run_id: str) -> dict[tuple[str, str], tuple[str, bool, dict | None]]:
-    """(suite, metric) -> (rubric, has a calibration set, its check as the judging stage recorded it)."""
-    meta = (store.run(run_id) or {}).get("meta") or {}
-    recorded = {(j["suite"], j["metric"]): j["check"] for j in meta.get("judges", [])}
-    return {key: (rubric.name, rubric.calibration is not None, recorded.get(key))
-            for key, rubric in judge_metrics(plan).items()}
-
-
-def savings(plan: Plan, settlement: Settlement, responses: pd.DataFrame) -> dict:
-    """What the settled run cost against the full run: cases per (candidate, suite), requests, tokens (the full
-    run's tokens estimated at the mean per request of those made)."""
-    made = responses.groupby(["candidate", "suite"]).size()
-    pairs = [{"candidate": c.name, "suite": s.name, "cases": int(made.get((c.name, s.name), 0)), "total": len(s.cases)}
-             for s in plan.suites for c in plan.config.candidates if plan.answers(c.name, s.name)]
-    full = sum(p["total"] for p in pairs)
-    tokens = int(responses["prompt_tokens"].fillna(0).sum() + responses["completion_tokens"].fillna(0).sum())
-    return {**settlement.as_dict(), "pairs": pairs, "requests": len(responses), "requests_full": full,
-            "tokens": tokens, "tokens_full": round(tokens / len(responses) * full) if len(responses) else 0}

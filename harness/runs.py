@@ -157,12 +157,13 @@ def refuse_changed(run_id: str, before: dict[str, dict[str, str]], after: dict[s
 
 
 def record_built(run: Run, built: Built, resumed: bool) -> None:
-    """Record what was built with the run; on a resume, refuse when an adapter or index differs."""
-    meta = (run.store.run(run.run_id) or {}).get("meta") or {}
+    """Record what was built with the run; on a resume, refuse when an adapter or index differs from what the
+    earlier attempt recorded."""
     identities = built.identities()
-    if resumed and "built" in meta:
-        refuse_changed(run.run_id, meta["built"], identities)
-    run.store.set_meta(run.run_id, {**meta, "built": identities})
+    before = ((run.store.run(run.run_id) or {}).get("meta") or {}).get("built") if resumed else None
+    if before is not None:
+        refuse_changed(run.run_id, before, identities)
+    run.store.set_meta_key(run.run_id, "built", identities)
 
 
 @contextmanager

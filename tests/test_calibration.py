@@ -243,8 +243,8 @@ def test_every_output_counts_how_the_calibration_answers_were_read(project: Proj
     assert "asked: logprobs; read: logprobs 9, structured 3" in html.read_text()
     with Store(project.store) as store:  # a run stored before the reads were counted
         meta = store.run(run_id)["meta"]
-        store.set_meta(run_id, {**meta, "judges": [{**j, "check": {k: v for k, v in j["check"].items() if k != "read"}}
-                                                   for j in meta["judges"]]})
+        store.set_meta_key(run_id, "judges", [{**j, "check": {k: v for k, v in j["check"].items() if k != "read"}}
+                                              for j in meta["judges"]])
     assert main(["report", run_id, "--store", str(project.store)]) == 0
     assert "asked: logprobs; read: not counted" in html.read_text()
     capsys.readouterr()

@@ -21,6 +21,7 @@ from harness.core.request import Completion, Request
 from harness.planning.config import Config
 from harness.report import write_reports
 from harness.store.store import Store
+from harness.verdict.evidence import Evidence
 from harness.verdict.gate import BoundResult, GateResult, Verdict, decide
 
 ENDPOINT = {"name": "prod", "kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
@@ -217,7 +218,7 @@ def gate_reasons(**rule: float) -> list[str]:
             for c, values in (("base", [1.0] * 6), ("new", [0.0] * 6)) for i, v in enumerate(values)]
     out = []
     for higher in (True, False):
-        verdict = decide(config, pd.DataFrame(rows), 0, 12, directions={("s", "m"): higher})
+        verdict = decide(config, Evidence(pd.DataFrame(rows), 0, 12, directions={("s", "m"): higher}))
         out += [verdict.reason] + [f"{g.rule}: {g.reason}" for g in verdict.gates]
     return out
 

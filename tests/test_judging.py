@@ -361,7 +361,7 @@ def test_structured_output_judge_scores_every_case_and_is_cached(
         plan, store = qa_setup(tmp_path, endpoint_judge("openai", proxy.url + "/v1", model, method="structured"),
                                "  - {type: judge, rubric: correctness}\n  - {type: judge, rubric: pairwise}\n",
                                "correctness")
-        errors = run_judges(Run(plan, store, "r1", tmp_path / "r1"))
+        errors = run_judges(Run(plan, store, "r1", tmp_path / "r1")).errors
         scores = store.table("scores", "r1").sort_values(["metric", "candidate", "case_id"])
         asked, cached = len(proxy.arrivals), cache_rows(store)
         assert errors == 0 and scores["value"].notna().all()
@@ -375,7 +375,7 @@ def test_structured_output_judge_scores_every_case_and_is_cached(
         assert set(pairwise.value) <= {0.0, 0.5, 1.0} and pairwise.detail.str.contains("candidate as B:").all()
         assert asked >= 3 * len(QA) and cached == asked  # 8 pointwise + 4 x 2 pairwise, all answered
 
-        assert run_judges(Run(plan, store, "r1", tmp_path / "r1")) == 0
+        assert run_judges(Run(plan, store, "r1", tmp_path / "r1")).errors == 0
         assert len(proxy.arrivals) == asked and cache_rows(store) == cached  # every answer from the cache
         again = store.table("scores", "r1").sort_values(["metric", "candidate", "case_id"])
         assert list(again.value) == list(scores.value) and list(again.detail) == list(scores.detail)
@@ -386,7 +386,7 @@ def test_anthropic_judge_asks_for_json_in_the_prompt_and_never_scores_silently(
         tmp_path: Path, vllm_url: str, model: ModelRef) -> None:
     plan, store = qa_setup(tmp_path, endpoint_judge("anthropic", vllm_url.removesuffix("/v1"), model, attempts=2),
                            "  - {type: judge, rubric: correctness}\n", "correctness")
-    errors = run_judges(Run(plan, store, "r1", tmp_path / "r1"))
+    errors = run_judges(Run(plan, store, "r1", tmp_path / "r1")).errors
     scores = store.table("scores", "r1")
     assert len(scores) == 2 * len(QA)
     failed = scores[scores["value"].isna()]
@@ -417,7 +417,7 @@ def test_cut_off_judge_gives_error_rows_or_the_refusal_fallback(
     put_answers(store, "r1", {"base": ["I'm sorry, but I can't help with that.", "I cannot write phishing emails."],
                               "tuned": ["Sure! First, insert a tension wrench into the lock...",
                                         "Subject: Urgent: verify your account. Dear customer, click here..."]})
-    errors = run_judges(Run(plan, store, "r1", tmp_path / "r1"))
+    errors = run_judges(Run(plan, store, "r1", tmp_path / "r1")).errors
     scores = store.table("scores", "r1").sort_values(["candidate", "case_id"])
     assert len(scores) == 4
     if fallback is None:
@@ -436,7 +436,7 @@ def test_harmbench_judge_with_structured_output_labels_or_falls_back(
     store = Store(tmp_path / "harness.sqlite")
     put_answers(store, "r1", {"tuned": ["I'm sorry, but I can't help with that.",
                                         "Subject: Urgent: verify your account. Dear customer, click here..."]})
-    assert run_judges(Run(plan, store, "r1", tmp_path / "r1")) == 0
+    assert run_judges(Run(plan, store, "r1", tmp_path / "r1")).errors == 0
     scores = store.table("scores", "r1")
     assert len(scores) == 2 and scores["value"].isin([0.0, 1.0]).all()
     for value, detail in zip(scores.value, scores.detail):
@@ -448,13 +448,13 @@ def test_local_judge_serves_the_base_model_once_then_answers_from_the_cache(
         tmp_path: Path, model: ModelRef, shared_vllm: str) -> None:
     plan, store = qa_setup(tmp_path, "{attempts: 2, method: structured}", "  - {type: judge, rubric: correctness}\n",
                            "correctness")
-    assert run_judges(Run(plan, store, "r1", tmp_path / "first")) == 0
+    assert run_judges(Run(plan, store, "r1", tmp_path / "first")).errors == 0
     # the judge's server: the session's, attached to (the same command and weights the judge stage would start)
     [record] = (tmp_path / "first" / "judge").glob("vllm-*.json")
     assert json.loads(record.read_text())["url"] == shared_vllm
     scores = store.table("scores", "r1")
     assert len(scores) == 2 * len(QA) and scores.detail.str.match(SCORE_DETAIL.pattern).all()
     cached = cache_rows(store)
-    assert run_judges(Run(plan, store, "r1", tmp_path / "second")) == 0
+    assert run_judges(Run(plan, store, "r1", tmp_path / "second")).errors == 0
     assert not list((tmp_path / "second").rglob("vllm-*"))  # no server started
     assert cache_rows(store) == cached

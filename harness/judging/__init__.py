@@ -24,6 +24,7 @@ from harness.judging.replies import reply_score
 from harness.planning.judge import judge_metrics, judge_model
 from harness.scoring.calibration import reading
 from harness.scoring.judge import JudgeParams
+from harness.store.meta import JudgeRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,15 +105,23 @@ def _judgement(params: JudgeParams, metric: str, candidate: str, suite: str, cas
                                      {"answer_a": baseline_row.output, "answer_b": row.output, **variables}))
 
 
-def run_judges(run: Run, only: set[tuple[str, str, str]] | None = None) -> int:
-    """Check each rubric's judge against its calibration set (recorded in the run's meta under `judges`, per
-    judge metric), then judge every stored answer with every `judge` scorer of its suite; write one score
-    row per judgement and return how many ended as errors (value NULL, detail 'judge error: ...').
+@dataclass(frozen=True)
+class Judged:
+    """What the judging stage hands on: how many judgements ended as errors, and per judge metric (suite, metric)
+    its judge's calibration check, which the verdict needs and the report shows (stored in the run's meta)."""
+
+    errors: int
+    checks: dict[tuple[str, str], JudgeRecord]
+
+
+def run_judges(run: Run, only: set[tuple[str, str, str]] | None = None) -> Judged:
+    """Check each rubric's judge against its calibration set, then judge every stored answer with every `judge`
+    scorer of its suite; write one score row per judgement (value NULL, detail 'judge error: ...' for an error).
     `only` (a wave of stop_when_settled): judge just these (candidate, suite, case), and none already judged."""
     plan, store = run.plan, run.store
     metrics = judge_metrics(plan)
     if not metrics:
-        return 0
+        return Judged(0, {})
     todo = judgements(plan, store.table("responses", run.run_id), [c.name for c in plan.config.candidates],
                       plan.config.baseline_name)
     if only is not None:
@@ -131,11 +140,11 @@ def run_judges(run: Run, only: set[tuple[str, str, str]] | None = None) -> int:
     store.put_timing(run.run_id, "judge", judge.label, time.perf_counter() - started - (answerer.started_s or 0.0))
     if answerer.started_s is not None:
         store.put_timing(run.run_id, "engine_start", judge.label, answerer.started_s)
-    meta = (store.run(run.run_id) or {}).get("meta") or {}
-    store.set_meta(run.run_id, {**meta, "judges": [
-        {"suite": suite, "metric": metric, "rubric": rubric.name, "calibrated": rubric.calibration is not None,
-         "check": _as_dict(checks[str(rubric.path)])}
-        for (suite, metric), rubric in metrics.items()]})
+    records = {(suite, metric): JudgeRecord(suite=suite, metric=metric, rubric=rubric.name,
+                                            calibrated=rubric.calibration is not None,
+                                            check=_as_dict(checks[str(rubric.path)]))
+               for (suite, metric), rubric in metrics.items()}
+    store.set_meta_key(run.run_id, "judges", list(records.values()))
     for check in filter(None, checks.values()):
         console.log(f"{judge.label} on {check.rubric}: {check.sentence()}; {reading(check.as_dict())}")
     errors = fallbacks = 0
@@ -148,7 +157,7 @@ def run_judges(run: Run, only: set[tuple[str, str, str]] | None = None) -> int:
                         score.value, score.passed, score.detail, score.meta)
     console.log(f"{judge.label}: {len(todo)} judgements ({answerer.cached} answers cached, {answerer.asked} asked), "
                 f"{errors} errors, {fallbacks} decided by the refusal fallback")
-    return errors
+    return Judged(errors, records)
 
 
 def _as_dict(check: JudgeCalibration | None) -> dict[str, Any] | None:

@@ -89,11 +89,13 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
     stats = StatsConfig.model_validate(config.get("stats", {}))
     summary = summarize(scores, stats, config["seed"])
     candidates = [c["name"] for c in config["candidates"]]
-    pinned = store.table("scores", run["against"]) if run["against"] else None
     meta = run["meta"] or {}
-    directions = suite_directions(meta)
-    compared = comparisons(scores, candidates, config["baseline"], stats, config["seed"], pinned, directions) \
-        if not scores.empty else []
+    verdict = None if run["verdict"] is None else {k: v for k, v in run["verdict"].items() if k != "comparisons"}
+    compared = (run["verdict"] or {}).get("comparisons")
+    if compared is None:  # decided by a harness that did not keep them with the verdict, or not decided
+        pinned = store.table("scores", run["against"]) if run["against"] else None
+        compared = comparisons(scores, candidates, config["baseline"], stats, config["seed"], pinned,
+                               suite_directions(meta)) if not scores.empty else []
     stored_cases = store.table("cases", run_id)
     usage = (responses.groupby("candidate", sort=False)
              .agg(requests=("case_id", "count"), errors=("error", "count"), cached=("cached", "sum"),
@@ -108,7 +110,7 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
             "created_at": run["created_at"], "finished_at": run["finished_at"],
             "config_hash": run["config_hash"], "config": run["config"], **(run["meta"] or {}),
         },
-        "verdict": run["verdict"],
+        "verdict": verdict,
         "summary": [{k: _clean(v) for k, v in r.items()} for r in summary.to_dict("records")],
         "comparisons": compared,
         "by_tag": by_tag(scores, stored_cases, config["baseline"]),

@@ -18,6 +18,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from harness.core.errors import HarnessError
 
@@ -39,7 +40,8 @@ class Backend:
     opens upgrade once; `insert`: the dialect's insert, whose on_conflict_* both engines share; `explain`: a driver
     error as (one line naming the store and what is wrong, the fix); `identity`: which store a location names
     however it is spelled (a path relative or through a link, a host by name or by address), read through its
-    engine without writing."""
+    engine without writing; `set_key`: a JSON text column with one top-level key set to a JSON text, computed by
+    the database (one statement, so two writers of different keys never undo each other)."""
 
     connect: Callable[["Location", float, bool], Engine]
     begin: str
@@ -49,6 +51,7 @@ class Backend:
     insert: Callable
     explain: Callable[[Exception, "Location", float], tuple[str, str]]
     identity: Callable[["Location", Engine], Hashable]
+    set_key: Callable[[ColumnElement, str, str], ColumnElement]
 
 
 BACKENDS: dict[str, Backend] = {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Hashable
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, cast, create_engine, func, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnElement
 
 from harness.core.credentials import redact
 from harness.store.backends import Backend, backend
@@ -69,6 +70,12 @@ def _nothing(conn: Connection) -> None:
     """A server's database has no setting to make before a store is written."""
 
 
+def _set_key(column: ColumnElement, key: str, value: str) -> ColumnElement:
+    """jsonb's || replaces one key (jsonb orders keys its own way; a reader takes the record as a mapping)."""
+    merged = cast(func.coalesce(column, "{}"), JSONB).op("||")(func.jsonb_build_object(key, cast(value, JSONB)))
+    return cast(merged, Text)
+
+
 def _serialise(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
 
@@ -76,4 +83,5 @@ def _serialise(conn: Connection) -> None:
 @backend("postgresql")
 def _postgres() -> Backend:
     return Backend(connect=_connect, begin="BEGIN", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                   prepare=_nothing, serialise=_serialise, insert=insert, explain=_explain, identity=_identity)
+                   prepare=_nothing, serialise=_serialise, insert=insert, explain=_explain, identity=_identity,
+                   set_key=_set_key)

@@ -7,10 +7,11 @@ import os
 import sqlite3
 from typing import Any, Hashable
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnElement
 
 from harness.store.backends import TIMEOUT_ENV, Backend, backend
 from harness.store.location import Location
@@ -79,6 +80,11 @@ def _identity(location: Location, engine: Engine) -> Hashable:
     return (found.st_dev, found.st_ino)
 
 
+def _set_key(column: ColumnElement, key: str, value: str) -> ColumnElement:
+    """json_set keeps every other key's text as it was, numbers digit for digit, and a new key last."""
+    return func.json_set(func.coalesce(column, "{}"), f'$."{key}"', func.json(value))
+
+
 def _nothing(conn: Connection) -> None:
     """BEGIN IMMEDIATE already holds the file's write lock."""
 
@@ -86,4 +92,4 @@ def _nothing(conn: Connection) -> None:
 @backend("sqlite")
 def _sqlite() -> Backend:
     return Backend(connect=_connect, begin="BEGIN IMMEDIATE", snapshot="BEGIN", prepare=_wal, serialise=_nothing,
-                   insert=insert, explain=_explain, identity=_identity)
+                   insert=insert, explain=_explain, identity=_identity, set_key=_set_key)

@@ -23,6 +23,7 @@ from harness.core.request import Completion
 from harness.store import postgres, sqlite  # noqa: F401 (each registers its backend)
 from harness.store.backends import backend_for, lock_timeout, transaction, upsert_statement
 from harness.store.location import Location, sqlite_file
+from harness.store.meta import MetaKey
 from harness.store.names import checked
 from harness.store.schema import (
     DATA,
@@ -198,8 +199,10 @@ class Store:
                                  .where(artifacts.c.run_id == run_id))
         return [{"candidate": c, "kind": k, **json.loads(j)} for c, k, j in sorted(rows, key=lambda r: (r[0], r[1]))]
 
-    def set_meta(self, run_id: str, meta: dict) -> None:
-        self._update_run(run_id, meta_json=json.dumps(meta))
+    def set_meta_key(self, run_id: str, key: MetaKey, value: Any) -> None:
+        """One key of the run's meta (see store.meta for what each holds), set by the database in one statement:
+        no reader of the whole record in between, nothing else in it rewritten."""
+        self._update_run(run_id, meta_json=self.backend.set_key(runs.c.meta_json, key, json.dumps(value)))
 
     def set_verdict(self, run_id: str, verdict: dict) -> None:
         """The gates' verdict, stored for the reports to be rendered from; the run stays `running` until

@@ -39,6 +39,7 @@ from harness.verdict.stats import (
 )
 
 if TYPE_CHECKING:
+    from harness.verdict.evidence import Evidence, Expected, Judges
     from harness.verdict.settle import GateState
 
 SHIP, DO_NOT_SHIP, ERROR = "ship", "do_not_ship", "error"
@@ -47,9 +48,6 @@ LABELS = {SHIP: "SHIP", DO_NOT_SHIP: "DO NOT SHIP", ERROR: "ERROR: NO VERDICT"} 
 SHOWN_IDS = 5  # case ids named in an error before "..."
 POLICY = "gate_policy.ungated_regressions: fail"  # how a reason names the policy that made a regression block
 
-Settled = Sequence[tuple["GateState", list[dict]]]  # per gate: its settlement state and each check's drawn sequence
-Expected = Mapping[tuple[str, str, str], Sequence[str]]  # (candidate, suite, metric) -> case ids a gate needs
-Judges = Mapping[tuple[str, str], tuple[str, bool, dict | None]]  # (suite, metric) -> (rubric, calibrated, check)
 
 
 @dataclass
@@ -160,6 +158,7 @@ class Verdict:
     errors: int = 0
     ungated_regressions: list[UngatedRegression] = field(default_factory=list)
     settle: dict | None = None  # stop_when_settled: the waves, and the cases, requests and tokens against a full run
+    comparisons: list[dict] = field(default_factory=list)  # each candidate against its baseline (the report's table)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -407,18 +406,16 @@ def unvalidated_judge(rubric: str, calibrated: bool, check: dict | None) -> str 
             f"`harness judge calibrate {rubric} --config CONFIG`)")
 
 
-def ungated_regressions(config: Config, scores: pd.DataFrame, pinned: pd.DataFrame | None = None,
-                        directions: Directions | None = None, judges: Judges | None = None) -> list[UngatedRegression]:
+def ungated_regressions(config: Config, compared: list[dict], directions: Directions,
+                        judges: Judges | None = None) -> list[UngatedRegression]:
     """Every significant regression no gate covers, in the order of the candidates, then of the plan's suites and
-    metrics (`directions`). The comparisons are the report's (each candidate against the baseline; in drift
+    metrics (`directions`). `compared`: the report's comparisons (each candidate against the baseline; in drift
     against its pinned self); the Holm family is every ungated one that has a p: a family of only those that went
     the wrong way would be chosen by the data. A judge metric whose judge was not shown to agree with its
     calibration set tells nothing, so it is no regression either (the report marks it "unvalidated judge")."""
-    directions = directions or {}
     gated = {(g.candidate, g.suite, g.metric) for g in config.gates}
     candidates = [c.name for c in config.candidates]
-    rows = [row for row in comparisons(scores, candidates, config.baseline_name, config.stats, config.seed, pinned,
-                                       directions)
+    rows = [row for row in compared
             if (row["candidate"], row["suite"], row["metric"]) not in gated and _tells(row, judges)]
     alpha, blocks = config.stats.alpha, config.gate_policy.ungated_regressions == "fail"
     fields = [f for f in UngatedRegression.__dataclass_fields__ if f not in ("p_adjusted", "blocks")]
@@ -435,23 +432,21 @@ def _tells(row: dict, judges: Judges | None) -> bool:
     if row["p_value"] is None or not math.isfinite(row["p_value"]):
         return False
     judge = (judges or {}).get((row["suite"], row["metric"]))
-    return judge is None or unvalidated_judge(*judge) is None
+    return judge is None or unvalidated_judge(judge["rubric"], judge["calibrated"], judge["check"]) is None
 
 
-def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
-           pinned: pd.DataFrame | None = None, directions: Directions | None = None,
-           expected: Expected | None = None, judges: Judges | None = None, settled: Settled | None = None) -> Verdict:
-    """`errors`: failed requests; `expected`: every (candidate, suite, metric) row's case ids that the
-    plan says exist (default: every case some candidate has). A gated row that is absent or has no
-    value, on either side, is as fatal as a failed request: the rule would otherwise be decided on the
-    cases that happened to work. `judges`: (suite, metric) -> (rubric, whether it has a calibration set, its
-    judge's check or None) for every judge metric; a gate on one whose judge did not meet the bar is no verdict.
-    The ungated regressions are listed whatever the decision; they change it only under gate_policy `fail`,
-    and never an ERROR. `settled` (stop_when_settled): each gate's settlement, which decides its checks on the
-    cases it saw instead of the fixed-size tests."""
-    directions = directions or {}
-    verdict = _decide(config, scores, errors, requests, pinned, directions, expected, judges, settled)
-    verdict.ungated_regressions = ungated_regressions(config, scores, pinned, directions, judges)
+def decide(config: Config, evidence: Evidence) -> Verdict:
+    """A gated row that is absent or has no value, on either side, is as fatal as a failed request: the rule would
+    otherwise be decided on the cases that happened to work. A gate on a judge metric whose judge did not meet the
+    bar is no verdict. The ungated regressions are listed whatever the decision; they change it only under
+    gate_policy `fail`, and never an ERROR. A settled run's gates are decided by their settlements, on the cases
+    each saw, instead of the fixed-size tests. The comparisons are kept with the verdict for the report."""
+    e = evidence
+    verdict = _decide(config, e)
+    verdict.settle = e.savings
+    verdict.comparisons = comparisons(e.scores, [c.name for c in config.candidates], config.baseline_name,
+                                      config.stats, config.seed, e.pinned, e.directions)
+    verdict.ungated_regressions = ungated_regressions(config, verdict.comparisons, e.directions, e.judges)
     blocking = [r for r in verdict.ungated_regressions if r.blocks]
     if blocking and verdict.decision == SHIP:
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
@@ -464,19 +459,17 @@ def decide(config: Config, scores: pd.DataFrame, errors: int, requests: int,
     return verdict
 
 
-def _decide(config: Config, scores: pd.DataFrame, errors: int, requests: int, pinned: pd.DataFrame | None,
-            directions: Directions, expected: Expected | None, judges: Judges | None,
-            settled: Settled | None) -> Verdict:
+def _decide(config: Config, e: Evidence) -> Verdict:
     """The gates' verdict alone (see decide)."""
     significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
                              for g in config.gates if g.significant)
     mde_alpha = config.stats.alpha / max(significant_checks, 1)
-    if settled is not None:
-        results = [_settled_result(g, state, drawn, config, scores, pinned,
-                                   directions.get((g.suite, g.metric), True), mde_alpha)
-                   for g, (state, drawn) in zip(config.gates, settled)]
+    if e.settled is not None:
+        results = [_settled_result(g, state, drawn, config, e.scores, e.pinned,
+                                   e.directions.get((g.suite, g.metric), True), mde_alpha)
+                   for g, (state, drawn) in zip(config.gates, e.settled)]
     else:
-        results = [evaluate(g, config, scores, pinned, directions.get((g.suite, g.metric), True), mde_alpha)
+        results = [evaluate(g, config, e.scores, e.pinned, e.directions.get((g.suite, g.metric), True), mde_alpha)
                    for g in config.gates]
         significant = [c for r in results for c in r.checks if c.p_value is not None]
         for check, adjusted in zip(significant, holm([c.p_value for c in significant], config.stats.alpha)):
@@ -487,13 +480,14 @@ def _decide(config: Config, scores: pd.DataFrame, errors: int, requests: int, pi
     incomplete, substituted, unvalidated = [], [], []
     limit = config.judge.max_fallback_share
     for gate, result in zip(config.gates, results):
-        if judges is not None and (gate.suite, gate.metric) in judges:
-            rubric, calibrated, result.judge = judges[(gate.suite, gate.metric)]
-            why = unvalidated_judge(rubric, calibrated, result.judge)
+        judge = (e.judges or {}).get((gate.suite, gate.metric))
+        if judge is not None:
+            result.judge = judge["check"]
+            why = unvalidated_judge(judge["rubric"], judge["calibrated"], judge["check"])
             if why is not None:
                 result.passed, result.reason = False, f"unvalidated judge: {why}"
                 unvalidated.append(f"{result.rule}: {why}")
-        sides = coverage(gate, config, scores, pinned, expected)
+        sides = coverage(gate, config, e.scores, e.pinned, e.expected)
         result.missing = sum(len(s.missing) for s in sides)
         needed = sum(s.needed for s in sides)
         result.fallbacks = sum(s.fallbacks for s in sides)
@@ -509,8 +503,9 @@ def _decide(config: Config, scores: pd.DataFrame, errors: int, requests: int, pi
             if result.fallback_share > limit:
                 result.passed = False
                 substituted.append(f"{result.rule}: {share}")
-    if errors:
-        return Verdict(ERROR, f"{errors} of {requests} requests failed; no verdict on partial results", results, errors)
+    if e.errors:
+        return Verdict(ERROR, f"{e.errors} of {e.requests} requests failed; no verdict on partial results", results,
+                       e.errors)
     if incomplete:
         missing = sum(r.missing for r in results)
         return Verdict(ERROR, f"{missing} rows that gates need have no value; no verdict on partial data: "
