@@ -53,6 +53,19 @@ def test_rows_land_as_written_and_another_connection_sees_them_at_once(where: Lo
     other.close()
 
 
+def test_a_meta_key_is_set_alone_and_the_rest_reads_back_as_written(where: Location) -> None:
+    """Each key set after a run began is one JSON update in the database: writers of different keys never undo
+    each other (no read-modify-write), and the rest reads back as written, numbers digit for digit."""
+    judges = [{"suite": "s", "metric": "m", "rubric": "r", "calibrated": False, "check": None}]
+    with Store(where) as store, Store(where) as other:
+        store.begin_run("r1", "demo", "abc", {"name": "demo"}, {"seed": 0, "x": 0.1234567890123456789})
+        store.set_meta_key("r1", "built", {"adapters": {"ft": "f1"}})
+        other.set_meta_key("r1", "judges", judges)
+        store.set_meta_key("r1", "built", {"adapters": {"ft": "f2"}})
+        assert store.run("r1")["meta"] == {"seed": 0, "x": 0.1234567890123456789, "built": {"adapters": {"ft": "f2"}},
+                                           "judges": judges}
+
+
 def test_the_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
     Store(tmp_path / "s.sqlite").close()
     assert sqlite3.connect(tmp_path / "s.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Hashable
 
-from sqlalchemy import Text, cast, create_engine, func, text
+from sqlalchemy import Text, cast, create_engine, func, literal, text
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
@@ -72,7 +72,8 @@ def _nothing(conn: Connection) -> None:
 
 def _set_key(column: ColumnElement, key: str, value: str) -> ColumnElement:
     """jsonb's || replaces one key (jsonb orders keys its own way; a reader takes the record as a mapping)."""
-    merged = cast(func.coalesce(column, "{}"), JSONB).op("||")(func.jsonb_build_object(key, cast(value, JSONB)))
+    merged = cast(func.coalesce(column, "{}"), JSONB).op("||")(
+        func.jsonb_build_object(key, cast(literal(value, Text), JSONB)))  # the text parsed, not sent as a JSON string
     return cast(merged, Text)
 
 
