@@ -13,6 +13,7 @@ from scenarios import Project
 
 from harness.core.request import Completion, Request
 from harness.report import write_reports
+from harness.report.results import build_results
 from harness.store.store import Store
 from harness.verdict.gate import Verdict
 
@@ -254,6 +255,19 @@ def test_a_fixed_size_run_has_no_settled_parts(project: Project) -> None:
     html, summary = (run_dir / "report.html").read_text(), (run_dir / "summary.md").read_text()
     assert code == 1 and 'id="settled"' not in html and 'class="settled"' not in html and "<polygon" not in html
     assert "settled" not in summary and "decided after" not in summary
+
+
+def test_the_comparisons_are_those_decided_with_the_verdict_and_an_older_run_s_are_computed_alike(
+        project: Project) -> None:
+    code, run_dir = settled_run(project)
+    run_id = run_dir.name
+    with Store(project.store) as store:
+        results = build_results(store, run_id)
+        stored = store.run(run_id)["verdict"]
+        assert results["comparisons"] and len(stored["comparisons"]) == len(results["comparisons"])
+        assert "comparisons" not in results["verdict"]  # results.json lists them once, at the top
+        store.set_verdict(run_id, {k: v for k, v in stored.items() if k != "comparisons"})  # as an older harness did
+        assert build_results(store, run_id) == results
 
 
 @pytest.mark.slow
