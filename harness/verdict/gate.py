@@ -157,11 +157,12 @@ class Verdict:
     gates: list[GateResult] = field(default_factory=list)
     errors: int = 0
     ungated_regressions: list[UngatedRegression] = field(default_factory=list)
-    settle: dict | None = None  # stop_when_settled: the waves, and the cases, requests and tokens against a full run
+    savings: dict | None = None  # stop_when_settled: the waves, and the cases, requests and tokens against a full run
     comparisons: list[dict] = field(default_factory=list)  # each candidate against its baseline (the report's table)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """As results.json and the store hold it, where the savings keep their first key, `settle`."""
+        return {("settle" if key == "savings" else key): value for key, value in asdict(self).items()}
 
 
 def _bound_results(gate: Gate, cand: pd.Series, base: pd.Series | None, config: Config,
@@ -443,7 +444,7 @@ def decide(config: Config, evidence: Evidence) -> Verdict:
     each saw, instead of the fixed-size tests. The comparisons are kept with the verdict for the report."""
     e = evidence
     verdict = _decide(config, e)
-    verdict.settle = e.savings
+    verdict.savings = e.savings
     verdict.comparisons = comparisons(e.scores, [c.name for c in config.candidates], config.baseline_name,
                                       config.stats, config.seed, e.pinned, e.directions)
     verdict.ungated_regressions = ungated_regressions(config, verdict.comparisons, e.directions, e.judges)
