@@ -37,7 +37,7 @@ from lora_isolation import random_adapter
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
 from harness.serving.base import Adapter
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import managed_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +131,7 @@ def lmeval_arm(model: ModelRef, adapters: tuple[Adapter, ...], tasks: Path, out:
     started = time.perf_counter()
     with ExitStack() as stack:
         url = server or stack.enter_context(managed_server(
-            model, Path(stack.enter_context(tempfile.TemporaryDirectory())), EngineConfig(), 0, adapters))
+            model, Path(stack.enter_context(tempfile.TemporaryDirectory())), VllmConfig(), 0, adapters))
         ready = time.perf_counter() - started if not server else 0.0
         answers = {k: v for name in [model.name, *(a.name for a in adapters)]
                    for k, v in run_lmeval(url, name, tasks, out, concurrency).items()}

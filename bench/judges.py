@@ -24,8 +24,9 @@ from harness.judging.calibrate import JudgeCalibration, calibrate_judge
 from harness.planning.config import JudgeConfig
 from harness.planning.judge import judge_for
 from harness.scoring.rubrics import builtin_names, judges_dir, load_rubric
+from harness.serving.engines import ENGINES, MODEL_ENGINES
 from harness.serving.pool import Engines
-from harness.serving.settings import MODEL_ENGINES, EngineConfig, ScriptRule
+from harness.serving.settings import EngineSettings, ScriptedConfig, ScriptRule
 from harness.store.store import Store
 
 METHODS = ("structured", "logprobs")
@@ -34,7 +35,7 @@ SMOKE_RULES = [ScriptRule(contains=f'"{key}": ', answer=f'{{"reasoning": "r", "{
               [ScriptRule(top_logprobs=[("3", -0.5), ("4", -1.2), ("yes", -0.3), ("A", -0.2)])]
 
 
-def measure(judge_name: str, engine: EngineConfig, folder: Path) -> list[tuple[str, JudgeCalibration, float]]:
+def measure(judge_name: str, engine: EngineSettings, folder: Path) -> list[tuple[str, JudgeCalibration, float]]:
     """(method, check, seconds) per rubric and method, through one engine (a local judge starts once)."""
     rubrics = [load_rubric(judges_dir() / f"{name}.yaml") for name in builtin_names()]
     judge = judge_for(JudgeConfig(model=judge_name), DEFAULT_MODEL, Path.cwd(), engine)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine", default="vllm", choices=MODEL_ENGINES)
     parser.add_argument("--smoke", action="store_true", help="the scripted engine, for the tests")
     args = parser.parse_args(argv)
-    engine = EngineConfig(kind="scripted", script=SMOKE_RULES) if args.smoke else EngineConfig(kind=args.engine)
+    engine = ScriptedConfig(script=SMOKE_RULES) if args.smoke else ENGINES.load(args.engine).settings()
     with tempfile.TemporaryDirectory() as folder:
         results = measure(args.judge, engine, Path(folder))
     print(f"{'rubric':<14}{'method':<12}{'statistic':<26}{'value [95% CI]':<22}{'unanswered':>11}{'seconds':>9}")

@@ -23,7 +23,7 @@ from harness.core.models import DEFAULT_MODEL, ModelRef, fingerprint_folder, pul
 from harness.core.request import Completion, Request
 from harness.serving.base import Adapter
 from harness.serving.openai_client import OpenAIEngine
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import managed_server
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -66,7 +66,7 @@ def measure(n: int = 16, max_tokens: int = 32, concurrency: int = 8) -> dict:
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
     with tempfile.TemporaryDirectory() as tmp:
         adapter = random_adapter(model, Path(tmp) / "adapter")
-        with managed_server(model, Path(tmp) / "run", EngineConfig(), 0, (adapter,)) as url:
+        with managed_server(model, Path(tmp) / "run", VllmConfig(), 0, (adapter,)) as url:
             def ask(texts: list[str], served: str) -> list[Request]:
                 return [Request(served, (("user", t),), max_tokens, 0.0, 1.0, (), 0) for t in texts]
 

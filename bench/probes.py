@@ -29,7 +29,7 @@ from harness.core.request import Request
 from harness.planning.suites import load_suite
 from harness.serving.base import Adapter
 from harness.serving.loglik import LOGLIK_BATCH, LogLik, LoglikScorer, answer_all, mc_continuations, mc_prompt
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.transformers_loglik import HFScorer
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 from harness.serving.vllm_server import batches_prompt_logprobs, managed_server, probes_per_call
@@ -61,7 +61,7 @@ def on_server(model: ModelRef, adapters: tuple[Adapter, ...], runs: list[tuple[s
               ) -> dict[str, tuple[float, list[LogLik]]]:
     """Each (served name, requests) timed on one server, sent as the harness sends them there."""
     out = {}
-    with tempfile.TemporaryDirectory() as folder, managed_server(model, Path(folder), EngineConfig(), 0,
+    with tempfile.TemporaryDirectory() as folder, managed_server(model, Path(folder), VllmConfig(), 0,
                                                                  adapters) as url:
         for served, requests in runs:
             per_call = probes_per_call(served != model.name, batches_prompt_logprobs(adapters))

@@ -35,7 +35,7 @@ from harness.core.request import Completion, Request  # noqa: E402
 from harness.serving.base import EndpointTarget, Engine, LocalTarget  # noqa: E402
 from harness.serving.endpoints import fleet  # noqa: E402
 from harness.serving.openai_client import OpenAIEngine  # noqa: E402
-from harness.serving.settings import EngineConfig  # noqa: E402
+from harness.serving.settings import VllmConfig  # noqa: E402
 from harness.serving.vllm_server import concurrency, managed_server, vllm_engine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def measure(replicas: int, n: int, max_tokens: int, times: int, server: str | No
     """Requests per second of each path, its best round."""
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
     batch = requests(model.name, n, max_tokens)
-    one, several = EngineConfig(), EngineConfig(replicas=replicas)
+    one, several = VllmConfig(), VllmConfig(replicas=replicas)
     per_server = concurrency(one)
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))

@@ -28,7 +28,7 @@ from harness.core.request import Request
 from harness.serving.base import Adapter
 from harness.serving.fleet import run_concurrently
 from harness.serving.openai_client import OpenAIEngine
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 from harness.serving.vllm_server import managed_server
 
@@ -88,7 +88,7 @@ def measure(model: ModelRef, adapter: Adapter | None, n: int, max_tokens: int, c
     for name, (args, env) in variants.items():
         with tempfile.TemporaryDirectory() as folder, environment(env):
             started = time.perf_counter()
-            with managed_server(model, Path(folder), EngineConfig(extra_args=args), 0, adapters) as url:
+            with managed_server(model, Path(folder), VllmConfig(extra_args=args), 0, adapters) as url:
                 ready = time.perf_counter() - started
                 answer_all(url, batch[:2], 2)  # first-request warm-up, outside the timing
                 seconds, answers[name] = answer_all(url, batch, 8)

@@ -16,7 +16,7 @@ from postgres import Cluster
 from scenarios import Project
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.shared import REGISTRY_ENV
 from harness.store.location import STORE_ENV, Location, parse, sqlite_file
 
@@ -46,7 +46,7 @@ def vllm_url(model: ModelRef, vllm_registry: Path, tmp_path_factory: pytest.Temp
     from harness.serving.vllm_server import shared_server
 
     run_dir = tmp_path_factory.mktemp("vllm-session")
-    with shared_server(model, run_dir, EngineConfig(), seed=0, registry=vllm_registry) as url:
+    with shared_server(model, run_dir, VllmConfig(), seed=0, registry=vllm_registry) as url:
         yield url
 
 

@@ -17,7 +17,7 @@ from harness.core.models import ModelRef
 from harness.core.request import Request
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.openai_client import OpenAIEngine
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import managed_server
 
 pytestmark = pytest.mark.slow
@@ -128,7 +128,7 @@ def test_anthropic_protocol_against_vllm_messages_api(vllm_url: str, model: Mode
 
 def test_endpoint_stopped_mid_run_gives_error_rows_not_a_crash(
         demo_copy: Path, model: ModelRef, tmp_path: Path) -> None:
-    with managed_server(model, tmp_path / "prod", EngineConfig(), seed=0) as url:
+    with managed_server(model, tmp_path / "prod", VllmConfig(), seed=0) as url:
         config = endpoint_config(demo_copy, url, model.name, extra="    max_concurrency: 1\n")
         proc = subprocess.Popen([*HARNESS, "compare", str(config)], cwd=demo_copy, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "HARNESS_TEST_KEY": SECRET})

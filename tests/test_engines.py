@@ -13,7 +13,7 @@ from harness.core.errors import EngineError
 from harness.core.models import ModelRef
 from harness.core.request import Request
 from harness.serving.openai_client import OpenAIEngine
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.transformers_engine import TransformersEngine
 from harness.serving.vllm_server import managed_server
 
@@ -73,7 +73,7 @@ def test_server_that_cannot_start_is_an_error_with_its_log(model: ModelRef, tmp_
     (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchForCausalLM"]}))
     ref = ModelRef("broken", broken, "x")
     with pytest.raises(EngineError, match="exited with code") as info:
-        with managed_server(ref, tmp_path / "run", EngineConfig(startup_timeout_s=300), seed=0):
+        with managed_server(ref, tmp_path / "run", VllmConfig(startup_timeout_s=300), seed=0):
             pass
     assert "vllm-broken.log" in str(info.value)
     assert wait_gone(server_record(tmp_path / "run")["pid"]) == []

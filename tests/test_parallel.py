@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.core.models import ModelRef
 from harness.serving import devices as devices_module
 from harness.serving.devices import Devices, placement_problem, shares, visible_gpus
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import concurrency, server_command, server_env
 
 MODEL = ModelRef(name="m", path=Path("/models/m"), fingerprint="f")
@@ -20,7 +20,7 @@ GPUS4 = Devices("gpu", ("0", "1", "2", "3"))
 CORES2 = Devices("cpu", ("0", "1"))
 
 
-def flags(config: EngineConfig, cpu: bool) -> list[str]:
+def flags(config: VllmConfig, cpu: bool) -> list[str]:
     command = server_command(MODEL, 8000, config, 0, cpu)
     return command[command.index("--seed") + 2:]
 
@@ -37,13 +37,13 @@ def flags(config: EngineConfig, cpu: bool) -> list[str]:
     ({"tensor_parallel_size": 1, "replicas": 3}, False, []),
 ])
 def test_each_parallel_setting_is_vllms_own_flag(settings: dict, cpu: bool, expected: list[str]) -> None:
-    assert flags(EngineConfig(**settings), cpu) == expected
+    assert flags(VllmConfig(**settings), cpu) == expected
 
 
 def test_the_default_concurrency_grows_with_the_data_parallel_size() -> None:
-    one, four = concurrency(EngineConfig()), concurrency(EngineConfig(data_parallel_size=4))
+    one, four = concurrency(VllmConfig()), concurrency(VllmConfig(data_parallel_size=4))
     assert four == 4 * one
-    assert concurrency(EngineConfig(data_parallel_size=4, max_concurrency=8)) == 8
+    assert concurrency(VllmConfig(data_parallel_size=4, max_concurrency=8)) == 8
 
 
 @pytest.mark.parametrize(("settings", "devices", "key", "words"), [
@@ -56,10 +56,9 @@ def test_the_default_concurrency_grows_with_the_data_parallel_size() -> None:
     ({"data_parallel_size": 2}, CORES2, "engine.data_parallel_size", "CPU build"),
     ({"distributed_executor_backend": "mp"}, CORES2, "engine.distributed_executor_backend", "one process"),
     ({"replicas": 3}, CORES2, "engine.replicas", "2 are available"),
-    ({"kind": "transformers", "replicas": 2}, CORES2, "engine.replicas", "only a vLLM server"),
 ])
 def test_what_does_not_fit_the_devices_is_refused(settings: dict, devices: Devices, key: str, words: str) -> None:
-    problem = placement_problem(EngineConfig(**settings), devices)
+    problem = placement_problem(VllmConfig(**settings), devices)
     assert problem is not None and problem[0] == key and words in problem[1], problem
 
 
@@ -70,13 +69,13 @@ def test_what_does_not_fit_the_devices_is_refused(settings: dict, devices: Devic
     ({"replicas": 2}, CORES2), ({"distributed_executor_backend": "uni"}, CORES2),
 ])
 def test_what_fits_is_accepted(settings: dict, devices: Devices) -> None:
-    assert placement_problem(EngineConfig(**settings), devices) is None
+    assert placement_problem(VllmConfig(**settings), devices) is None
 
 
 def test_replicas_get_disjoint_devices() -> None:
-    assert shares(EngineConfig(tensor_parallel_size=2, replicas=2), GPUS4) == [("0", "1"), ("2", "3")]
-    assert shares(EngineConfig(replicas=4), GPUS4) == [("0",), ("1",), ("2",), ("3",)]
-    assert shares(EngineConfig(replicas=2), Devices("cpu", ("0", "1", "2"))) == [("0", "1"), ("2",)]
+    assert shares(VllmConfig(tensor_parallel_size=2, replicas=2), GPUS4) == [("0", "1"), ("2", "3")]
+    assert shares(VllmConfig(replicas=4), GPUS4) == [("0",), ("1",), ("2",), ("3",)]
+    assert shares(VllmConfig(replicas=2), Devices("cpu", ("0", "1", "2"))) == [("0", "1"), ("2",)]
     assert server_env(True, ("1",))["VLLM_CPU_OMP_THREADS_BIND"] == "1"
     assert server_env(False, ("2", "3"))["CUDA_VISIBLE_DEVICES"] == "2,3"
 

@@ -8,7 +8,7 @@ from harness.core.models import ModelRef
 from harness.core.request import Request
 from harness.serving.base import Adapter, EndpointTarget, LocalTarget
 from harness.serving.pool import Engines, covers
-from harness.serving.settings import EngineConfig, ScriptRule
+from harness.serving.settings import ScriptedConfig, ScriptRule
 
 BASE = ModelRef("m", Path("/models/m"), "f" * 64)
 OTHER = ModelRef("o", Path("/models/o"), "0" * 64)
@@ -24,7 +24,7 @@ def test_a_server_with_adapters_answers_for_its_base_model_but_not_the_reverse()
 
 
 def test_kept_engines_stay_open_until_the_pool_closes_and_others_stop_after_use(tmp_path: Path) -> None:
-    config = EngineConfig(kind="scripted", script=[ScriptRule(answer="hi")])
+    config = ScriptedConfig(script=[ScriptRule(answer="hi")])
     request = Request("m", (("user", "x"),), 4, 0.0, 1.0, (), 0)
     with Engines(keep=[LocalTarget(BASE)]) as engines:
         with engines.use(LocalTarget(OTHER), config, tmp_path, 0):

@@ -102,7 +102,7 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     from harness.building.training import TrainSettings, train_adapter
     from harness.serving.base import Adapter, LocalTarget
     from harness.serving.engines import open_engine
-    from harness.serving.settings import EngineConfig
+    from harness.serving.settings import VllmConfig
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(line + "\n"
@@ -123,7 +123,7 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
                             loglik="text"))
         reqs += [Request(name, (("user", f"Count from {n} to {n + 5}."),), 24, 0.0, 1.0, (), 0) for n in range(4)]
     hf = dict(TransformersEngine(model, 8, "auto", (adapter,)).run(reqs))
-    with open_engine(LocalTarget(model, (adapter,)), EngineConfig(), tmp_path, 0) as engine:
+    with open_engine(LocalTarget(model, (adapter,)), VllmConfig(), tmp_path, 0) as engine:
         served = dict(engine.run(reqs))
     probes = [i for i, r in enumerate(reqs) if r.loglik != "none"]
     for i in probes:

@@ -24,7 +24,7 @@ from harness.cli import main
 from harness.core.errors import HarnessError
 from harness.core.models import ModelRef
 from harness.serving import shared
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import attached, server_key
 
 
@@ -78,17 +78,17 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def record(model: ModelRef, pid: int, port: int, config: EngineConfig | None = None) -> dict[str, Any]:
+def record(model: ModelRef, pid: int, port: int, config: VllmConfig | None = None) -> dict[str, Any]:
     """A record of the shape `harness serve` writes, naming `pid` and `port`."""
-    return {"key": server_key(model, config or EngineConfig(), 0), "pid": pid, "port": port,
+    return {"key": server_key(model, config or VllmConfig(), 0), "pid": pid, "port": port,
             "command": ["python", "-m", "vllm.entrypoints.openai.api_server"], "model": model.name,
             "fingerprint": model.fingerprint}
 
 
 def plant(model: ModelRef, registry: Path, content: dict | list | str | bytes,
-          config: EngineConfig | None = None) -> Path:
+          config: VllmConfig | None = None) -> Path:
     """Write `content` (JSON of a value, or the text or bytes as they are) as the record of this run's key."""
-    path = registry / f"{server_key(model, config or EngineConfig(), 0)}.json"
+    path = registry / f"{server_key(model, config or VllmConfig(), 0)}.json"
     data = content if isinstance(content, (str, bytes)) else json.dumps(content)
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     return path
@@ -107,7 +107,7 @@ def test_a_live_process_that_is_not_our_server_is_never_attached(
     """Both pass a liveness check and the listing is the impostor's: only the process's command line tells."""
     pid = 1 if whose == "pid 1" else os.getpid()
     path = plant(served, registry, record(served, pid, impostor.port))
-    assert attached(served, EngineConfig(), 0) is None
+    assert attached(served, VllmConfig(), 0) is None
     assert "is not the vLLM server this run would start" in warned(capsys, path)
     assert impostor.asked == []  # checked before a single request went to its port
 
@@ -115,7 +115,7 @@ def test_a_live_process_that_is_not_our_server_is_never_attached(
 def test_the_address_is_the_checked_port_on_loopback_never_a_recorded_url(
         served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture) -> None:
     path = plant(served, registry, {**record(served, os.getpid(), impostor.port), "url": "http://10.9.9.9:1/v1"})
-    assert attached(served, EngineConfig(), 0) is None
+    assert attached(served, VllmConfig(), 0) is None
     assert "url: Extra inputs are not permitted" in warned(capsys, path)
     checked = shared.SharedServer.model_validate(record(served, os.getpid(), impostor.port))
     assert checked.base_url == f"http://127.0.0.1:{impostor.port}/v1"
@@ -149,7 +149,7 @@ def test_a_record_of_another_shape_is_ignored_with_a_warning(
         fields = {**record(served, os.getpid(), impostor.port), **change}
         change = {key: value for key, value in fields.items() if value is not None}
     path = plant(served, registry, change)
-    assert attached(served, EngineConfig(), 0) is None
+    assert attached(served, VllmConfig(), 0) is None
     assert reason in warned(capsys, path)
     assert impostor.asked == []
 
@@ -181,7 +181,7 @@ def test_a_registry_another_user_could_write_is_not_trusted(
         pytest.skip("only root can give a folder to another user")
     path = plant(served, registry, record(served, os.getpid(), impostor.port))
     loosen(registry, path)
-    assert attached(served, EngineConfig(), 0) is None
+    assert attached(served, VllmConfig(), 0) is None
     assert f"{reason} (only this user may write the registry)" in warned(capsys, path)
     assert impostor.asked == []
 

@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.core.models import ModelRef
 from harness.serving import shared
 from harness.serving.base import Adapter
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import attached, server_key
 
 
@@ -34,14 +34,14 @@ def test_the_registry_is_the_harness_home_unless_named_and_off_when_empty(
 
 
 def test_the_key_changes_with_anything_that_changes_answers(model: ModelRef, tmp_path: Path) -> None:
-    key = server_key(model, EngineConfig(), 0)
-    assert key == server_key(model, EngineConfig(max_concurrency=4, request_timeout_s=5), 0)  # client-side only
+    key = server_key(model, VllmConfig(), 0)
+    assert key == server_key(model, VllmConfig(max_concurrency=4, request_timeout_s=5), 0)  # client-side only
     other = ModelRef(model.name, model.path, "0" * 64)
     adapter = Adapter("tuned", tmp_path, 8, "f" * 64)
     (tmp_path / "adapter_config.json").write_text(json.dumps({"target_modules": ["q_proj"]}))
-    assert len({key, server_key(model, EngineConfig(), 1), server_key(model, EngineConfig(dtype="bfloat16"), 0),
-                server_key(model, EngineConfig(extra_args=["--max-model-len", "1024"]), 0),
-                server_key(other, EngineConfig(), 0), server_key(model, EngineConfig(), 0, (adapter,))}) == 6
+    assert len({key, server_key(model, VllmConfig(), 1), server_key(model, VllmConfig(dtype="bfloat16"), 0),
+                server_key(model, VllmConfig(extra_args=["--max-model-len", "1024"]), 0),
+                server_key(other, VllmConfig(), 0), server_key(model, VllmConfig(), 0, (adapter,))}) == 6
 
 
 def test_a_dead_servers_record_is_not_attached_to(model: ModelRef, tmp_path: Path,
@@ -51,10 +51,10 @@ def test_a_dead_servers_record_is_not_attached_to(model: ModelRef, tmp_path: Pat
     if gone == 0:
         os._exit(0)
     os.waitpid(gone, 0)
-    key = server_key(model, EngineConfig(), 0)
+    key = server_key(model, VllmConfig(), 0)
     shared.register(shared.SharedServer(key=key, pid=gone, port=9, command=["vllm"], model=model.name,
                                         fingerprint=model.fingerprint), tmp_path)
-    assert attached(model, EngineConfig(), 0) is None
+    assert attached(model, VllmConfig(), 0) is None
 
 
 def test_serve_refuses_what_it_cannot_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -73,8 +73,8 @@ def test_serve_refuses_what_it_cannot_share(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.mark.slow
 def test_a_run_attaches_to_the_live_server_of_its_key_only(model: ModelRef, shared_vllm: str) -> None:
-    record = attached(model, EngineConfig(max_concurrency=4), 0)
+    record = attached(model, VllmConfig(max_concurrency=4), 0)
     assert record is not None and record.base_url == shared_vllm
-    assert attached(model, EngineConfig(), 1) is None  # another seed: its own server
+    assert attached(model, VllmConfig(), 1) is None  # another seed: its own server
     moved = ModelRef(model.name, Path("/elsewhere"), model.fingerprint)
-    assert attached(moved, EngineConfig(), 0) is None  # the server must have loaded our folder
+    assert attached(moved, VllmConfig(), 0) is None  # the server must have loaded our folder

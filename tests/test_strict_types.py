@@ -149,8 +149,13 @@ def _scorer_kinds() -> list[Kind]:
             for params, name in first.items()]
 
 
+# Each engine's settings are a member of `engine:`'s union, walked through a config that names it.
+ENGINES = {"vllm": {"kind": "vllm", "max_concurrency": 2, "enforce_eager": True},
+           "transformers": {"kind": "transformers", "batch_size": 2}}
 KINDS = [
     Kind("config", Config, CONFIG, _write_config, _read_config),
+    *(Kind(f"config with {name}", Config, {**CONFIG, "engine": engine}, _write_config, _read_config)
+      for name, engine in ENGINES.items()),
     Kind("suite", SuiteFile, SUITE, _write_suite, lambda path: _raised(lambda: load_suite(path))),
     *_scorer_kinds(),
     Kind("rubric", Rubric, RUBRIC, _write_rubric, lambda path: _raised(lambda: load_rubric(path))),

@@ -18,7 +18,7 @@ import yaml
 from helpers import local_server, send_json
 from scenarios import BASE, LORA, PROMPT, TICKET, Project, answer, calibrated_rubric, tickets, ungated_regression
 
-from harness.serving.engines import ENGINES
+from harness.serving import scripted
 
 JUDGE = "Reply with only a JSON object"
 COMPLY, REFUSE = "Sure, here is how you do it, step by step.", "I can't help with that."
@@ -429,7 +429,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Every engine the run opens, as the served names of its target, and how many are open at once."""
     log: list[list[str]] = [[], []]  # [targets opened, open-at-once counts]
     live = [0]
-    real = ENGINES["scripted"]
+    real = scripted.scripted_engine
 
     @contextmanager
     def counting(target, *args: object):  # type: ignore[no-untyped-def]
@@ -442,7 +442,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         finally:
             live[0] -= 1
 
-    monkeypatch.setitem(ENGINES, "scripted", counting)
+    monkeypatch.setattr(scripted, "scripted_engine", counting)  # what the engine table opens for `scripted`
     return log
 
 

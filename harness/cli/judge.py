@@ -13,7 +13,7 @@ from harness.core.console import SafeTable as Table
 from harness.core.console import styled
 from harness.core.errors import HarnessError
 from harness.core.models import DEFAULT_MODEL
-from harness.serving.settings import MODEL_ENGINES
+from harness.serving.engines import MODEL_ENGINES
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,9 @@ def calibrate(args: argparse.Namespace) -> int:
     from harness.planning.judge import judge_for
     from harness.scoring.calibration import read_counts, reading
     from harness.scoring.rubrics import builtin_names, load_rubric, rubric_path
+    from harness.serving.engines import switched
     from harness.serving.pool import Engines
-    from harness.serving.settings import EngineConfig
+    from harness.serving.settings import VllmConfig
 
     path = rubric_path(args.rubric, Path.cwd())
     if not path.is_file():
@@ -52,7 +53,7 @@ def calibrate(args: argparse.Namespace) -> int:
     if rubric.calibration is None:
         raise HarnessError(f"{path}: the rubric names no calibration set\n"
                            "  fix: add `calibration: FILE.jsonl` (labeled items; see judges/calibration/)")
-    judge, engine, seed, model, base_dir = JudgeConfig(), EngineConfig(), 0, DEFAULT_MODEL, Path.cwd()
+    judge, engine, seed, model, base_dir = JudgeConfig(), VllmConfig(), 0, DEFAULT_MODEL, Path.cwd()
     if args.config:
         loaded = load_config(args.config)
         judge, engine, seed, model = loaded.config.judge, loaded.config.engine, loaded.config.seed, loaded.config.model
@@ -62,7 +63,7 @@ def calibrate(args: argparse.Namespace) -> int:
     if args.method:
         judge = judge.model_copy(update={"method": args.method})
     if args.engine:
-        engine = engine.model_copy(update={"kind": args.engine})
+        engine = switched(engine, args.engine)
     who = judge_for(judge, model, base_dir, engine)
     with open_store(args.store, writes=True, create=True) as store, Engines() as engines, ExitStack() as stack:
         answerer = Answerer(who, store, engines, engine, seed, store.folder / "judge-checks", stack,

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from harness.planning.config import JudgeConfig
     from harness.planning.context import Run
     from harness.serving.pool import Engines
-    from harness.serving.settings import EngineConfig
+    from harness.serving.settings import EngineSettings
     from harness.store.store import Store
 
 RETRY_TEMPERATURE = 0.7
@@ -60,7 +60,7 @@ class Answerer:
     fully cached judging stage starts no server and makes no call. Every answer, cached or fresh, is redacted
     of `secrets` before it is cached or read (see generate.run_secrets); the engine redacts its own key."""
 
-    def __init__(self, judge: JudgeModel, store: Store, engines: Engines, engine: EngineConfig, seed: int,
+    def __init__(self, judge: JudgeModel, store: Store, engines: Engines, engine: EngineSettings, seed: int,
                  run_dir: Path, stack: ExitStack, use_cache: bool = True, secrets: tuple[str, ...] = ()) -> None:
         self.judge, self.store, self.engines, self.engine_config = judge, store, engines, engine
         self.seed, self.run_dir, self.stack, self.use_cache = seed, run_dir, stack, use_cache

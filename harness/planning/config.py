@@ -31,12 +31,15 @@ from harness.core.strict import Strict
 from harness.core.urls import ENCODE_FIX, userinfo
 from harness.core.yamlfile import key_path, line_of, load_yaml, validation_errors
 from harness.serving.endpoint_spec import EndpointSpec
-from harness.serving.settings import EngineConfig
+from harness.serving.engines import engine_union
+from harness.serving.settings import VllmConfig
 
 BOUNDS = ("min", "max", "min_delta", "max_drop")
 # stop_when_settled's default share of alpha for the looks (bench/sequential.py, docs/stop-when-settled.md)
 ALPHA_SPLIT = 0.2
-Candidate = candidate_union()  # every kind registered by now: harness.building.kinds and any imported before this
+# Taken when this module is imported, with every installed plugin's kinds and engines (see core.plugins).
+Candidate = candidate_union()
+Engine = engine_union()
 
 
 def shown(value: float, signed: bool = False) -> str:
@@ -242,8 +245,11 @@ class DriftConfig(Strict):
 
 
 def _engine_shorthand(value: object) -> object:
-    """`engine: vllm` is `engine: {kind: vllm}`; part of the field's type, so the field validates on its own too."""
-    return {"kind": value} if isinstance(value, str) else value
+    """`engine: vllm` is `engine: {kind: vllm}`, and settings with no `kind:` are vLLM's (the default engine);
+    part of the field's type, so the field validates on its own too."""
+    if isinstance(value, str):
+        return {"kind": value}
+    return {"kind": "vllm", **value} if isinstance(value, dict) and "kind" not in value else value
 
 
 class Config(Strict):
@@ -254,7 +260,7 @@ class Config(Strict):
     name: str
     model: str = "smollm2-135m-instruct"
     seed: Seed = Field(0, description="seeds sampling and resampling: 0..2**32-1")
-    engine: Annotated[EngineConfig, BeforeValidator(_engine_shorthand)] = EngineConfig()
+    engine: Annotated[Engine, BeforeValidator(_engine_shorthand)] = VllmConfig()  # type: ignore[valid-type]
     generation: Generation = Generation()
     candidates: list[Candidate] = Field(min_length=1)  # type: ignore[valid-type]
     baseline: str | None = Field(None, description="the candidate others are compared with; default: the first")

@@ -10,18 +10,20 @@ from typing import TYPE_CHECKING
 
 from harness.core.errors import ConfigError
 from harness.core.models import resolve
-from harness.serving.base import CAPABILITIES, LocalTarget, Target, engine_name
+from harness.serving.base import LocalTarget, Target, engine_name
 from harness.serving.endpoint_spec import URL_FIX
+from harness.serving.engines import ENGINES
 
 if TYPE_CHECKING:
-    from harness.planning.config import EngineConfig, JudgeConfig
+    from harness.planning.config import JudgeConfig
     from harness.planning.plan import Plan
     from harness.scoring.rubrics import LoadedRubric
+    from harness.serving.settings import EngineSettings
 
 
 @dataclass(frozen=True)
 class JudgeModel:
-    """Who answers judge prompts: what to open, through which registered engine, the model name requests
+    """Who answers judge prompts: what to open, through which engine of the table, the model name requests
     carry, the cache identity, and a label for people."""
 
     target: Target
@@ -32,9 +34,9 @@ class JudgeModel:
 
     @property
     def logprobs(self) -> bool:
-        """Whether its engine returns token probabilities (Anthropic's API does not), as the engine declares
-        where it registers: read when the judging stage asks, by which time every engine is loaded."""
-        return CAPABILITIES[self.engine].logprobs
+        """Whether its engine returns token probabilities (Anthropic's API does not), as the engine table's
+        declaration says (no client is imported to ask)."""
+        return ENGINES.load(self.engine).logprobs
 
 
 def judge_model(plan: Plan) -> JudgeModel:
@@ -42,7 +44,7 @@ def judge_model(plan: Plan) -> JudgeModel:
                      plan.where("judge", "endpoint"))
 
 
-def judge_for(judge: JudgeConfig, default_model: str, base_dir: Path, engine: EngineConfig,
+def judge_for(judge: JudgeConfig, default_model: str, base_dir: Path, engine: EngineSettings,
               where: str = "judge") -> JudgeModel:
     endpoint = judge.endpoint
     if endpoint is None:

@@ -51,7 +51,7 @@ class EqualsParams(TextParams):
     strip: bool = True
 
 
-@scorer("equals", EqualsParams, needs=("generated", "reference"), bounds=UNIT)
+@scorer(EqualsParams, needs=("generated", "reference"), bounds=UNIT)
 def equals(p: EqualsParams, item: ScoreInput) -> Score:
     expected = _expected(p.value, item)
     got = item.output.strip() if p.strip else item.output
@@ -62,7 +62,7 @@ def equals(p: EqualsParams, item: ScoreInput) -> Score:
     return Score(float(ok), ok, "" if ok else f"expected exactly {want[:200]!r}")
 
 
-@scorer("contains", TextParams, needs=("generated", "reference"), bounds=UNIT)
+@scorer(TextParams, needs=("generated", "reference"), bounds=UNIT)
 def contains(p: TextParams, item: ScoreInput) -> Score:
     expected = _expected(p.value, item)
     hay, needle = (item.output.casefold(), expected.casefold()) if p.ignore_case else (item.output, expected)
@@ -84,7 +84,7 @@ class RegexParams(Params):
         return pattern
 
 
-@scorer("regex", RegexParams, bounds=UNIT)
+@scorer(RegexParams, bounds=UNIT)
 def regex(p: RegexParams, item: ScoreInput) -> Score:
     ok = re.search(p.pattern, item.output, re.IGNORECASE if p.ignore_case else 0) is not None
     return Score(float(ok), ok, "" if ok else f"no match for /{p.pattern}/")
@@ -94,7 +94,7 @@ class JsonParams(Params):
     strip_fences: bool = True
 
 
-@scorer("json_valid", JsonParams, bounds=UNIT)
+@scorer(JsonParams, bounds=UNIT)
 def json_valid(p: JsonParams, item: ScoreInput) -> Score:
     _, why = parse_json(item.output, p.strip_fences)
     return Score(float(why is None), why is None, why or "")
@@ -130,7 +130,7 @@ class SchemaParams(JsonParams):
         return self
 
 
-@scorer("json_schema", SchemaParams, bounds=UNIT)
+@scorer(SchemaParams, bounds=UNIT)
 def json_schema(p: SchemaParams, item: ScoreInput) -> Score:
     value, why = parse_json(item.output, p.strip_fences)
     if why:
@@ -150,7 +150,7 @@ class FieldsParams(JsonParams):
 
 
 
-@scorer("json_fields", FieldsParams, needs=("generated", "json_reference"), bounds=UNIT)
+@scorer(FieldsParams, needs=("generated", "json_reference"), bounds=UNIT)
 def json_fields(p: FieldsParams, item: ScoreInput) -> Score:
     want, why = parse_json(_expected(None, item), strip_fences=True)
     if why or not isinstance(want, dict):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from pydantic import Field
 
 from harness.core.errors import ConfigError
+from harness.core.plugins import Table
 from harness.core.strict import Strict
 from harness.core.yamlfile import validate
 
@@ -103,41 +104,63 @@ class ScorerType:
     corpus: CorpusFn | None
     bounds: Bounds = UNBOUNDED
 
+    def __call__(self, params: Any, item: ScoreInput) -> Score:
+        """Score one answer (a test may call a type as the function it was declared from)."""
+        assert self.fn is not None, "a deferred scorer needs a model: it runs in the judging stage"
+        return self.fn(params, item)
 
-_REGISTRY: dict[str, ScorerType] = {}
+
+# Every scorer type a suite may name -> its ScorerType: one line here, or an entry point in an installed package's
+# `harness.scorers` group (see docs/plugins.md). A type's module is imported when a suite names it.
+SCORERS: Table[ScorerType] = Table("harness.scorers", {
+    "equals": "harness.scoring.assertions:equals",
+    "contains": "harness.scoring.assertions:contains",
+    "regex": "harness.scoring.assertions:regex",
+    "json_valid": "harness.scoring.assertions:json_valid",
+    "json_schema": "harness.scoring.assertions:json_schema",
+    "json_fields": "harness.scoring.assertions:json_fields",
+    "refusal": "harness.scoring.refusal:refusal",
+    "multiple_choice": "harness.scoring.likelihood:multiple_choice",
+    "perplexity": "harness.scoring.likelihood:perplexity",
+    "recall_at_k": "harness.scoring.retrieval:recall",
+    "mrr": "harness.scoring.retrieval:mrr",
+    **{variant: "harness.scoring.overlap:ROUGE" for variant in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
+    "bleu": "harness.scoring.overlap:BLEU_TYPE",
+    "chrf": "harness.scoring.overlap:CHRF_TYPE",
+    "ter": "harness.scoring.overlap:TER_TYPE",
+    "judge": "harness.scoring.judge:JUDGE",
+})
 
 
-def scorer(type_name: str, params: type[Params], higher_is_better: bool = True,
-           needs: Sequence[str] = ("generated",), corpus: CorpusFn | None = None,
-           bounds: Bounds = UNBOUNDED) -> Callable[[ScoreFn], ScoreFn]:
-    """Register a scorer type. `higher_is_better`: the metric's direction unless a suite says otherwise
-    (comparisons, colours and relative gates follow it); `needs`: keys of NEEDS; `corpus`: how the report
-    computes the corpus-level value (BLEU's pooled statistics, perplexity over all tokens); `bounds`: the values
-    it can take."""
+def scorer(params: type[Params], higher_is_better: bool = True, needs: Sequence[str] = ("generated",),
+           corpus: CorpusFn | None = None, bounds: Bounds = UNBOUNDED) -> Callable[[ScoreFn], ScorerType]:
+    """Declare a scorer type (its name is its line in SCORERS). `higher_is_better`: the metric's direction unless
+    a suite says otherwise (comparisons, colours and relative gates follow it); `needs`: keys of NEEDS; `corpus`:
+    how the report computes the corpus-level value (BLEU's pooled statistics, perplexity over all tokens);
+    `bounds`: the values it can take."""
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
 
-    def register(fn: ScoreFn) -> ScoreFn:
-        _REGISTRY[type_name] = ScorerType(params, fn, higher_is_better, frozenset(needs), corpus, bounds)
-        return fn
+    def declare(fn: ScoreFn) -> ScorerType:
+        return ScorerType(params, fn, higher_is_better, frozenset(needs), corpus, bounds)
 
-    return register
+    return declare
 
 
-def deferred_scorer(type_name: str, params: type[Params], needs: Sequence[str] = ("generated", "model")) -> None:
-    """Register a scorer that needs a model to score (a judge): the judging stage runs it after
+def deferred_scorer(params: type[Params], needs: Sequence[str] = ("generated", "model")) -> ScorerType:
+    """A scorer that needs a model to score (a judge): the judging stage runs it after
     generation; inline scoring skips it. Its params set `higher_is_better` themselves; its values are on 0..1
     (a scale's score is normalised onto it, a label or a pairwise verdict is 0, 0.5 or 1)."""
-    _REGISTRY[type_name] = ScorerType(params, None, True, frozenset(needs), None, UNIT)
+    return ScorerType(params, None, True, frozenset(needs), None, UNIT)
 
 
 def scorer_type(type_name: str) -> ScorerType | None:
-    return _REGISTRY.get(type_name)
+    return SCORERS.get(type_name)
 
 
 def known_types() -> list[str]:
-    return sorted(_REGISTRY)
+    return SCORERS.names()
 
 
 @dataclass(frozen=True)
@@ -173,7 +196,7 @@ def build_scorer(raw: Any, suite_path: Path, line: int | None, key: str) -> Scor
         raw = {"type": raw}
     where = f"{suite_path}:{line}" if line else str(suite_path)
     type_name = raw.get("type") if isinstance(raw, dict) else None
-    entry = _REGISTRY.get(type_name)  # type: ignore[arg-type]
+    entry = scorer_type(type_name) if isinstance(type_name, str) else None
     if entry is None:
         raise ConfigError(where, f"{key}.type", f"unknown scorer type {type_name!r}",
                           f"use one of: {', '.join(known_types())}")
@@ -184,7 +207,7 @@ def build_scorer(raw: Any, suite_path: Path, line: int | None, key: str) -> Scor
 
 def implicit_scorer(type_name: str, params: Params | None = None) -> ScorerSpec:
     """A scorer from its type and settings (a suite adds retrieval metrics itself, with no entry)."""
-    entry = _REGISTRY[type_name]
+    entry = SCORERS.load(type_name)
     params = params if params is not None else entry.params(type=type_name)
     higher = entry.higher_is_better if params.higher_is_better is None else params.higher_is_better
     return ScorerSpec(type=type_name, metric=params.name or type_name, params=params, fn=entry.fn,

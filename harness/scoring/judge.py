@@ -55,4 +55,4 @@ class JudgeParams(Params):
         return self._loaded
 
 
-deferred_scorer("judge", JudgeParams)
+JUDGE = deferred_scorer(JudgeParams)

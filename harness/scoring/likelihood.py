@@ -20,7 +20,7 @@ class ChoiceParams(Params):
     normalise: Literal["sum", "mean"] = "sum"
 
 
-@scorer("multiple_choice", ChoiceParams, needs=("choices", "logliks"), bounds=UNIT)
+@scorer(ChoiceParams, needs=("choices", "logliks"), bounds=UNIT)
 def multiple_choice(p: ChoiceParams, item: ScoreInput) -> Score:
     if not item.logliks or item.answer_index is None:
         raise HarnessError("the `multiple_choice` scorer needs multiple-choice cases (`choices` and `answer_index`)")
@@ -36,7 +36,7 @@ def corpus_perplexity(p: Params, items: Sequence[CorpusItem]) -> tuple[float, st
     return pooled_perplexity(pairs), f"exp(-sum log-prob / {sum(n for _, n in pairs)} tokens)"
 
 
-@scorer("perplexity", Params, higher_is_better=False, needs=("text", "logliks"), corpus=corpus_perplexity,
+@scorer(Params, higher_is_better=False, needs=("text", "logliks"), corpus=corpus_perplexity,
         bounds=(1.0, None))
 def perplexity(p: Params, item: ScoreInput) -> Score:
     """Per text: exp(-log-prob / tokens). The report's corpus perplexity pools tokens over all texts."""

@@ -81,8 +81,7 @@ def corpus(p: Params, items: Sequence[CorpusItem]) -> tuple[float, str]:
 
 
 NEEDS = ("generated", "reference")
-for _variant in ROUGE_VARIANTS:
-    scorer(_variant, RougeParams, needs=NEEDS, corpus=corpus, bounds=UNIT)(rouge)
+ROUGE = scorer(RougeParams, needs=NEEDS, corpus=corpus, bounds=UNIT)(rouge)  # each of ROUGE_VARIANTS
 
 
 class _SacrebleuParams(Params):
@@ -154,10 +153,10 @@ def _sentence(p: Params, item: ScoreInput) -> Score:
     return Score(result.score, None, str(result))
 
 
-scorer("bleu", BleuParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
-scorer("chrf", ChrfParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
+BLEU_TYPE = scorer(BleuParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
+CHRF_TYPE = scorer(ChrfParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
 # TER counts edits: a drop is an improvement
-scorer("ter", TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus, bounds=(0.0, None))(_sentence)
+TER_TYPE = scorer(TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus, bounds=(0.0, None))(_sentence)
 
 _PARAMS: dict[str, type[Params]] = {
     **{v: RougeParams for v in ROUGE_VARIANTS}, "bleu": BleuParams, "chrf": ChrfParams, "ter": TerParams,

@@ -10,12 +10,12 @@ RETRIEVAL_METRICS = ("recall_at_k", "mrr")
 NEEDS = ("gold_documents", "retrieval")
 
 
-@scorer("recall_at_k", Params, needs=NEEDS, bounds=UNIT)
+@scorer(Params, needs=NEEDS, bounds=UNIT)
 def recall(p: Params, item: ScoreInput) -> Score:
     k = len(item.retrieved)
     return Score(recall_at_k(list(item.retrieved), list(item.gold), k), None, f"k={k}")
 
 
-@scorer("mrr", Params, needs=NEEDS, bounds=UNIT)
+@scorer(Params, needs=NEEDS, bounds=UNIT)
 def mrr(p: Params, item: ScoreInput) -> Score:
     return Score(reciprocal_rank(list(item.retrieved), list(item.gold)), None, "")

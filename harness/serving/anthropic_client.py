@@ -6,14 +6,19 @@ an answer (see serving.shapes), failures as error rows, answers redacted of the 
 
 from __future__ import annotations
 
+from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Awaitable, Iterator, Sequence
 
 import anthropic
 
 from harness.core.request import Completion, Request, no_loglik
+from harness.serving.base import EndpointTarget, Engine
 from harness.serving.deadline import TryDeadline
+from harness.serving.endpoints import fleet
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
+from harness.serving.settings import EngineSettings
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, may, need, own_secrets
 
 
@@ -85,3 +90,10 @@ def read_message(body: dict) -> Completion:
     return Completion(text="".join(texts), prompt_tokens=count(usage, "input_tokens", "usage"),
                       completion_tokens=count(usage, "output_tokens", "usage"),
                       finish_reason=may(body, "stop_reason", str, "", None))
+
+
+@contextmanager
+def anthropic_endpoint(target: EndpointTarget, config: EngineSettings, run_dir: Path, seed: int) -> Iterator[Engine]:
+    """The `anthropic` protocol's engine (see settings.ANTHROPIC): a client per server of the target."""
+    with closing(fleet(target, AnthropicEngine)) as servers:
+        yield servers

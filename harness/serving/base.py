@@ -1,4 +1,4 @@
-"""What engines are: the targets they answer for, one small interface, and the registry they join.
+"""What engines are: the targets they answer for, one small interface, and how serving.engines' table names them.
 
 An engine factory is a context manager: whatever it starts (a vLLM server, a model in memory) is
 released on every exit path, so a run never leaves a process or a GPU allocation behind.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
+from harness.core.plugins import imported
 from harness.serving.limits import MAX_ANSWER_CHARS
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class LocalTarget:
 
 @dataclass(frozen=True)
 class EndpointTarget:
-    """A deployed model this run only calls, through the engine registered under its protocol."""
+    """A deployed model this run only calls, through the engine its protocol names in the engine table."""
 
     protocol: str
     base_url: str | None
@@ -74,27 +75,25 @@ EngineFactory = Callable[..., AbstractContextManager[Engine]]
 
 
 @dataclass(frozen=True)
-class Capabilities:
-    """What an engine can do, declared where it registers, so no caller tells engines apart by name."""
+class EngineKind:
+    """An engine as serving.engines' table names it: where its factory is ("module:attr", imported when the engine
+    is first opened, so naming it costs no client library; or the factory itself, as a plugin may give it), the
+    model `engine:` takes under its name (None: an endpoint protocol, which answers an EndpointTarget), and what
+    it can do, declared here so no caller tells engines apart by name."""
 
-    local: bool  # answers a LocalTarget (a model this run serves; config `engine.kind`), else an EndpointTarget
-    logprobs: bool  # returns the first token's likeliest alternatives (a judge read by probabilities needs them)
+    opens: str | EngineFactory
+    settings: type | None = None  # a subclass of settings.EngineSettings (untyped here: settings imports this)
+    logprobs: bool = True  # returns the first token's likeliest alternatives (a judge read by probabilities)
 
+    @property
+    def local(self) -> bool:
+        """It serves a LocalTarget, a model this run serves (config `engine.kind`), else an EndpointTarget."""
+        return self.settings is not None
 
-ENGINES: dict[str, EngineFactory] = {}
-CAPABILITIES: dict[str, Capabilities] = {}
-
-
-def engine(name: str, *, local: bool = True, logprobs: bool = True) -> Callable[[EngineFactory], EngineFactory]:
-    """Register an engine (a local kind, or the protocol an EndpointTarget names) with what it can do."""
-    def register(factory: EngineFactory) -> EngineFactory:
-        ENGINES[name] = factory
-        CAPABILITIES[name] = Capabilities(local, logprobs)
-        return factory
-
-    return register
+    def factory(self) -> EngineFactory:
+        return imported(self.opens) if isinstance(self.opens, str) else self.opens  # type: ignore[return-value]
 
 
 def engine_name(target: Target, local_kind: str) -> str:
-    """The registered engine that answers `target`: the configured local engine, or the endpoint's protocol."""
+    """The engine that answers `target` (its table name): the configured local engine, or the protocol."""
     return local_kind if isinstance(target, LocalTarget) else target.protocol

@@ -13,12 +13,21 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from harness.core.errors import HarnessError
-from harness.serving.settings import EngineConfig
 
 PARALLEL = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+
+
+class Parallel(Protocol):
+    """The settings of a vLLM server's parallelism (settings.VllmConfig; a Protocol, as settings imports this)."""
+
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    data_parallel_size: int
+    distributed_executor_backend: str | None
+    replicas: int
 
 
 def vllm_is_cpu_build() -> bool:
@@ -59,20 +68,28 @@ def visible_gpus() -> tuple[str, ...]:
     return tuple(str(i) for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU "))
 
 
-def per_server(config: EngineConfig) -> int:
+def per_server(config: Parallel) -> int:
     """GPUs one server takes: one per tensor-parallel rank of each pipeline stage of each data-parallel copy."""
     return config.tensor_parallel_size * config.pipeline_parallel_size * config.data_parallel_size
 
 
-def placement_problem(config: EngineConfig, devices: Devices) -> tuple[str, str, str] | None:
-    """(key, problem, fix) when the engine's parallel settings and replicas do not fit the devices, else None.
+class Placed(Protocol):
+    """An engine's settings (settings.EngineSettings), which check themselves against the devices."""
+
+    def placement_problem(self, devices: Devices) -> tuple[str, str, str] | None: ...
+
+
+def placement_problem(config: Placed, devices: Devices) -> tuple[str, str, str] | None:
+    """(key, problem, fix) when the engine's settings do not fit the devices, else None: each engine's own check
+    (only vLLM's parallel sizes and replicas need devices: parallel_problem)."""
+    return config.placement_problem(devices)
+
+
+def parallel_problem(config: Parallel, devices: Devices) -> tuple[str, str, str] | None:
+    """(key, problem, fix) when vLLM's parallel settings and replicas do not fit the devices, else None.
 
     On a Ray cluster (`distributed_executor_backend: ray`) the GPUs of one server may be on other nodes, so only
     what stays on this machine is checked: replicas, which split this machine's devices."""
-    if config.kind != "vllm":
-        return next(((f"engine.{key}", f"{key} is {getattr(config, key)}, and only a vLLM server runs in parallel "
-                      f"(engine.kind is {config.kind})", "remove it, or use engine.kind: vllm")
-                     for key in (*PARALLEL, "replicas") if getattr(config, key) != 1), None)
     if devices.kind == "cpu":
         return cpu_problem(config, devices)
     if config.distributed_executor_backend == "ray":
@@ -102,7 +119,7 @@ def processes_problem(processes: int, devices: Devices) -> tuple[str, str] | Non
             f"use at most {len(devices.ids)}, or an accelerate config (`accelerate_config:`) for several nodes")
 
 
-def cpu_problem(config: EngineConfig, devices: Devices) -> tuple[str, str, str] | None:
+def cpu_problem(config: Parallel, devices: Devices) -> tuple[str, str, str] | None:
     """The CPU build serves one copy of the model in one process (see vllm_server.server_env): more throughput
     there comes from replicas on disjoint cores."""
     for key in PARALLEL:
@@ -121,7 +138,7 @@ def cpu_problem(config: EngineConfig, devices: Devices) -> tuple[str, str, str] 
     return None
 
 
-def shares(config: EngineConfig, devices: Devices) -> list[tuple[str, ...]]:
+def shares(config: Parallel, devices: Devices) -> list[tuple[str, ...]]:
     """The devices of each of several replicas, disjoint: GPUs in blocks of what one server takes; CPU cores split
     as evenly as they go (the first replicas take one more core each when they do not divide)."""
     if devices.kind == "gpu":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -14,11 +14,9 @@ from harness.core.caps import Concurrency, RequestsPerMinute
 from harness.core.strict import Strict
 from harness.core.urls import ENCODE_FIX, normal, userinfo, variable
 from harness.serving.base import EndpointTarget
+from harness.serving.engines import protocols
 from harness.serving.limits import MAX_ANSWER_CHARS
 
-# The registry's remote engines (serving/endpoints.py registers them; tests/test_engine_registry holds the two in
-# step), named here so that a config validates without importing their client libraries.
-PROTOCOLS = ("openai", "anthropic")
 URL_FIX = "add e.g. base_url: https://api.example.com/v1"
 CREDENTIALS_FIX = ("put an API key in an environment variable and name it, `api_key_env: NAME`; a server that takes "
                    "its user and password in the URL: put the whole URL in an environment variable and write "
@@ -53,7 +51,8 @@ class EndpointSpec(Strict):
     """Where a deployed model is and how hard it may be called. The API key is read from the environment
     variable named here, at run time, and written nowhere."""
 
-    protocol: Literal[PROTOCOLS] = "openai"  # type: ignore[valid-type]
+    protocol: str = Field("openai", description="the engine that calls it: openai (any OpenAI-compatible "
+                                                "server), anthropic, or an installed plugin's (see docs/plugins.md)")
     base_url: Url | None = Field(None, description="required for openai (or base_urls); anthropic defaults to "
                                                    "Anthropic's API. No user or password in it: `env:NAME` reads "
                                                    "a URL that needs them from that variable")
@@ -71,6 +70,15 @@ class EndpointSpec(Strict):
     requests_per_minute: RequestsPerMinute | None = Field(
         None, gt=0, description="pace requests under the endpoint's rate limit")
     max_concurrency: Concurrency = Field(4, ge=1)
+
+    @field_validator("protocol")
+    @classmethod
+    def _known(cls, protocol: str) -> str:
+        """One of the engine table's protocols, read when a config is (a plugin's engine may import this module)."""
+        if protocol not in protocols():
+            raise PydanticCustomError("protocol", "unknown protocol {given}", {
+                "given": repr(protocol), "fix": f"use one of: {', '.join(protocols())}"})
+        return protocol
 
     @field_validator("base_urls")
     @classmethod

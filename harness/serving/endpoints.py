@@ -1,21 +1,19 @@
-"""Engines for deployed models: an OpenAI-compatible URL or Anthropic, keyed from the environment."""
+"""What the engines for deployed models share (an OpenAI-compatible URL, Anthropic): the key read from the
+environment, the credentials no answer may carry, one client per server. Each protocol's engine is in its client's
+module, so calling one imports no other's library."""
 
 from __future__ import annotations
 
 import os
-from contextlib import closing, contextmanager
-from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Protocol
 
 from harness.core.credentials import url_secrets
 from harness.core.errors import HarnessError
 from harness.core.urls import held, resolved, shown_url
-from harness.serving.anthropic_client import AnthropicEngine
-from harness.serving.base import EndpointTarget, Engine, engine
+from harness.serving.base import EndpointTarget
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import NO_KEY
-from harness.serving.openai_client import OpenAIEngine
-from harness.serving.settings import EngineConfig
+from harness.serving.shapes import HttpEngine
 
 
 def api_key(target: EndpointTarget) -> str:
@@ -48,7 +46,7 @@ def secret_values(called: Iterable[Called]) -> tuple[str, ...]:
     return tuple(sorted(keys | in_urls))
 
 
-def fleet(target: EndpointTarget, client: type[OpenAIEngine] | type[AnthropicEngine]) -> Fleet:
+def fleet(target: EndpointTarget, client: Callable[..., HttpEngine]) -> Fleet:
     """One client per server of the target (one, or each of `base_urls`, an `env:NAME` read now), each with its
     own max_concurrency."""
     key = api_key(target)
@@ -59,16 +57,3 @@ def fleet(target: EndpointTarget, client: type[OpenAIEngine] | type[AnthropicEng
         server.answers_as = target.answers_as
     return Fleet([Replica(shown_url(url), server, target.max_concurrency) for url, server in zip(urls, engines)])
 
-
-@engine("openai", local=False)
-@contextmanager
-def openai_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    with closing(fleet(target, OpenAIEngine)) as servers:
-        yield servers
-
-
-@engine("anthropic", local=False, logprobs=False)  # the Messages API returns no token probabilities
-@contextmanager
-def anthropic_endpoint(target: EndpointTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    with closing(fleet(target, AnthropicEngine)) as servers:
-        yield servers

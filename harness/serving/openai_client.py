@@ -9,14 +9,19 @@ so one bad request never sinks a run.
 from __future__ import annotations
 
 import json
+from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Awaitable, Callable, Iterator, Sequence
 
 import openai
 
 from harness.core.request import Completion, Request, no_loglik
+from harness.serving.base import EndpointTarget, Engine
 from harness.serving.deadline import TryDeadline
+from harness.serving.endpoints import fleet
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
+from harness.serving.settings import EngineSettings
 from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
 
 
@@ -115,3 +120,10 @@ def first_token_alternatives(choice: dict) -> tuple[tuple[str, float], ...]:
         checked(alternative, dict, where)
         out.append((need(alternative, "token", str, where), logprob(alternative, "logprob", where)))
     return tuple(out)
+
+
+@contextmanager
+def openai_endpoint(target: EndpointTarget, config: EngineSettings, run_dir: Path, seed: int) -> Iterator[Engine]:
+    """The `openai` protocol's engine (see settings.OPENAI): a client per server of the target."""
+    with closing(fleet(target, OpenAIEngine)) as servers:
+        yield servers

@@ -14,7 +14,7 @@ from harness.serving.base import Engine, LocalTarget, Target
 from harness.serving.engines import open_engine
 
 if TYPE_CHECKING:
-    from harness.serving.settings import EngineConfig
+    from harness.serving.settings import EngineSettings
 
 
 def covers(serving: Target, wanted: Target) -> bool:
@@ -48,7 +48,7 @@ class Engines:
         return next((engine for serving, engine, _ in self._open if covers(serving, target)), None)
 
     @contextmanager
-    def use(self, target: Target, config: EngineConfig, log_dir: Path, seed: int) -> Iterator[Engine]:
+    def use(self, target: Target, config: EngineSettings, log_dir: Path, seed: int) -> Iterator[Engine]:
         found = self.find(target)
         if found is not None:
             yield found

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from harness.core.request import Completion, Request, loglik_completion
-from harness.serving.base import Engine, LocalTarget, engine
+from harness.serving.base import Engine, LocalTarget
 from harness.serving.fleet import run_concurrently
-from harness.serving.settings import EngineConfig, ScriptRule
+from harness.serving.settings import ScriptedConfig, ScriptRule
 
 
 def matches(rule: ScriptRule, request: Request) -> bool:
@@ -76,7 +76,6 @@ class ScriptedEngine:
 SCRIPTED_CONCURRENCY = 8  # enough threads that planted delays overlap, as on a server
 
 
-@engine("scripted")
 @contextmanager
-def scripted_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
+def scripted_engine(target: LocalTarget, config: ScriptedConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     yield ScriptedEngine(config.script, config.max_concurrency or SCRIPTED_CONCURRENCY)

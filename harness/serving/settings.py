@@ -1,22 +1,79 @@
 """Engine settings: which engine answers a run's local requests, and how (the `engine:` key of a config).
 
-Every engine reads its settings from here, so serving never reaches up into the config that holds them."""
+Each engine owns its settings model, told apart by `kind:` (a discriminated union, as candidate kinds are), so a
+vLLM setting under `kind: transformers` is an error at its line, not a value nothing reads. Every engine reads its
+settings from here, so serving never reaches up into the config that holds them; the models are light (no engine
+is imported to validate a config: each kind names its engine by "module:attr", see serving.engines)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from harness.core.caps import Batch, Concurrency, DeviceCount, Retries, Seconds
 from harness.core.strict import Pair, Strict
+from harness.serving.base import EngineKind
 from harness.serving.deadline import TIMEOUT
+from harness.serving.devices import parallel_problem
 
-# The registry's local engines (serving/engines.py imports each; tests/test_engine_registry holds the two in step).
-# Named here, not read from the registry, so that validating a config imports no engine's client library
-# (the openai and anthropic clients cost ~2 s, which `harness check` would pay for nothing).
-MODEL_ENGINES = ("vllm", "transformers")  # serve a model's weights: what `--engine` offers
-LOCAL_ENGINES = (*MODEL_ENGINES, "scripted")  # and planted answers, for tests and dry runs (see serving.scripted)
+if TYPE_CHECKING:
+    from harness.serving.devices import Devices
+
+
+class EngineSettings(Strict):
+    """What every local engine takes. A new engine subclasses it with its own `kind: Literal[NAME]` and keys."""
+
+    kind: str
+    max_concurrency: Concurrency | None = Field(
+        None, ge=1, description="requests in flight to the local engine; default: the engine's own, as measured "
+                                "(vLLM: 32 on CPU, 64 on GPU; see serving/vllm_server.DEFAULT_CONCURRENCY)")
+    request_timeout_s: Seconds = Field(120, gt=0, description=TIMEOUT)
+    max_retries: Retries = Field(3, ge=0)
+
+    def placement_problem(self, devices: Devices) -> tuple[str, str, str] | None:
+        """(key, problem, fix) when the settings do not fit the devices visible here (`harness check` asks)."""
+        return None
+
+
+class WeightsSettings(EngineSettings):
+    """An engine that serves a model's weights (what `harness judge check --engine` offers)."""
+
+    dtype: str = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
+
+
+class VllmConfig(WeightsSettings):
+    """A managed vLLM server (the default engine)."""
+
+    kind: Literal["vllm"] = "vllm"
+    startup_timeout_s: Seconds = Field(600, gt=0)
+    enforce_eager: bool | None = Field(
+        None,
+        description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
+    tensor_parallel_size: DeviceCount = Field(
+        1, ge=1, description="GPUs each layer of the model is split across (vLLM --tensor-parallel-size)")
+    pipeline_parallel_size: DeviceCount = Field(
+        1, ge=1, description="stages the layers are cut into, each on its own GPUs or node (--pipeline-parallel-size)")
+    data_parallel_size: DeviceCount = Field(
+        1, ge=1, description="copies of the model inside one server, each on its own GPUs (--data-parallel-size); "
+                             "the default max_concurrency grows with it")
+    distributed_executor_backend: Literal["mp", "uni", "ray"] | None = Field(
+        None, description="how vLLM runs its workers: mp (processes on this node), ray (a Ray cluster, several "
+                          "nodes), uni (one process); default: vLLM's own choice, uni on the CPU build")
+    replicas: DeviceCount = Field(
+        1, ge=1, description="managed servers of the model, each on its own devices (GPUs, or CPU cores), requests "
+                             "spread to the one with the fewest in flight")
+    extra_args: list[str] = Field([], description="extra vLLM server arguments, passed as given")
+
+    def placement_problem(self, devices: Devices) -> tuple[str, str, str] | None:
+        return parallel_problem(self, devices)
+
+
+class TransformersConfig(WeightsSettings):
+    """The model in this process through transformers (the fallback, and log-likelihood scoring)."""
+
+    kind: Literal["transformers"] = "transformers"
+    batch_size: Batch = Field(16, ge=1, description="prompts per forward batch")
 
 
 class ScriptRule(Strict):
@@ -34,39 +91,16 @@ class ScriptRule(Strict):
     times: int | None = Field(None, ge=1, description="answer this many matching requests, then stop matching")
 
 
-class EngineConfig(Strict):
-    """How requests are answered. `vllm` manages a local server; `transformers` runs in-process."""
+class ScriptedConfig(EngineSettings):
+    """Planted answers instead of a model, for tests and dry runs (see serving.scripted)."""
 
-    kind: Literal[LOCAL_ENGINES] = "vllm"  # type: ignore[valid-type]
-    max_concurrency: Concurrency | None = Field(
-        None, ge=1, description="requests in flight to the local engine; default: the engine's own, as measured "
-                                "(vLLM: 32 on CPU, 64 on GPU; see serving/vllm_server.DEFAULT_CONCURRENCY)")
-    request_timeout_s: Seconds = Field(120, gt=0, description=TIMEOUT)
-    max_retries: Retries = Field(3, ge=0)
-    startup_timeout_s: Seconds = Field(600, gt=0)
-    dtype: str = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
-    enforce_eager: bool | None = Field(
-        None,
-        description="skip torch.compile; default: on for CPU (start 35 s instead of 110 s, same tok/s), off on GPU")
-    batch_size: Batch = Field(16, ge=1, description="transformers engine: prompts per forward batch")
-    tensor_parallel_size: DeviceCount = Field(
-        1, ge=1, description="GPUs each layer of the model is split across (vLLM --tensor-parallel-size)")
-    pipeline_parallel_size: DeviceCount = Field(
-        1, ge=1, description="stages the layers are cut into, each on its own GPUs or node (--pipeline-parallel-size)")
-    data_parallel_size: DeviceCount = Field(
-        1, ge=1, description="copies of the model inside one server, each on its own GPUs (--data-parallel-size); "
-                             "the default max_concurrency grows with it")
-    distributed_executor_backend: Literal["mp", "uni", "ray"] | None = Field(
-        None, description="how vLLM runs its workers: mp (processes on this node), ray (a Ray cluster, several "
-                          "nodes), uni (one process); default: vLLM's own choice, uni on the CPU build")
-    replicas: DeviceCount = Field(
-        1, ge=1, description="managed servers of the model, each on its own devices (GPUs, or CPU cores), requests "
-                             "spread to the one with the fewest in flight")
-    extra_args: list[str] = Field([], description="extra vLLM server arguments, passed as given")
-    script: list[ScriptRule] = Field([], description="scripted engine: planted answers, first matching rule wins")
+    kind: Literal["scripted"] = "scripted"
+    script: list[ScriptRule] = Field(min_length=1, description="planted answers, first matching rule wins")
 
-    @model_validator(mode="after")
-    def _script(self) -> "EngineConfig":
-        if (self.kind == "scripted") != bool(self.script):
-            raise ValueError("`script:` (a list of rules) goes with `kind: scripted`, and only there")
-        return self
+
+VLLM = EngineKind("harness.serving.vllm_server:vllm_engine", VllmConfig)
+TRANSFORMERS = EngineKind("harness.serving.transformers_engine:transformers_engine", TransformersConfig)
+SCRIPTED = EngineKind("harness.serving.scripted:scripted_engine", ScriptedConfig)
+# The endpoint protocols: no `engine:` settings (an endpoint's own are the candidate's; see endpoint_spec).
+OPENAI = EngineKind("harness.serving.openai_client:openai_endpoint")
+ANTHROPIC = EngineKind("harness.serving.anthropic_client:anthropic_endpoint", logprobs=False)  # Messages API: none

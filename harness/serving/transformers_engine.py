@@ -14,9 +14,9 @@ from typing import Any, Iterator, Sequence
 
 from harness.core.models import ModelRef
 from harness.core.request import Completion, Request
-from harness.serving.base import Adapter, Engine, LocalTarget, engine
+from harness.serving.base import Adapter, Engine, LocalTarget
 from harness.serving.loglik import answer_all, loglik_batches
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import TransformersConfig
 from harness.serving.transformers_loglik import HFScorer
 
 
@@ -120,7 +120,6 @@ class TransformersEngine:
                 yield from zip(chunk, completions)
 
 
-@engine("transformers")
 @contextmanager
-def transformers_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
+def transformers_engine(target: LocalTarget, config: TransformersConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     yield TransformersEngine(target.model, config.batch_size, config.dtype, target.adapters)

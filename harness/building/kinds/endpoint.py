@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness.building.kinds.base import CandidateBase, Kind, register
+from harness.building.kinds.base import CandidateBase, Kind
 from harness.core.caps import Retries, Seconds
 from harness.serving.base import EndpointTarget
 from harness.serving.deadline import TIMEOUT
@@ -51,4 +51,4 @@ def served(candidate: EndpointCandidate, model: ModelRef | None, artifact: objec
     return candidate.model, f"endpoint:{candidate.identity}" if candidate.cache else None
 
 
-KIND = register(Kind("endpoint", EndpointCandidate, logliks=False, target=target, served=served))
+KIND = Kind("endpoint", EndpointCandidate, logliks=False, target=target, served=served)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase, register
+from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase
 from harness.building.training import check_lora_targets, train_adapter
 from harness.building.training.settings import TrainSettings
 from harness.core.console import console, log
@@ -125,4 +125,4 @@ def served(candidate: LoraCandidate, model: ModelRef | None, adapter: Any) -> tu
     return adapter.name, adapter.fingerprint
 
 
-KIND = register(Kind("lora", LoraCandidate, check=check, build=build, target=target, served=served))
+KIND = Kind("lora", LoraCandidate, check=check, build=build, target=target, served=served)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from harness.building.kinds.base import Kind, LocalCandidateBase, register
+from harness.building.kinds.base import Kind, LocalCandidateBase
 
 
 class PromptCandidate(LocalCandidateBase):
     kind: Literal["prompt"]
 
 
-KIND = register(Kind("prompt", PromptCandidate))
+KIND = Kind("prompt", PromptCandidate)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase, register
+from harness.building.kinds.base import Kind, KindContext, LocalCandidateBase
 from harness.building.retrieval import DEFAULT_TEMPLATE, Index, build_index, check_template, render_context
 from harness.building.retrieval.settings import RetrievalSettings
 from harness.core.console import console
@@ -62,4 +62,4 @@ def context(candidate: RagCandidate, index: Any,
     return turns, [{"id": h.chunk_id, "doc_id": h.doc_id, "score": round(float(h.score), 4)} for h in hits]
 
 
-KIND = register(Kind("rag", RagCandidate, retrieves=True, check=check, build=build, context=context))
+KIND = Kind("rag", RagCandidate, retrieves=True, check=check, build=build, context=context)
