@@ -56,6 +56,12 @@ class SuiteEntry(Strict):
     candidates: list[str] = Field(min_length=1, description="the candidates that answer this suite")
 
 
+def is_relative(bound: str) -> bool:
+    """Whether a bound (one of BOUNDS) is on the gain over a baseline (min_delta, max_drop) rather than on the
+    candidate's own mean (min, max): which values it reads, which test fits it, how it is told."""
+    return bound in ("min_delta", "max_drop")
+
+
 class Gate(Strict):
     """A rule over one (candidate, suite, metric): absolute bounds on its mean, or bounds on its
     paired delta against the baseline. `significant: true` asks for evidence, not a point estimate:
@@ -88,7 +94,8 @@ class Gate(Strict):
 
     @property
     def relative(self) -> bool:
-        return self.min_delta is not None or self.max_drop is not None
+        """Whether the gate reads a baseline: it has a bound on the gain over one."""
+        return any(is_relative(b) and getattr(self, b) is not None for b in BOUNDS)
 
     def label(self, higher: bool = True) -> str:
         """The rule as people read it; on a lower-is-better metric a drop is a rise and a gain a fall."""

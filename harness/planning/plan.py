@@ -20,7 +20,7 @@ import numpy as np
 from harness.building.kinds import CandidateBase, KindContext, kind_of, on_base_model
 from harness.core.errors import ConfigError, HarnessError, Problems
 from harness.core.models import ModelRef, resolve
-from harness.planning.config import Config, Gate, LoadedConfig, shown
+from harness.planning.config import Config, Gate, LoadedConfig, is_relative, shown
 from harness.planning.suites import Case, Suite, has_gold, load_suite, resolve_suite_path
 from harness.scoring.registry import CANDIDATE_NEEDS, ScorerSpec
 from harness.serving.base import EndpointTarget
@@ -329,7 +329,7 @@ def _check_gate_range(plan: Plan, i: int, gate: Gate, spec: ScorerSpec) -> None:
         signed = key == "min_delta"
         metric = f"`{gate.metric}`" + (f" ({spec.type})" if spec.type != gate.metric else "")
         what = (f"more than {metric} can change (at most {shown(width)} either way)"  # type: ignore[arg-type]
-                if key in ("min_delta", "max_drop") else f"outside the values {metric} takes ({_span(lo, hi)})")
+                if is_relative(key) else f"outside the values {metric} takes ({_span(lo, hi)})")
         raise ConfigError(plan.where("gates", i, key), f"gates[{i}].{key}",
                           f"{key} {shown(value, signed)} is {what}, so the gate "
                           f"{'can never pass' if never else 'always passes'}",

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from harness.planning.config import StatsConfig
+from harness.planning.config import StatsConfig, is_relative
 from harness.report.breakdown import suite_directions
 from harness.report.ci import saved, settled_line
 from harness.scoring.calibration import reading
@@ -210,7 +210,7 @@ def sequence_chart(check: dict, population: int) -> dict | None:
     if not looks:
         return None
     width, height, pad = _SEQUENCE["width"], _SEQUENCE["height"], _SEQUENCE["pad"]
-    threshold, relative = check["threshold"], check["bound_kind"] in ("min_delta", "max_drop")
+    threshold, relative = check["threshold"], is_relative(check["bound_kind"])
     bottom = min([low for _, low, _ in looks] + [threshold])
     top = max([high for _, _, high in looks] + [threshold])
 
@@ -240,7 +240,7 @@ def sequence_chart(check: dict, population: int) -> dict | None:
 def _scale(gate: dict, check: dict, higher: bool) -> str:
     """What a check's sequence is of: the candidate's mean, or its gain over the baseline (which, on a
     lower-is-better metric, is baseline - candidate)."""
-    if check["bound_kind"] not in ("min_delta", "max_drop"):
+    if not is_relative(check["bound_kind"]):
         return f"the mean {gate['metric']}"
     how = "candidate - baseline" if higher else "baseline - candidate: lower is better"
     return f"the gain in {gate['metric']} over {gate['baseline']} ({how})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.planning.config import Config, Gate
+from harness.planning.config import Config, Gate, is_relative
 from harness.verdict.stats import (
     BoundTest,
     binomial_bound,
@@ -22,7 +22,7 @@ def bound_test(gate: Gate, kind: str, cand: pd.Series, base: pd.Series | None, c
     lower-is-better metric: `max_drop` limits how far it may RISE, `min_delta` how far it must fall)."""
     s, seed = config.stats, config.seed
     bound = getattr(gate, kind)
-    if kind in ("min", "max"):
+    if not is_relative(kind):
         lower = kind == "min"
         if is_pass_fail(cand):
             return bound, binomial_bound(cand.to_numpy() == 1, bound, lower, s.confidence)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.planning.config import StatsConfig
+from harness.planning.config import Config, Gate, StatsConfig
 from harness.verdict.stats import compare_paired, mde_sentence, mde_unit, paired_bootstrap
 
 
@@ -40,6 +40,14 @@ def per_case(scores: pd.DataFrame, candidate: str, suite: str, metric: str) -> p
     rows = rows_of(scores, candidate, suite, metric)
     values = pd.Series(rows["value"].to_numpy(float), index=rows["case_id"].to_numpy(), name=metric)
     return values.dropna()  # a judge error is a missing value, never a 0: the gate counts those apart
+
+
+def baseline_side(config: Config, gate: Gate, scores: pd.DataFrame,
+                  pinned: pd.DataFrame | None) -> tuple[str, pd.DataFrame, str]:
+    """A relative gate's baseline side: (whom, the score rows it is read from, how outputs name it). With pinned
+    scores (drift, --against) they are an earlier run's; else this run's (see Config.gate_baseline for whom)."""
+    who = config.gate_baseline(gate, against=pinned is not None)
+    return (who, scores, who) if pinned is None else (who, pinned, f"{who} (pinned run)")
 
 
 Directions = dict[tuple[str, str], bool]  # (suite, metric) -> higher is better; absent means higher

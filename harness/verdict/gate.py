@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
-from harness.planning.config import BOUNDS, Config, Gate, shown
+from harness.planning.config import BOUNDS, Config, Gate, is_relative, shown
 from harness.scoring.calibration import reading
 from harness.verdict.bounds import bound_test
-from harness.verdict.comparisons import Directions, comparisons, per_case, rows_of
+from harness.verdict.comparisons import Directions, baseline_side, comparisons, per_case, rows_of
 from harness.verdict.stats import (
     compare_paired,
     holm,
@@ -158,7 +158,7 @@ class Verdict:
     errors: int = 0
     ungated_regressions: list[UngatedRegression] = field(default_factory=list)
     savings: dict | None = None  # stop_when_settled: the waves, and the cases, requests and tokens against a full run
-    comparisons: list[dict] = field(default_factory=list)  # each candidate against its baseline (the report's table)
+    comparisons: list[dict] | None = None  # each candidate against its baseline, for the report (None: not decided)
 
     def as_dict(self) -> dict:
         """As results.json and the store hold it, where the savings keep their first key, `settle`."""
@@ -174,7 +174,7 @@ def _bound_results(gate: Gate, cand: pd.Series, base: pd.Series | None, config: 
         bound, test = bound_test(gate, kind, cand, base, config, higher)
         checks.append(BoundResult(kind, bound, test.statistic, test.low, test.high, test=test.test,
                             p_value=test.p_value if gate.significant else None,
-                            flipped=not higher and kind not in ("min", "max")))
+                            flipped=not higher and is_relative(kind)))
     return checks
 
 
@@ -183,11 +183,9 @@ def evaluate(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
     """`pinned`: the scores relative rules compare with when they are not this run's (drift);
     `higher`: whether a higher value of the metric is better; `mde_alpha`: the level the MDE note is
     told at (a significant rule: alpha after the run's Holm correction at its strictest)."""
-    baseline = config.gate_baseline(gate, against=pinned is not None) if gate.relative else None
+    baseline, source, label = baseline_side(config, gate, scores, pinned) if gate.relative else (None, None, None)
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
-    base = per_case(pinned if pinned is not None else scores, baseline, gate.suite, gate.metric) \
-        if baseline else None
-    label = f"{baseline} (pinned run)" if baseline and pinned is not None else baseline
+    base = per_case(source, baseline, gate.suite, gate.metric) if baseline else None
     head = dict(rule=gate.label(higher), candidate=gate.candidate, suite=gate.suite, metric=gate.metric, baseline=label)
     if cand.empty or (base is not None and cand.index.intersection(base.index).empty):
         return GateResult(**head, value=None, n=0, passed=False, reason="no scores to judge")
@@ -235,7 +233,7 @@ def _failure(check: BoundResult, alpha: float) -> str | None:
     """Why a check fails, or None. A significant check also needs its adjusted p at or below alpha."""
     # a flipped check works on the gain (baseline - candidate); it is told as the change Δ (candidate - baseline)
     sign = -1 if check.flipped else 1
-    if check.bound_kind in ("min", "max"):
+    if not is_relative(check.bound_kind):
         name, stat, bound = "mean", f"{check.statistic + 0.0:.3f}", shown(check.bound)
     else:  # (+ 0.0 turns a -0.0 into 0.0)
         name, stat, bound = "Δ", f"{sign * check.statistic + 0.0:+.3f}", shown(sign * check.bound, signed=True)
@@ -316,7 +314,7 @@ def _settled_result(gate: Gate, state: GateState, drawn: list[dict], config: Con
 def _sequence_failure(check: BoundResult) -> str:
     """Why a check whose point estimate is on the passing side failed: its sequence says the suite is not."""
     sign = -1 if check.flipped else 1
-    name = "mean" if check.bound_kind in ("min", "max") else "Δ"
+    name = "Δ" if is_relative(check.bound_kind) else "mean"
     low, high = sorted((sign * check.ci_low + 0.0, sign * check.ci_high + 0.0))
     return (f"{name} {sign * check.statistic + 0.0:+.3f} on the cases seen, but its confidence sequence "
             f"[{low:+.3f}, {high:+.3f}] lies beyond {shown(sign * check.bound, signed=True)}")
@@ -371,9 +369,7 @@ def coverage(gate: Gate, config: Config, scores: pd.DataFrame, pinned: pd.DataFr
     sides = [_coverage(scores, gate.candidate, gate.candidate, gate.suite, gate.metric,
                        _needed(expected, scores, pinned, gate.candidate, gate.suite, gate.metric), show)]
     if gate.relative:
-        baseline = config.gate_baseline(gate, against=pinned is not None)
-        source = pinned if pinned is not None else scores
-        label = f"{baseline} (pinned run)" if pinned is not None else baseline
+        baseline, source, label = baseline_side(config, gate, scores, pinned)
         sides.append(_coverage(source, baseline, label, gate.suite, gate.metric,
                                _needed(expected, scores, pinned, baseline, gate.suite, gate.metric), show))
     return sides
@@ -445,9 +441,10 @@ def decide(config: Config, evidence: Evidence) -> Verdict:
     e = evidence
     verdict = _decide(config, e)
     verdict.savings = e.savings
-    verdict.comparisons = comparisons(e.scores, [c.name for c in config.candidates], config.baseline_name,
-                                      config.stats, config.seed, e.pinned, e.directions)
-    verdict.ungated_regressions = ungated_regressions(config, verdict.comparisons, e.directions, e.judges)
+    verdict.comparisons = compared = comparisons(e.scores, [c.name for c in config.candidates],
+                                                 config.baseline_name, config.stats, config.seed, e.pinned,
+                                                 e.directions)
+    verdict.ungated_regressions = ungated_regressions(config, compared, e.directions, e.judges)
     blocking = [r for r in verdict.ungated_regressions if r.blocks]
     if blocking and verdict.decision == SHIP:
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
@@ -462,7 +459,7 @@ def decide(config: Config, evidence: Evidence) -> Verdict:
 
 def _decide(config: Config, e: Evidence) -> Verdict:
     """The gates' verdict alone (see decide)."""
-    significant_checks = sum(sum(getattr(g, b) is not None for b in ("min", "max", "min_delta", "max_drop"))
+    significant_checks = sum(sum(getattr(g, b) is not None for b in BOUNDS)
                              for g in config.gates if g.significant)
     mde_alpha = config.stats.alpha / max(significant_checks, 1)
     if e.settled is not None:

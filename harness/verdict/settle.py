@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from harness.planning.config import BOUNDS, Gate, SettleConfig
+from harness.planning.config import BOUNDS, Gate, SettleConfig, is_relative
 from harness.verdict.bounds import bound_test
-from harness.verdict.comparisons import per_case, rows_of
+from harness.verdict.comparisons import baseline_side, per_case, rows_of
 from harness.verdict.sequential import Rule, band, combined_p, scaled, trace
 from harness.verdict.stats import holm, is_pass_fail
 
@@ -192,8 +192,10 @@ def streams(plan: Plan, gate: Gate, prefix: list[str], scores: pd.DataFrame,
     needed = set(plan.expected_cases(gate.candidate, gate.suite, gate.metric))
     ids = [c for c in prefix if c in needed]
     cand = per_case(scores, gate.candidate, gate.suite, gate.metric)
-    base = per_case(pinned if pinned is not None else scores, plan.gate_baseline(gate), gate.suite,
-                    gate.metric) if gate.relative else None
+    base = None
+    if gate.relative:
+        baseline, source, _ = baseline_side(plan.config, gate, scores, pinned)
+        base = per_case(source, baseline, gate.suite, gate.metric)
     for series in (cand, base):
         if series is not None and not set(ids) <= set(series.index):
             return None, None
@@ -203,7 +205,7 @@ def streams(plan: Plan, gate: Gate, prefix: list[str], scores: pd.DataFrame,
 def observations(check: CheckState, cand: pd.Series, base: pd.Series | None, higher: bool) -> np.ndarray:
     """What the check's sequence is fed, in stream order: a case's value, or its paired gain (the -1/0/+1 sign
     of the gain for the discordant test)."""
-    if base is None or check.bound_kind in ("min", "max"):  # an absolute bound reads the candidate alone
+    if base is None or not is_relative(check.bound_kind):  # an absolute bound reads the candidate alone
         return cand.to_numpy(float)
     gain = cand.to_numpy(float) - base.to_numpy(float)
     gain = gain if higher else -gain
@@ -226,7 +228,7 @@ def _rule(check: CheckState, gate: Gate, plan: Plan, cand: pd.Series, base: pd.S
     if low is None or high is None:
         return None
     bound = getattr(gate, check.bound_kind)
-    if check.bound_kind in ("min", "max"):  # absolute, also in a gate that has a relative bound besides
+    if not is_relative(check.bound_kind):  # absolute, also in a gate that has a relative bound besides
         check.lo, check.hi = low, high
         threshold, lower = float(scaled(bound, low, high)), check.bound_kind == "min"
         if check.significant:
