@@ -1,6 +1,6 @@
-"""Engines, candidate kinds and scorers are named once, each in a lazy table of name -> "module:attr"
-(core.plugins.Table): every entry imports and is what it says, the config's unions are the tables' members, and
-naming them imports no engine's client library."""
+"""Engines, candidate kinds, scorers and store backends are named once, each in a lazy table of name ->
+"module:attr" (core.plugins.Table): every entry imports and is what it says, the config's unions are the tables'
+members, and naming them imports no engine's client library."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from harness.cli import build_parser, main
 from harness.planning.config import Config, JudgeConfig
 from harness.planning.judge import judge_for
 from harness.scoring.registry import SCORERS, ScorerType
-from harness.serving.base import EngineKind
 from harness.serving.endpoint_spec import EndpointSpec
 from harness.serving.engines import ENGINES, MODEL_ENGINES, local_engines, protocols
-from harness.serving.settings import EngineSettings, VllmConfig
+from harness.serving.settings import EngineKind, EngineSettings, VllmConfig
+from harness.store.backends import BACKENDS, Backend
 
 CLIENTS = ("openai", "anthropic", "torch", "transformers")
 
@@ -127,3 +127,8 @@ def test_an_openai_endpoint_without_an_address_is_one_error_wherever_it_is_named
     fix = "fix: add e.g. base_url: https://api.example.com/v1"
     assert f"{config}:4: candidates[1]: an openai endpoint needs `base_url:` {fix}" in err
     assert f"{config}:8: judge.endpoint.base_url: an openai endpoint needs `base_url:` {fix}" in err
+
+
+@pytest.mark.parametrize("name", BACKENDS.names())
+def test_each_store_backend_entry_imports_and_is_a_backend(name: str) -> None:
+    assert isinstance(BACKENDS.load(name), Backend)

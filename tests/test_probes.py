@@ -101,7 +101,7 @@ def test_vllm_with_lora_and_transformers_answer_probes_alike(tmp_path: Path, mod
     vLLM's engine (prompt log-probs of several requests in one step with LoRA enabled)."""
     from harness.building.training import TrainSettings, train_adapter
     from harness.serving.base import Adapter, LocalTarget
-    from harness.serving.engines import open_engine
+    from harness.serving.pool import open_engine
     from harness.serving.settings import VllmConfig
 
     data = tmp_path / "train.jsonl"

@@ -32,17 +32,17 @@ def imported(reference: str) -> object:
 
 class Table(Generic[T]):
     """name -> what it names, for the names shipped here (`shipped`: name -> "module:attr") and those installed
-    packages declare in `group`. A plugin may not take a shipped name: which one a config meant would depend on
-    what is installed."""
+    packages declare in `group` (None: shipped only). A plugin may not take a shipped name: which one a config
+    meant would depend on what is installed."""
 
-    def __init__(self, group: str, shipped: Mapping[str, str]) -> None:
+    def __init__(self, group: str | None, shipped: Mapping[str, str]) -> None:
         self.group = group
         self.shipped = dict(shipped)
         self._loaded: dict[str, T] = {}
 
     def _references(self) -> dict[str, str | EntryPoint]:
         found: dict[str, str | EntryPoint] = dict(self.shipped)
-        for point in _installed(self.group):
+        for point in _installed(self.group) if self.group else ():
             if point.name in self.shipped:
                 raise HarnessError(f"the installed package {point.value.partition(':')[0]!r} declares "
                                    f"{point.name!r} in entry-point group {self.group}, a name harness ships\n"

@@ -1,4 +1,4 @@
-"""What engines are: the targets they answer for, one small interface, and how serving.engines' table names them.
+"""What engines are: the targets they answer for and one small interface.
 
 An engine factory is a context manager: whatever it starts (a vLLM server, a model in memory) is
 released on every exit path, so a run never leaves a process or a GPU allocation behind.
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
-from harness.core.plugins import imported
 from harness.serving.limits import MAX_ANSWER_CHARS
 
 if TYPE_CHECKING:
@@ -72,26 +71,6 @@ class Engine(Protocol):
 
 
 EngineFactory = Callable[..., AbstractContextManager[Engine]]
-
-
-@dataclass(frozen=True)
-class EngineKind:
-    """An engine as serving.engines' table names it: where its factory is ("module:attr", imported when the engine
-    is first opened, so naming it costs no client library; or the factory itself, as a plugin may give it), the
-    model `engine:` takes under its name (None: an endpoint protocol, which answers an EndpointTarget), and what
-    it can do, declared here so no caller tells engines apart by name."""
-
-    opens: str | EngineFactory
-    settings: type | None = None  # a subclass of settings.EngineSettings (untyped here: settings imports this)
-    logprobs: bool = True  # returns the first token's likeliest alternatives (a judge read by probabilities)
-
-    @property
-    def local(self) -> bool:
-        """It serves a LocalTarget, a model this run serves (config `engine.kind`), else an EndpointTarget."""
-        return self.settings is not None
-
-    def factory(self) -> EngineFactory:
-        return imported(self.opens) if isinstance(self.opens, str) else self.opens  # type: ignore[return-value]
 
 
 def engine_name(target: Target, local_kind: str) -> str:

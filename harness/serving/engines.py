@@ -1,19 +1,17 @@
 """Every engine, named once: the local engines `engine.kind` chooses and the endpoint protocols a candidate or
 judge calls, each name -> the "module:attr" of its EngineKind (a new engine: its module and one line here, or an
 entry point in the `harness.engines` group of an installed package: see docs/plugins.md). Declarations are light,
-so validating a config imports no engine's client; the one opened is imported when it opens."""
+so validating a config imports no engine's client; the one opened (serving.pool.open_engine) is imported when it
+opens."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import Field
 
 from harness.core.plugins import Names, Table
-from harness.serving.base import Engine, EngineKind, Target, engine_name
-from harness.serving.settings import EngineSettings, WeightsSettings
+from harness.serving.settings import EngineKind, EngineSettings, WeightsSettings
 
 ENGINES: Table[EngineKind] = Table("harness.engines", {
     "vllm": "harness.serving.settings:VLLM",
@@ -42,11 +40,6 @@ def protocols() -> list[str]:
 # What `--engine` offers: the local engines that serve a model's weights (not the scripted one).
 MODEL_ENGINES = Names(lambda: (name for name, kind in local_engines().items()
                                if issubclass(kind.settings, WeightsSettings)))  # type: ignore[arg-type]
-
-
-def open_engine(target: Target, config: EngineSettings, run_dir: Path, seed: int) -> AbstractContextManager[Engine]:
-    """Start what answers a target's requests: the configured local engine, or an endpoint's client."""
-    return ENGINES.load(engine_name(target, config.kind)).factory()(target, config, run_dir, seed)
 
 
 def switched(settings: EngineSettings, kind: str) -> EngineSettings:

@@ -6,15 +6,20 @@ is done, so no two servers hold memory longer than they must.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from harness.serving.base import Engine, LocalTarget, Target
-from harness.serving.engines import open_engine
+from harness.serving.base import Engine, LocalTarget, Target, engine_name
+from harness.serving.engines import ENGINES
 
 if TYPE_CHECKING:
     from harness.serving.settings import EngineSettings
+
+
+def open_engine(target: Target, config: EngineSettings, run_dir: Path, seed: int) -> AbstractContextManager[Engine]:
+    """Start what answers a target's requests: the configured local engine, or an endpoint's client."""
+    return ENGINES.load(engine_name(target, config.kind)).factory()(target, config, run_dir, seed)
 
 
 def covers(serving: Target, wanted: Target) -> bool:

@@ -7,17 +7,19 @@ is imported to validate a config: each kind names its engine by "module:attr", s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from harness.core.caps import Batch, Concurrency, DeviceCount, Retries, Seconds
+from harness.core.plugins import imported
 from harness.core.strict import Pair, Strict
-from harness.serving.base import EngineKind
 from harness.serving.deadline import TIMEOUT
 from harness.serving.devices import parallel_problem
 
 if TYPE_CHECKING:
+    from harness.serving.base import EngineFactory
     from harness.serving.devices import Devices
 
 
@@ -96,6 +98,27 @@ class ScriptedConfig(EngineSettings):
 
     kind: Literal["scripted"] = "scripted"
     script: list[ScriptRule] = Field(min_length=1, description="planted answers, first matching rule wins")
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """An engine as serving.engines' table names it: where its factory is ("module:attr", imported when the engine
+    is first opened, so naming it costs no client library; or the factory itself, as a plugin may give it), the
+    model `engine:` takes under its name (None: an endpoint protocol, which answers an EndpointTarget), and what
+    it can do, declared here so no caller tells engines apart by name. Here, beside the settings, and not in
+    serving.base, whose imports (SQLAlchemy, through core.urls) would cost `harness --help` 0.2 s."""
+
+    opens: str | EngineFactory
+    settings: type[EngineSettings] | None = None
+    logprobs: bool = True  # returns the first token's likeliest alternatives (a judge read by probabilities)
+
+    @property
+    def local(self) -> bool:
+        """It serves a LocalTarget, a model this run serves (config `engine.kind`), else an EndpointTarget."""
+        return self.settings is not None
+
+    def factory(self) -> EngineFactory:
+        return imported(self.opens) if isinstance(self.opens, str) else self.opens  # type: ignore[return-value]
 
 
 VLLM = EngineKind("harness.serving.vllm_server:vllm_engine", VllmConfig)

@@ -1,4 +1,4 @@
-"""What differs between the engines a store runs on, one registered Backend each; everything else (tables,
+"""What differs between the engines a store runs on, one Backend each, named once in BACKENDS; everything else (tables,
 statements, upgrades, copies) is written once against SQLAlchemy Core.
 
 Every connection is in autocommit, as a store has always been: a row is durable once its statement returns, and
@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ColumnElement
 
+from harness.core import plugins
 from harness.core.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -54,18 +55,15 @@ class Backend:
     set_key: Callable[[ColumnElement, str, str], ColumnElement]
 
 
-BACKENDS: dict[str, Backend] = {}
-
-
-def backend(name: str) -> Callable[[Callable[[], Backend]], Callable[[], Backend]]:
-    def register(make: Callable[[], Backend]) -> Callable[[], Backend]:
-        BACKENDS[name] = make()
-        return make
-    return register
+# Every backend, by the SQLAlchemy backend name of a store's URL: a store on SQLite imports no PostgreSQL dialect.
+BACKENDS: plugins.Table[Backend] = plugins.Table(None, {
+    "sqlite": "harness.store.sqlite:BACKEND",
+    "postgresql": "harness.store.postgres:BACKEND",
+})
 
 
 def backend_for(location: "Location") -> Backend:
-    return BACKENDS[location.engine]
+    return BACKENDS.load(location.engine)
 
 
 def upsert_statement(backend: Backend, table: Table) -> Insert:

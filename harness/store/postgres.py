@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from harness.core.credentials import redact
-from harness.store.backends import Backend, backend
+from harness.store.backends import Backend
 from harness.store.location import Location
 
 CONNECT_TIMEOUT_S = 10
@@ -81,8 +81,6 @@ def _serialise(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK})
 
 
-@backend("postgresql")
-def _postgres() -> Backend:
-    return Backend(connect=_connect, begin="BEGIN", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                   prepare=_nothing, serialise=_serialise, insert=insert, explain=_explain, identity=_identity,
-                   set_key=_set_key)
+BACKEND = Backend(connect=_connect, begin="BEGIN", snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                  prepare=_nothing, serialise=_serialise, insert=insert, explain=_explain, identity=_identity,
+                  set_key=_set_key)

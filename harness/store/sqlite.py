@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
-from harness.store.backends import TIMEOUT_ENV, Backend, backend
+from harness.store.backends import TIMEOUT_ENV, Backend
 from harness.store.location import Location
 
 _WRITABLE = ("make {path} and its folder writable by this user (SQLite writes {path}-wal and {path}-shm beside "
@@ -89,7 +89,5 @@ def _nothing(conn: Connection) -> None:
     """BEGIN IMMEDIATE already holds the file's write lock."""
 
 
-@backend("sqlite")
-def _sqlite() -> Backend:
-    return Backend(connect=_connect, begin="BEGIN IMMEDIATE", snapshot="BEGIN", prepare=_wal, serialise=_nothing,
-                   insert=insert, explain=_explain, identity=_identity, set_key=_set_key)
+BACKEND = Backend(connect=_connect, begin="BEGIN IMMEDIATE", snapshot="BEGIN", prepare=_wal, serialise=_nothing,
+                  insert=insert, explain=_explain, identity=_identity, set_key=_set_key)

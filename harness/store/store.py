@@ -20,7 +20,6 @@ from sqlalchemy.exc import DBAPIError
 
 from harness.core.errors import HarnessError
 from harness.core.request import Completion
-from harness.store import postgres, sqlite  # noqa: F401 (each registers its backend)
 from harness.store.backends import backend_for, lock_timeout, transaction, upsert_statement
 from harness.store.location import Location, sqlite_file
 from harness.store.meta import MetaKey
