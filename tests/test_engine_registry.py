@@ -93,7 +93,8 @@ def test_a_setting_of_another_engine_is_refused_at_its_line(tmp_path: Path, capf
     assert main(["check", str(config)]) == 2
     err = " ".join(capfd.readouterr().err.split())
     assert f"{config}:4: engine.tensor_parallel_size: Extra inputs are not permitted" in err
-    assert "allowed keys: kind, max_concurrency, request_timeout_s, max_retries, dtype, batch_size" in err
+    assert ("fix: remove this key or fix its spelling; it is a setting of `kind: vllm`; allowed keys: kind, "
+            "max_concurrency, request_timeout_s, max_retries, dtype, batch_size") in err
     document = {"name": "t", "engine": {"replicas": 2}, "candidates": [{"name": "a", "kind": "prompt"}],
                 "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}]}
     assert Config.model_validate(document).engine == VllmConfig(replicas=2)

@@ -247,6 +247,8 @@ def validation_errors(model: type[BaseModel], exc: ValidationError, path: Path, 
         allowed = ""
         if err["type"] == "extra_forbidden" and owner is not None:
             allowed = f"; allowed keys: {', '.join(owner.model_fields)}"
+            if (elsewhere := getattr(owner, "elsewhere", None)) and (taken := elsewhere(loc[-1])):
+                allowed = f"; {taken}{allowed}"  # a key of a sibling model (another engine's), named as such
         fix = err.get("ctx", {}).get("fix") or _FIXES.get(err["type"], "correct the value") + allowed
         msg = err["msg"].removeprefix("Value error, ") + _given(err)
         out.append(ConfigError(where, key_path(loc_prefix + loc) or "(top level)", msg, fix))

@@ -8,7 +8,7 @@ is imported to validate a config: each kind names its engine by "module:attr", s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import Field
 
@@ -36,6 +36,18 @@ class EngineSettings(Strict):
     def placement_problem(self, devices: Devices) -> tuple[str, str, str] | None:
         """(key, problem, fix) when the settings do not fit the devices visible here (`harness check` asks)."""
         return None
+
+    @classmethod
+    def elsewhere(cls, key: str) -> str | None:
+        """Which engines take `key`, when this one does not (a config error's fix says it: vLLM's parallel sizes
+        under `kind: transformers`); every engine's settings, plugins' included, subclass this class."""
+        kinds, waiting = [], list(EngineSettings.__subclasses__())
+        while waiting:
+            model = waiting.pop()
+            waiting += model.__subclasses__()
+            if key in model.model_fields and key not in cls.model_fields:
+                kinds += get_args(model.model_fields["kind"].annotation)
+        return f"it is a setting of {' or '.join(f'`kind: {kind}`' for kind in sorted(kinds))}" if kinds else None
 
 
 class WeightsSettings(EngineSettings):
