@@ -1,7 +1,7 @@
 """How fast the command line answers, against the interpreter's own start in the same run.
 
 Baseline: `python -c pass`. Against it, each in a fresh process, N times (the median shown, in seconds and as a
-multiple of the baseline's): `harness --help`; `harness check` on a one-suite endpoint config (tests/helpers.py
+multiple of the baseline's): `harness --help`; `harness check` on a one-suite endpoint config (tests/support/helpers.py
 writes it: the shipped tickets suite, one gate); and `harness compare` on that config against a loopback endpoint
 that answers at once, until its first chat request arrives and to its exit. Goals on a 2-core box: --help under
 0.5 s, check under 1.5 s, the first request within 3 s.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers import endpoint_config, local_server, send_json  # noqa: E402 (tests/ is put on the path above)
+from support.helpers import endpoint_config, local_server, send_json  # noqa: E402 (tests/ is put on the path above)
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
 ANSWER = '{"category": "billing", "priority": "high"}'  # valid JSON, so the one gate passes and compare exits 0

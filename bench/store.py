@@ -3,7 +3,7 @@ embedded SQLite file (the baseline) in the same run, and what `harness store cop
 
 Per answer, as generation writes it: one transaction with the response, two scores and the cache row; then a
 cache hit per answer (a rerun with nothing changed), the per-run tables read back for the gates, and a copy of
-the whole store to the other engine. PostgreSQL is a throwaway cluster on this machine (tests/postgres.py), or
+the whole store to the other engine. PostgreSQL is a throwaway cluster on this machine (tests/support/postgres.py), or
 the server `--url` names: over a network, each round trip adds its latency.
 
     .venv/bin/python bench/store.py [--answers 2000] [--url postgresql://...]
@@ -21,12 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from postgres import Cluster  # noqa: E402 (tests/ is put on the path above)
-
 from harness.core.request import Completion  # noqa: E402
 from harness.store.copy import copy_store, counts  # noqa: E402
 from harness.store.location import Location, parse, sqlite_file  # noqa: E402
 from harness.store.store import Store  # noqa: E402
+from support.postgres import Cluster  # noqa: E402 (tests/ is put on the path above)
 
 ANSWER = Completion("a model's answer, about sixty words long. " * 6, 40, 60, 0.2, "stop")
 

@@ -18,7 +18,7 @@ done_step() { printf 'setup:   done in %ds\n' "$((SECONDS - step_started))"; }
 
 # From Debian, in the background while pip installs (waited for at the end): Chromium for the report test,
 # driven through playwright (never playwright's own download), and PostgreSQL's server, which the store tests
-# start as a throwaway cluster (tests/postgres.py). Only what is missing is installed.
+# start as a throwaway cluster (tests/support/postgres.py). Only what is missing is installed.
 apt_log=$(mktemp)
 apt_pid=""
 missing=()

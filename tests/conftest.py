@@ -5,23 +5,20 @@ instead of starting their own. Only tests of a server's own start or stop start 
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from postgres import Cluster
-from scenarios import Project
 
 from harness.core.models import DEFAULT_MODEL, ModelRef, pull
 from harness.serving.settings import VllmConfig
 from harness.serving.shared import REGISTRY_ENV
 from harness.store.location import STORE_ENV, Location, parse, sqlite_file
+from support.helpers import copy_demo
+from support.postgres import Cluster
+from support.scenarios import Project
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 # No test attaches to a server it did not ask for (a developer's `harness serve`, or this session's server in a
 # test of a server's start or stop): attaching is on only inside `shared_vllm`.
 os.environ[REGISTRY_ENV] = ""
@@ -58,11 +55,11 @@ def shared_vllm(vllm_url: str, vllm_registry: Path, monkeypatch: pytest.MonkeyPa
     return vllm_url
 
 
-def copy_demo(folder: Path) -> Path:
-    """configs/ and suites/ copied into a folder, so a test can edit them and write reports beside them."""
-    shutil.copytree(ROOT / "configs", folder / "configs")
-    shutil.copytree(ROOT / "suites", folder / "suites")
-    return folder
+
+
+
+
+
 
 
 @pytest.fixture
@@ -72,13 +69,14 @@ def demo_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    """A planted scenario's project folder (tests/scenarios.py), run by the scripted engine."""
+    """A planted scenario's project folder (tests/support/scenarios.py), run by the scripted engine."""
     return Project(tmp_path)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Cluster]:
-    """One real PostgreSQL server for the session (tests/postgres.py); each test makes its own database in it."""
+    """One real PostgreSQL server for the session (tests/support/postgres.py); each test makes its own database
+    in it."""
     cluster = Cluster().start()
     yield cluster
     cluster.stop()

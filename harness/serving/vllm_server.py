@@ -127,7 +127,7 @@ def lora_target_modules(adapters: Sequence[Adapter]) -> list[str] | None:
     request with one row per prompt token: "einsum(): subscript b has size 4 ... size 7"). Restricted to the
     adapters' own modules (a peft adapter trained on all-linear layers never has the LM head), the logits
     processor stays as it is, prompt log-probs batch like on a server without LoRA, and the adapters' weights
-    apply exactly as before (answers and log-likelihoods compared: tests/test_isolation.py)."""
+    apply exactly as before (answers and log-likelihoods compared: tests/serving/test_isolation.py)."""
     names: set[str] = set()
     for adapter in adapters:
         config = json.loads((adapter.path / "adapter_config.json").read_text())

@@ -6,7 +6,7 @@ Run the demo into a fresh folder first, so that its store holds this run's answe
     .venv/bin/harness compare configs/demo.yaml --out /tmp/golden --no-cache
     .venv/bin/python tests/golden/refresh.py /tmp/golden/harness.sqlite "why the scores moved"
 
-Only for a change that is meant to move scores (say which in the change); tests/test_golden.py then demands
+Only for a change that is meant to move scores (say which in the change); tests/scenarios/test_golden.py then demands
 that every later change reproduces them exactly.
 """
 
@@ -35,7 +35,7 @@ def main(store: str, why: str) -> None:
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     GOLDEN.write_text(json.dumps({
         "about": f"harness compare configs/demo.yaml on top of {revision} ({why}): every answer it cached, and the "
-                 "scores and verdict it gave. tests/test_golden.py replays the answers and demands the same.",
+                 "scores and verdict it gave. tests/scenarios/test_golden.py replays the answers and demands the same.",
         "cache": cache, "run_id": run_id, "scores": scores,
         "verdict": {"decision": verdict["decision"], "reason": verdict["reason"],
                     "gates": [{k: g[k] for k in GATE_KEYS} for g in verdict["gates"]]},

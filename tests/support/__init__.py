@@ -1,0 +1,1 @@
+"""What the tests share: planted-scenario projects, loopback servers, a throwaway PostgreSQL, paths."""
