@@ -19,10 +19,12 @@ demo: setup
 	@$(VENV)/bin/harness compare configs/demo.yaml; rc=$$?; \
 	  if [ $$rc -le 1 ]; then echo "demo finished: exit code $$rc is the verdict (0 ship, 1 do not ship)"; else exit $$rc; fi
 
-# Lint first (ruff: pyflakes, bugbear, import order, line length; settings in pyproject.toml), then every test;
+# Lint first (ruff: pyflakes, bugbear, import order, line length; then the layout `ruff format` gives, settings
+# in pyproject.toml), then every test;
 # the 25 slowest are listed at the end of every log, to keep the run inside its budget (35 min from a fresh clone).
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -v --durations=25
 
 # The stage table of the demo and its ratios against named baselines (see docs/benchmarks.md).

@@ -22,15 +22,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from support.helpers import endpoint_config, local_server, send_json  # noqa: E402 (tests/ is put on the path above)
+from support.helpers import (
+    endpoint_config,
+    local_server,
+    send_json,
+)  # noqa: E402 (tests/ is put on the path above)
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
-ANSWER = '{"category": "billing", "priority": "high"}'  # valid JSON, so the one gate passes and compare exits 0
+ANSWER = (  # valid JSON, so the one gate passes and compare exits 0
+    '{"category": "billing", "priority": "high"}'
+)
 
 
 class Endpoint:
-    """A loopback OpenAI-compatible endpoint serving model `served`, answering every chat request at once with
-    ANSWER; `first` is when the first chat request since `reset()` arrived (time.perf_counter)."""
+    """A loopback OpenAI-compatible endpoint serving model `served`, answering every chat request at
+    once with ANSWER; `first` is when the first chat request since `reset()` arrived
+    (time.perf_counter)."""
 
     def __init__(self) -> None:
         self.first: float | None = None
@@ -41,27 +48,46 @@ class Endpoint:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                send_json(self, 200, {"object": "list", "data": [{"id": "served", "object": "model"}]})
+                send_json(
+                    self, 200, {"object": "list", "data": [{"id": "served", "object": "model"}]}
+                )
 
             def do_POST(self) -> None:  # noqa: N802
                 endpoint.first = endpoint.first or time.perf_counter()
                 self.rfile.read(int(self.headers["Content-Length"]))
-                send_json(self, 200, {"id": "c", "object": "chat.completion", "created": 0, "model": "served",
-                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                   "message": {"role": "assistant", "content": ANSWER}}],
-                                      "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})
+                send_json(
+                    self,
+                    200,
+                    {
+                        "id": "c",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "served",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": ANSWER},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+                    },
+                )
 
         self.server = local_server(Handler)
 
 
 def run_once(argv: list[str], endpoint: Endpoint | None = None) -> tuple[float, float | None]:
-    """(seconds to exit, seconds to the endpoint's first chat request, if it got one); the command must exit 0."""
+    """(seconds to exit, seconds to the endpoint's first chat request, if it got one); the command
+    must exit 0."""
     if endpoint:
         endpoint.first = None
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
-    assert done.returncode == 0, f"{' '.join(argv[2:])}: exit {done.returncode}\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(argv[2:])}: exit {done.returncode}\n{done.stderr[-2000:]}"
+    )
     return elapsed, endpoint.first - started if endpoint and endpoint.first else None
 
 
@@ -73,7 +99,9 @@ def median_of(n: int, argv: list[str], endpoint: Endpoint | None = None) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=5, help="runs of each command (the median is shown)")
+    parser.add_argument(
+        "--n", type=int, default=5, help="runs of each command (the median is shown)"
+    )
     parser.add_argument("--smoke", action="store_true", help="one run of each (for the tests)")
     args = parser.parse_args()
     n = 1 if args.smoke else args.n
@@ -81,9 +109,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, endpoint.server as url:
         config = str(endpoint_config(Path(folder), base_url=f"{url}/v1"))
         baseline = median_of(n, [sys.executable, "-c", "pass"])[0]
-        rows = {"python -c pass (baseline)": baseline,
-                "harness --help": median_of(n, [*HARNESS, "--help"])[0],
-                "harness check (one-suite endpoint config)": median_of(n, [*HARNESS, "check", config])[0]}
+        rows = {
+            "python -c pass (baseline)": baseline,
+            "harness --help": median_of(n, [*HARNESS, "--help"])[0],
+            "harness check (one-suite endpoint config)": median_of(n, [*HARNESS, "check", config])[
+                0
+            ],
+        }
         whole, first = median_of(n, [*HARNESS, "compare", config, "--no-cache"], endpoint)
         rows["harness compare: to its first request"] = first
         rows["harness compare: to its exit (32 instant answers)"] = whole

@@ -1,8 +1,8 @@
 """Generation throughput: the same N chat prompts through three paths, as tok/s and ratios.
 
-  harness+vllm   the harness's own path: managed vLLM server, bounded-concurrency client, store writes
-  raw vllm       offline `vllm.LLM.chat` on the same model and settings (the ceiling for the harness)
-  hf one-by-one  transformers `generate` one prompt at a time (what a naive eval loop does)
+  harness+vllm   the harness's own path: managed vLLM server, bounded-concurrency client, store
+  writes raw vllm       offline `vllm.LLM.chat` on the same model and settings (the ceiling for the
+  harness) hf one-by-one  transformers `generate` one prompt at a time (what a naive eval loop does)
 
 Only generation is timed (server/model start-up is printed separately): the ratios compare
 how fast each path turns prompts into tokens. Run: `.venv/bin/python bench/generation.py [--n 32]`.
@@ -20,8 +20,12 @@ import time
 from pathlib import Path
 
 RESULT = "BENCH_RESULT "
-PROMPTS = [f"Write a short story about a robot named Unit {i} who learns to {verb}."
-           for i, verb in enumerate(["paint", "cook", "sing", "swim", "garden", "dance", "read", "fly"] * 16)]
+PROMPTS = [
+    f"Write a short story about a robot named Unit {i} who learns to {verb}."
+    for i, verb in enumerate(
+        ["paint", "cook", "sing", "swim", "garden", "dance", "read", "fly"] * 16
+    )
+]
 
 
 def bench_harness(n: int, max_tokens: int) -> dict:
@@ -39,13 +43,27 @@ def bench_harness(n: int, max_tokens: int) -> dict:
         root = Path(tmp)
         (root / "suite").mkdir()
         (root / "suite" / "cases.jsonl").write_text(
-            "".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(PROMPTS[:n])))
+            "".join(
+                json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(PROMPTS[:n])
+            )
+        )
         (root / "suite" / "suite.yaml").write_text(
-            f"name: bench\ncases: cases.jsonl\ngeneration: {{max_tokens: {max_tokens}}}\nscorers: [json_valid]\n")
-        (root / "config.yaml").write_text(yaml.safe_dump({
-            "name": "bench", "suites": ["suite"], "candidates": [{"name": "c", "kind": "prompt"}], "engine": "vllm",
-            "gates": [{"candidate": "c", "suite": "bench", "metric": "json_valid", "min": 0}],
-        }))
+            f"name: bench\ncases: cases.jsonl\ngeneration: {{max_tokens: {max_tokens}}}\nscorers:"
+            " [json_valid]\n"
+        )
+        (root / "config.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "name": "bench",
+                    "suites": ["suite"],
+                    "candidates": [{"name": "c", "kind": "prompt"}],
+                    "engine": "vllm",
+                    "gates": [
+                        {"candidate": "c", "suite": "bench", "metric": "json_valid", "min": 0}
+                    ],
+                }
+            )
+        )
         plan = make_plan(load_config(str(root / "config.yaml")))
         with Store(root / "store.sqlite") as store:
             store.begin_run("bench", "bench", "", {}, {})
@@ -57,8 +75,12 @@ def bench_harness(n: int, max_tokens: int) -> dict:
 
 def bench_raw_vllm(n: int, max_tokens: int) -> dict:
     """Offline vLLM in a child process (its workers need a fresh interpreter with a __main__ guard)."""
-    out = subprocess.run([sys.executable, __file__, "--raw-vllm-child", str(n), str(max_tokens)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--raw-vllm-child", str(n), str(max_tokens)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = next(x for x in out.stdout.splitlines() if x.startswith(RESULT))
     return json.loads(line.removeprefix(RESULT))
 
@@ -81,7 +103,10 @@ def raw_vllm_child(n: int, max_tokens: int) -> None:
     outputs = llm.chat(conversations, params, use_tqdm=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    print(RESULT + json.dumps({"tokens": tokens, "seconds": seconds, "startup_s": startup}), flush=True)
+    print(
+        RESULT + json.dumps({"tokens": tokens, "seconds": seconds, "startup_s": startup}),
+        flush=True,
+    )
 
 
 def bench_hf_one_by_one(n: int, max_tokens: int) -> dict:
@@ -93,14 +118,18 @@ def bench_hf_one_by_one(n: int, max_tokens: int) -> dict:
     started = time.perf_counter()
     engine = TransformersEngine(model, batch_size=1, dtype="auto")
     startup = time.perf_counter() - started
-    requests = [Request(model.name, (("user", p),), max_tokens, 0.0, 1.0, (), 0) for p in PROMPTS[:n]]
+    requests = [
+        Request(model.name, (("user", p),), max_tokens, 0.0, 1.0, (), 0) for p in PROMPTS[:n]
+    ]
     started = time.perf_counter()
     tokens = sum(c.completion_tokens for _, c in engine.run(requests))
     return {"tokens": tokens, "seconds": time.perf_counter() - started, "startup_s": startup}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=32, help="prompts (default 32)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--raw-vllm-child", nargs=2, type=int, help=argparse.SUPPRESS)
@@ -116,11 +145,15 @@ def main() -> None:
     baseline = results["hf one-by-one"]["tokens"] / results["hf one-by-one"]["seconds"]
     raw = results["raw vllm"]["tokens"] / results["raw vllm"]["seconds"]
     print(f"\n{args.n} prompts x up to {args.max_tokens} new tokens, greedy")
-    print(f"{'path':<16}{'tokens':>8}{'gen s':>9}{'tok/s':>9}{'x hf 1-by-1':>13}{'x raw vllm':>12}{'startup s':>11}")
+    print(
+        f"{'path':<16}{'tokens':>8}{'gen s':>9}{'tok/s':>9}{'x hf 1-by-1':>13}{'x raw vllm':>12}{'startup s':>11}"
+    )
     for name, r in results.items():
         rate = r["tokens"] / r["seconds"]
-        print(f"{name:<16}{r['tokens']:>8}{r['seconds']:>9.1f}{rate:>9.1f}{rate / baseline:>13.2f}{rate / raw:>12.2f}"
-              f"{r['startup_s']:>11.1f}")
+        print(
+            f"{name:<16}{r['tokens']:>8}{r['seconds']:>9.1f}{rate:>9.1f}{rate / baseline:>13.2f}{rate / raw:>12.2f}"
+            f"{r['startup_s']:>11.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Retrieval benchmark: index build and query latency on ~10k synthetic chunks, against a named baseline.
+"""Retrieval benchmark: index build and query latency on ~10k synthetic chunks, against a named
+baseline.
 
 Baseline: a brute-force pure-Python BM25 scan (same words, same Lucene BM25 formula, k1=1.5, b=0.75)
 that scores every chunk for every query. It is timed on a subset of the queries to stay within a
@@ -28,7 +29,24 @@ from harness.core.models import pull
 SEED = 0
 DOCUMENTS = 2000  # ~5 chunks each at 200 tokens with 40 overlap: ~10k chunks
 WORDS_PER_DOCUMENT = 210
-SYLLABLES = ["ka", "lo", "mi", "ter", "van", "sul", "dor", "pe", "ri", "zan", "qua", "bel", "ost", "ni", "gra", "fu"]
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ter",
+    "van",
+    "sul",
+    "dor",
+    "pe",
+    "ri",
+    "zan",
+    "qua",
+    "bel",
+    "ost",
+    "ni",
+    "gra",
+    "fu",
+]
 
 
 def vocabulary(rng: random.Random, size: int = 20000) -> list[str]:
@@ -45,7 +63,9 @@ def corpus(rng: random.Random) -> list[str]:
     texts = []
     for _ in range(DOCUMENTS):
         sample = rng.choices(words, weights, k=WORDS_PER_DOCUMENT)
-        texts.append(". ".join(" ".join(sample[i:i + 11]) for i in range(0, len(sample), 11)) + ".")
+        texts.append(
+            ". ".join(" ".join(sample[i : i + 11]) for i in range(0, len(sample), 11)) + "."
+        )
     return texts
 
 
@@ -112,14 +132,16 @@ def main() -> None:
         for _ in range(args.queries):
             words = rng.choice(index.chunks).text.replace(".", "").split()
             queries.append(" ".join(rng.sample(words, 4)))
-        index.search(queries[0], 3)  # first call pays one-time setup; steady state is what queries see
+        index.search(
+            queries[0], 3
+        )  # first call pays one-time setup; steady state is what queries see
         latencies = []
         for query in queries:
             started = time.perf_counter()
             index.search(query, 3)
             latencies.append(time.perf_counter() - started)
 
-        subset = queries[:args.baseline_queries]
+        subset = queries[: args.baseline_queries]
         base_latencies, agree = [], 0
         for query in subset:
             words = lexical_tokens([query])[0]
@@ -127,22 +149,41 @@ def main() -> None:
             top = baseline.search(words, 3)
             base_latencies.append(time.perf_counter() - started)
             mine = index.search(query, 3)
-            agree += bool(top) and bool(mine) and math.isclose(top[0][1], mine[0].score, rel_tol=1e-4)
+            agree += (
+                bool(top) and bool(mine) and math.isclose(top[0][1], mine[0].score, rel_tol=1e-4)
+            )
 
     ms = 1000
     mean, p95 = statistics.mean(latencies) * ms, percentile(latencies, 0.95) * ms
-    base_mean, base_p95 = statistics.mean(base_latencies) * ms, percentile(base_latencies, 0.95) * ms
-    print(f"corpus: {DOCUMENTS} synthetic documents -> {len(index.chunks)} chunks "
-          f"({settings.chunk_tokens} tokens, overlap {settings.chunk_overlap}, SmolLM2 tokenizer), seed {SEED}")
-    print(f"build_index, cold (read + chunk + BM25 + save): {build_s:.2f} s; reopened from cache: {reopen_s:.2f} s")
-    print(f"BM25 index from the same words: bm25s {bm25s_index_s:.2f} s, baseline pure-Python {baseline_index_s:.2f} s "
-          f"(bm25s takes {bm25s_index_s / baseline_index_s:.1f}x as long: it precomputes every word's score per "
-          f"chunk, so a query only sums)")
-    print(f"query (Index.search, k=3, {len(latencies)} queries): mean {mean:.2f} ms, p95 {p95:.2f} ms")
-    print(f"baseline brute-force pure-Python BM25 scan ({len(subset)} of the same queries, to stay within seconds): "
-          f"mean {base_mean:.1f} ms, p95 {base_p95:.1f} ms")
-    print(f"ratio: Index.search is {base_mean / mean:.0f}x faster (mean), {base_p95 / p95:.0f}x (p95); "
-          f"top-1 score agrees with the baseline on {agree}/{len(subset)} queries")
+    base_mean, base_p95 = (
+        statistics.mean(base_latencies) * ms,
+        percentile(base_latencies, 0.95) * ms,
+    )
+    print(
+        f"corpus: {DOCUMENTS} synthetic documents -> {len(index.chunks)} chunks"
+        f" ({settings.chunk_tokens} tokens, overlap {settings.chunk_overlap}, SmolLM2 tokenizer),"
+        f" seed {SEED}"
+    )
+    print(
+        f"build_index, cold (read + chunk + BM25 + save): {build_s:.2f} s; reopened from cache:"
+        f" {reopen_s:.2f} s"
+    )
+    print(
+        f"BM25 index from the same words: bm25s {bm25s_index_s:.2f} s, baseline pure-Python"
+        f" {baseline_index_s:.2f} s (bm25s takes {bm25s_index_s / baseline_index_s:.1f}x as long:"
+        " it precomputes every word's score per chunk, so a query only sums)"
+    )
+    print(
+        f"query (Index.search, k=3, {len(latencies)} queries): mean {mean:.2f} ms, p95 {p95:.2f} ms"
+    )
+    print(
+        f"baseline brute-force pure-Python BM25 scan ({len(subset)} of the same queries, to stay"
+        f" within seconds): mean {base_mean:.1f} ms, p95 {base_p95:.1f} ms"
+    )
+    print(
+        f"ratio: Index.search is {base_mean / mean:.0f}x faster (mean), {base_p95 / p95:.0f}x"
+        f" (p95); top-1 score agrees with the baseline on {agree}/{len(subset)} queries"
+    )
 
 
 if __name__ == "__main__":

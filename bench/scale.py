@@ -1,17 +1,20 @@
-"""Past one server and one process, on the machine it runs on, as ratios in one run: requests per second of one
-managed vLLM server (the baseline) against `--replicas` N replicas on disjoint devices, and of the fleet path (an
-endpoint's `base_urls` over those replicas) against one of them alone; then LoRA training tokens per second on one
-process (the baseline) against `--processes` N (DDP through accelerate).
+"""Past one server and one process, on the machine it runs on, as ratios in one run: requests per
+second of one managed vLLM server (the baseline) against `--replicas` N replicas on disjoint
+devices, and of the fleet path (an endpoint's `base_urls` over those replicas) against one of them
+alone; then LoRA training tokens per second on one process (the baseline) against `--processes` N
+(DDP through accelerate).
 
-The same chat requests (greedy, seeded) go to every path, which must give the same answers. On a 2-core CPU the
-replicas have one core each and the baseline server both: what the ratio shows there is how well one server uses
-two cores against two servers of one, not what a GPU node gains (see docs/scaling.md).
+The same chat requests (greedy, seeded) go to every path, which must give the same answers. On a
+2-core CPU the replicas have one core each and the baseline server both: what the ratio shows there
+is how well one server uses two cores against two servers of one, not what a GPU node gains (see
+docs/scaling.md).
 
     .venv/bin/python bench/scale.py [--replicas 2] [--requests 64] [--max-tokens 64] [--server URL]
 
-`--server`: a running server of the embedded model with the default settings (seed 0) as the baseline, instead
-of starting one. Training runs `--steps` optimizer steps of the demo's settings on the tickets' training data, each
-way. `--smoke`: 8 requests of 8 tokens and 2 training steps, so the slow tests keep it working.
+`--server`: a running server of the embedded model with the default settings (seed 0) as the
+baseline, instead of starting one. Training runs `--steps` optimizer steps of the demo's settings on
+the tickets' training data, each way. `--smoke`: 8 requests of 8 tokens and 2 training steps, so the
+slow tests keep it working.
 """
 
 from __future__ import annotations
@@ -54,8 +57,11 @@ def answered(engine: Engine, batch: Sequence[Request]) -> tuple[float, list[str]
     return elapsed, [out[i].text for i in range(len(batch))]
 
 
-def rounds(paths: dict[str, Engine], batch: Sequence[Request], times: int) -> Iterator[tuple[str, float]]:
-    """Each path once per round, in turn, so a busy machine slows them alike; every path's answers equal."""
+def rounds(
+    paths: dict[str, Engine], batch: Sequence[Request], times: int
+) -> Iterator[tuple[str, float]]:
+    """Each path once per round, in turn, so a busy machine slows them alike; every path's answers
+    equal."""
     first: list[str] | None = None
     for _ in range(times):
         for name, engine in paths.items():
@@ -65,7 +71,9 @@ def rounds(paths: dict[str, Engine], batch: Sequence[Request], times: int) -> It
             yield name, seconds
 
 
-def measure(replicas: int, n: int, max_tokens: int, times: int, server: str | None) -> dict[str, float]:
+def measure(
+    replicas: int, n: int, max_tokens: int, times: int, server: str | None
+) -> dict[str, float]:
     """Requests per second of each path, its best round."""
     model = pull(DEFAULT_MODEL, log=lambda *_: None)
     batch = requests(model.name, n, max_tokens)
@@ -74,7 +82,9 @@ def measure(replicas: int, n: int, max_tokens: int, times: int, server: str | No
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         base_url = server or stack.enter_context(managed_server(model, folder / "one", one, 0))
-        managed = stack.enter_context(vllm_engine(LocalTarget(model), several, folder / "replicas", 0))
+        managed = stack.enter_context(
+            vllm_engine(LocalTarget(model), several, folder / "replicas", 0)
+        )
         urls = tuple(replica.name for replica in managed.replicas)
         target = EndpointTarget("openai", None, None, per_server, 300, 0, None, base_urls=urls)
         paths: dict[str, Engine] = {
@@ -90,13 +100,17 @@ def measure(replicas: int, n: int, max_tokens: int, times: int, server: str | No
 
 
 def training(model: ModelRef, processes: int, steps: int) -> dict[int, float]:
-    """Tokens per second of the optimizer steps (model loading and process start left out), 1 and N processes."""
+    """Tokens per second of the optimizer steps (model loading and process start left out), 1 and N
+    processes."""
     out = {}
     for count in (1, processes):
-        settings = TrainSettings(data=str(TICKETS), max_steps=steps, eval_every=steps, processes=count)
+        settings = TrainSettings(
+            data=str(TICKETS), max_steps=steps, eval_every=steps, processes=count
+        )
         with tempfile.TemporaryDirectory() as folder:
-            out[count] = train_adapter(model, settings, TICKETS, cache_root=Path(folder), log=silent,
-                                       in_child=True).tokens_per_s
+            out[count] = train_adapter(
+                model, settings, TICKETS, cache_root=Path(folder), log=silent, in_child=True
+            ).tokens_per_s
     return out
 
 
@@ -106,18 +120,30 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--server", help="a running server of the embedded model (default settings) as the baseline")
+    parser.add_argument(
+        "--server", help="a running server of the embedded model (default settings) as the baseline"
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6, help="training steps each way")
-    parser.add_argument("--smoke", action="store_true", help="8 requests of 8 tokens, one round, 2 training steps")
+    parser.add_argument(
+        "--smoke", action="store_true", help="8 requests of 8 tokens, one round, 2 training steps"
+    )
     args = parser.parse_args()
-    n, tokens, times, steps = (8, 8, 1, 2) if args.smoke else (args.requests, args.max_tokens, args.rounds, args.steps)
+    n, tokens, times, steps = (
+        (8, 8, 1, 2) if args.smoke else (args.requests, args.max_tokens, args.rounds, args.steps)
+    )
     rps = measure(args.replicas, n, tokens, times, args.server)
-    print(f"{n} chat requests x {tokens} new tokens, greedy; answers equal on every path; best of {times} rounds\n")
+    print(
+        f"{n} chat requests x {tokens} new tokens, greedy; answers equal on every path; best of"
+        f" {times} rounds\n"
+    )
     print(f"{'path':<52} {'requests/s':>11}   ratio")
     for name, value in rps.items():
         against = ALONE if name.startswith("fleet") else BASELINE
-        print(f"{name:<52} {value:>11.2f}   x{value / rps[against]:.2f} against {against.split(' (')[0]}")
+        print(
+            f"{name:<52} {value:>11.2f}   x{value / rps[against]:.2f} against"
+            f" {against.split(' (')[0]}"
+        )
     rates = training(pull(DEFAULT_MODEL, log=lambda *_: None), args.processes, steps)
     print(f"\nLoRA training, the demo's settings, {steps} steps of batch 16 each way")
     print(f"{'processes':<52} {'tokens/s':>11}   ratio")

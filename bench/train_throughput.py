@@ -41,8 +41,16 @@ def lora_model(path: Path, settings: TrainSettings):
     torch.manual_seed(settings.seed)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     lora = settings.lora
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
 
 
 def ours(path: Path, data: list[Tokens], settings: TrainSettings, pad_id: int) -> float:
@@ -71,19 +79,37 @@ def stock(path: Path, data: list[Tokens], settings: TrainSettings, tokenizer) ->
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=settings.batch_size, max_steps=settings.max_steps,
-            learning_rate=settings.lr, warmup_steps=settings.warmup_ratio, weight_decay=settings.weight_decay,
-            lr_scheduler_type="linear", logging_strategy="no", save_strategy="no", report_to="none", use_cpu=True,
-            seed=settings.seed, disable_tqdm=True, remove_unused_columns=False)
+            output_dir=out,
+            per_device_train_batch_size=settings.batch_size,
+            max_steps=settings.max_steps,
+            learning_rate=settings.lr,
+            warmup_steps=settings.warmup_ratio,
+            weight_decay=settings.weight_decay,
+            lr_scheduler_type="linear",
+            logging_strategy="no",
+            save_strategy="no",
+            report_to="none",
+            use_cpu=True,
+            seed=settings.seed,
+            disable_tqdm=True,
+            remove_unused_columns=False,
+        )
         dataset = Dataset.from_list([{"input_ids": t.input_ids, "labels": t.labels} for t in data])
-        Trainer(model=lora_model(path, settings), args=args, train_dataset=dataset, data_collator=counting,
-                callbacks=[clock]).train()
-    return sum(batch_tokens[1:len(clock.ends)]) / (clock.ends[-1] - clock.ends[0])
+        Trainer(
+            model=lora_model(path, settings),
+            args=args,
+            train_dataset=dataset,
+            data_collator=counting,
+            callbacks=[clock],
+        ).train()
+    return sum(batch_tokens[1 : len(clock.ends)]) / (clock.ends[-1] - clock.ends[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="optimizer steps per run (the first is not timed)")
+    parser.add_argument(
+        "--steps", type=int, default=5, help="optimizer steps per run (the first is not timed)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternating")
     opts = parser.parse_args()
 
@@ -91,14 +117,19 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     settings = TrainSettings(data=str(DATA), max_steps=opts.steps, val_fraction=0)
     data = [encode(tokenizer, e.messages, settings.max_length)[0] for e in load_examples(DATA)]
-    print(f"{len(data)} examples, batch {settings.batch_size}, {opts.steps} steps, LoRA r={settings.lora.r} "
-          f"{settings.lora.target_modules}, torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(data)} examples, batch {settings.batch_size}, {opts.steps} steps, LoRA"
+        f" r={settings.lora.r} {settings.lora.target_modules}, torch threads"
+        f" {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
+    )
     rates: dict[str, list[float]] = {"ours": [], "stock Trainer": []}
     for _ in range(opts.rounds):
         rates["stock Trainer"].append(stock(base.path, data, settings, tokenizer))
         rates["ours"].append(ours(base.path, data, settings, tokenizer.pad_token_id))
-        print("  " + ", ".join(f"{name} {runs[-1]:.0f} tok/s" for name, runs in rates.items()), flush=True)
+        print(
+            "  " + ", ".join(f"{name} {runs[-1]:.0f} tok/s" for name, runs in rates.items()),
+            flush=True,
+        )
     mine, theirs = statistics.median(rates["ours"]), statistics.median(rates["stock Trainer"])
     print(f"ours: {mine:.0f} tok/s")
     print(f"stock Trainer: {theirs:.0f} tok/s")

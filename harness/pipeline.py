@@ -1,4 +1,5 @@
-"""`harness compare` and `harness drift`: plan -> build -> generate and score -> judge -> gate -> report.
+"""`harness compare` and `harness drift`: plan -> build -> generate and score -> judge -> gate ->
+report.
 
 One plain call per stage. A run can be resumed: rows already stored are not redone, and the
 store's primary keys keep every (candidate, suite, case, metric) row exactly once.
@@ -39,18 +40,31 @@ def run(options: RunOptions) -> RunOutcome:
     """The run `options` describe (RunOptions.from_cli merges them), to its verdict and reports."""
     plan, resume = options.plan, options.resume
     run_id = resume if resume is not None else new_run_id(plan.config.name)
-    with Store(options.store) as store, held(store, run_id), Engines(keep=judge_targets(plan)) as engines:
+    with (
+        Store(options.store) as store,
+        held(store, run_id),
+        Engines(keep=judge_targets(plan)) as engines,
+    ):
         pinned, against = baseline(plan, store, options.against)
-        run_id = resume_run(plan, store, options.mode, run_id) if resume is not None else \
-            begin(plan, store, options.mode, run_id, against)
+        run_id = (
+            resume_run(plan, store, options.mode, run_id)
+            if resume is not None
+            else begin(plan, store, options.mode, run_id, against)
+        )
         current = Run(plan, store, run_id, inside(options.out, run_id), options.use_cache, engines)
         with ended_on_failure(current, run_secrets(plan) + options.store.secrets, options.mode):
             skip = stored_answers(plan, store, run_id) if resume is not None else set()
-            store.put_timing(run_id, "plan", plan.config.name, time.perf_counter() - options.started)
+            store.put_timing(
+                run_id, "plan", plan.config.name, time.perf_counter() - options.started
+            )
             current.run_dir.mkdir(parents=True, exist_ok=True)
-            console.log(f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)} suites "
-                        f"({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}")
-            built = build(plan.config.candidates, plan.contexts(), store, run_id, retrain=options.retrain)
+            console.log(
+                f"run {run_id}: {len(plan.config.candidates)} candidates × {len(plan.suites)}"
+                f" suites ({sum(len(s.cases) for s in plan.suites)} cases) → {current.run_dir}"
+            )
+            built = build(
+                plan.config.candidates, plan.contexts(), store, run_id, retrain=options.retrain
+            )
             record_built(current, built, resumed=resume is not None)
             evidence = gatherer(options.stop_when_settled)(current, built, pinned, skip)
             engines.close()

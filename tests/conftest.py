@@ -1,6 +1,7 @@
-"""Shared fixtures. Integration tests use the real embedded model and one real vLLM server per session: a test
-that runs the harness on it asks for `shared_vllm`, and its runs attach to that server (harness/serving/shared.py)
-instead of starting their own. Only tests of a server's own start or stop start one."""
+"""Shared fixtures. Integration tests use the real embedded model and one real vLLM server per
+session: a test that runs the harness on it asks for `shared_vllm`, and its runs attach to that
+server (harness/serving/shared.py) instead of starting their own. Only tests of a server's own start
+or stop start one."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from support.helpers import copy_demo
 from support.postgres import Cluster
 from support.scenarios import Project
 
-# No test attaches to a server it did not ask for (a developer's `harness serve`, or this session's server in a
-# test of a server's start or stop): attaching is on only inside `shared_vllm`.
+# No test attaches to a server it did not ask for (a developer's `harness serve`, or this session's
+# server in a test of a server's start or stop): attaching is on only inside `shared_vllm`.
 os.environ[REGISTRY_ENV] = ""
 # Nor does any test write to a store it did not make (a developer's team store in HARNESS_STORE).
 os.environ.pop(STORE_ENV, None)
@@ -38,8 +39,11 @@ def vllm_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_url(model: ModelRef, vllm_registry: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real vLLM server for the whole session (the default engine settings, seed 0), stopped at the end."""
+def vllm_url(
+    model: ModelRef, vllm_registry: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One real vLLM server for the whole session (the default engine settings, seed 0), stopped at
+    the end."""
     from harness.serving.vllm_server import shared_server
 
     run_dir = tmp_path_factory.mktemp("vllm-session")
@@ -49,17 +53,10 @@ def vllm_url(model: ModelRef, vllm_registry: Path, tmp_path_factory: pytest.Temp
 
 @pytest.fixture
 def shared_vllm(vllm_url: str, vllm_registry: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The session's server, for runs of the harness in this test (in-process or children): a run whose server
-    would be the same command and weights attaches to it."""
+    """The session's server, for runs of the harness in this test (in-process or children): a run
+    whose server would be the same command and weights attaches to it."""
     monkeypatch.setenv(REGISTRY_ENV, str(vllm_registry))
     return vllm_url
-
-
-
-
-
-
-
 
 
 @pytest.fixture
@@ -75,8 +72,8 @@ def project(tmp_path: Path) -> Project:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Cluster]:
-    """One real PostgreSQL server for the session (tests/support/postgres.py); each test makes its own database
-    in it."""
+    """One real PostgreSQL server for the session (tests/support/postgres.py); each test makes its
+    own database in it."""
     cluster = Cluster().start()
     yield cluster
     cluster.stop()

@@ -1,1 +1,2 @@
-"""Building: each candidate kind builds what it needs before serving (an adapter trained, documents indexed)."""
+"""Building: each candidate kind builds what it needs before serving (an adapter trained, documents
+indexed)."""

@@ -1,7 +1,7 @@
-"""The command line: one module per command, each registering its arguments and importing what it runs only
-when it runs, over shared options (options.py). Here: parse, run the command, map what happened to the exit
-code: the command's own (0 ship or ready, 1 do not ship), else 2 for any error, 130 interrupted, 143
-terminated."""
+"""The command line: one module per command, each registering its arguments and importing what it
+runs only when it runs, over shared options (options.py). Here: parse, run the command, map what
+happened to the exit code: the command's own (0 ship or ready, 1 do not ship), else 2 for any error,
+130 interrupted, 143 terminated."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from harness.core.console import inert_lines, styled
 from harness.core.errors import HarnessError, ProblemsFound
 from harness.core.progress import quiet_library_bars
 
-# In the order `harness --help` lists them. Each registers its arguments and imports what it runs when it runs
-# (the stages import torch, transformers, scipy and vLLM's client), so `harness --help` answers at once.
+# In the order `harness --help` lists them. Each registers its arguments and imports what it runs
+# when it runs (the stages import torch, transformers, scipy and vLLM's client), so `harness --help`
+# answers at once.
 COMMANDS = (run, check, train, pin, diff, report, runs, store, judge, serve, models)
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
@@ -32,8 +33,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness",
-                                     description="Decide whether a fine-tuned LLM is good enough to ship.")
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Decide whether a fine-tuned LLM is good enough to ship."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
@@ -54,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except ProblemsFound as exc:  # `harness check`, or a run refusing its config: each problem on its own
+    except (
+        ProblemsFound
+    ) as exc:  # `harness check`, or a run refusing its config: each problem on its own
         _debug(args)
         err.print(styled((str(exc), "bold red"), ":"))
         for problem in exc.problems:
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure is still exit 2, with the details on request
         _debug(args)
         if not args.debug:
-            print(inert_lines(f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)"),
-                  file=sys.stderr)
+            print(
+                inert_lines(
+                    f"error: {type(exc).__name__}: {exc}\n  (run with --debug for the traceback)"
+                ),
+                file=sys.stderr,
+            )
         return EXIT_ERROR

@@ -12,8 +12,13 @@ from harness.core.console import console as err
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    diff = sub.add_parser("diff", help="per-metric deltas with CIs between two stored runs (B minus A, each "
-                                       "candidate paired with itself, case by case); writes an HTML page too")
+    diff = sub.add_parser(
+        "diff",
+        help=(
+            "per-metric deltas with CIs between two stored runs (B minus A, each "
+            "candidate paired with itself, case by case); writes an HTML page too"
+        ),
+    )
     diff.add_argument("run_a", help="the earlier run id")
     diff.add_argument("run_b", help="the later run id")
     add_store(diff)
@@ -27,17 +32,35 @@ def diff_two(args: argparse.Namespace) -> int:
 
     with open_store(args.store) as store:
         diff = diff_runs(store, args.run_a, args.run_b)
-    table = Table("candidate", "suite", "metric", f"A {args.run_a[-9:]}", f"B {args.run_b[-9:]}", "Δ B-A [CI]",
-                  "p (test)", "n", "reads")
+    table = Table(
+        "candidate",
+        "suite",
+        "metric",
+        f"A {args.run_a[-9:]}",
+        f"B {args.run_b[-9:]}",
+        "Δ B-A [CI]",
+        "p (test)",
+        "n",
+        "reads",
+    )
     for row in diff.rows:
-        table.add_row(row["candidate"], row["suite"], row["metric"], num(row["baseline_mean"]),
-                      num(row["candidate_mean"]), f"{row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]",
-                      f"{row['p_value']:.3g} ({row['test']})" if row["p_value"] is not None else "—", str(row["n"]),
-                      row["outcome"])
+        table.add_row(
+            row["candidate"],
+            row["suite"],
+            row["metric"],
+            num(row["baseline_mean"]),
+            num(row["candidate_mean"]),
+            f"{row['delta']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]",
+            f"{row['p_value']:.3g} ({row['test']})" if row["p_value"] is not None else "—",
+            str(row["n"]),
+            row["outcome"],
+        )
     out.print(table)
     for skipped in diff.skipped:
         err.print(f"not compared: {skipped}", highlight=False)
-    path = Path(args.out) if args.out else inside(store.folder, f"diff-{args.run_a}-{args.run_b}.html")
+    path = (
+        Path(args.out) if args.out else inside(store.folder, f"diff-{args.run_a}-{args.run_b}.html")
+    )
     path.write_text(render_diff_html(diff))
     out.print(f"html: {path}")
     return 0

@@ -11,7 +11,9 @@ from harness.core.models import DEFAULT_MODEL, cached, pull
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="the model cache").add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="the model cache").add_subparsers(
+        dest="models_command", required=True
+    )
     pull = models.add_parser("pull", help="fetch and convert embedded models (idempotent)")
     pull.add_argument("alias", nargs="*", default=[DEFAULT_MODEL])
     pull.set_defaults(func=pull_models)

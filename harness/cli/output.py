@@ -1,4 +1,5 @@
-"""Where commands print: results on stdout (wide when piped, so CI logs keep whole rows), problems on stderr."""
+"""Where commands print: results on stdout (wide when piped, so CI logs keep whole rows), problems
+on stderr."""
 
 from __future__ import annotations
 

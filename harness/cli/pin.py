@@ -12,9 +12,18 @@ from harness.core.console import console as err
 def add(sub: argparse._SubParsersAction) -> None:
     pin = sub.add_parser("pin", help="mark a stored run as a named baseline for `harness drift`")
     pin.add_argument("run")
-    pin.add_argument("--as", dest="name", required=True, help="the pin name a config's `drift: {baseline: NAME}` uses")
+    pin.add_argument(
+        "--as",
+        dest="name",
+        required=True,
+        help="the pin name a config's `drift: {baseline: NAME}` uses",
+    )
     add_store(pin)
-    pin.add_argument("--force", action="store_true", help="pin even a run whose verdict was ERROR (says so loudly)")
+    pin.add_argument(
+        "--force",
+        action="store_true",
+        help="pin even a run whose verdict was ERROR (says so loudly)",
+    )
     pin.set_defaults(func=pin_run)
 
 

@@ -15,8 +15,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="re-render a stored run's report files")
     report.add_argument("run", help="run id (see `harness runs`)")
     add_store(report)
-    report.add_argument("--out", help="the folder for the run's files (default: RUN beside a SQLite store, else "
-                                      "reports/RUN)")
+    report.add_argument(
+        "--out",
+        help=(
+            "the folder for the run's files (default: RUN beside a SQLite store, else reports/RUN)"
+        ),
+    )
     report.set_defaults(func=render)
 
 
@@ -32,8 +36,12 @@ def render(args: argparse.Namespace) -> int:
             raise HarnessError(f"no run {args.run!r} in {store.where}\n  fix: one of: {known}")
         if record["status"] != "finished":
             what, resume = unfinished(record)
-            err.print(f"warning: {what}: the reports show what is stored; finish it with: {resume}",
-                      style="bold yellow")
-        files = write_reports(store, args.run, Path(args.out) if args.out else inside(store.folder, args.run))
+            err.print(
+                f"warning: {what}: the reports show what is stored; finish it with: {resume}",
+                style="bold yellow",
+            )
+        files = write_reports(
+            store, args.run, Path(args.out) if args.out else inside(store.folder, args.run)
+        )
     out.print(*(f"{kind}: {path}" for kind, path in files.items()), sep="\n")
     return 0

@@ -24,6 +24,8 @@ def list_runs(args: argparse.Namespace) -> int:
     table.columns.insert(0, Column("run", no_wrap=True))
     for r in runs.itertuples(index=False):
         status = f"{r.status}: {r.reason.splitlines()[0][:100]}" if r.reason else r.status
-        table.add_row(r.run_id, r.name, r.kind, r.created_at, status, r.decision or "—", r.against or "")
+        table.add_row(
+            r.run_id, r.name, r.kind, r.created_at, status, r.decision or "—", r.against or ""
+        )
     out.print(table)
     return 0

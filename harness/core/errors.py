@@ -21,13 +21,14 @@ class ConfigError(HarnessError):
         super().__init__(f"{where}: {problem}\n  fix: {fix}")
 
     def __reduce__(self) -> tuple:
-        """Rebuilt from its parts, so it crosses a process boundary (training runs in a child) intact."""
+        """Rebuilt from its parts, so it crosses a process boundary (training runs in a child)
+        intact."""
         return type(self), (self.file, self.key, self.problem, self.fix)
 
 
 class ProblemsFound(HarnessError):
-    """Every problem found in a config and what it names: `harness check` lists them, and a run refuses with the
-    same list (the CLI prints each on its own, under a count)."""
+    """Every problem found in a config and what it names: `harness check` lists them, and a run
+    refuses with the same list (the CLI prints each on its own, under a count)."""
 
     def __init__(self, source: str, problems: list[HarnessError]) -> None:
         self.source, self.problems = source, problems
@@ -39,17 +40,21 @@ class EngineError(HarnessError):
 
 
 class Problems:
-    """Every problem found, not only the first: `harness check` wraps each independent check in `unit()`, which
-    records its HarnessError and carries on. With `collect=False` (a run) the first error is raised as usual."""
+    """Every problem found, not only the first: `harness check` wraps each independent check in
+    `unit()`, which records its HarnessError and carries on. With `collect=False` (a run) the first
+    error is raised as usual.
+    """
 
     def __init__(self, collect: bool = True) -> None:
         self.collect = collect
-        self.found: list[tuple[HarnessError, str]] = []  # each error, and the config's file:line its check was about
+        self.found: list[
+            tuple[HarnessError, str]
+        ] = []  # each error, and the config's file:line its check was about
 
     @contextmanager
     def unit(self, at: str = "") -> Iterator[None]:
-        """`at`: the config's file:line the check is about, which orders a problem found in a file it names (a
-        suite's cases, a rubric) among the config's own."""
+        """`at`: the config's file:line the check is about, which orders a problem found in a file
+        it names (a suite's cases, a rubric) among the config's own."""
         try:
             yield
         except HarnessError as exc:
@@ -58,14 +63,15 @@ class Problems:
             self.found.append((exc, at))
 
     def add(self, errors: list[HarnessError]) -> None:
-        """Several errors at once (every pydantic error of a file); raised first-only when not collecting."""
+        """Several errors at once (every pydantic error of a file); raised first-only when not
+        collecting."""
         if errors and not self.collect:
             raise errors[0]
         self.found.extend((error, "") for error in errors)
 
     def listed(self, config: str) -> list[HarnessError]:
-        """Each problem once, in the order of the lines of `config` they are at (or were found from); a problem
-        with no such line comes last."""
+        """Each problem once, in the order of the lines of `config` they are at (or were found
+        from); a problem with no such line comes last."""
         line = re.compile(rf"{re.escape(config)}:(\d+)\b")
 
         def order(found: tuple[int, tuple[HarnessError, str]]) -> tuple[float, int]:

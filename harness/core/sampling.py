@@ -1,4 +1,5 @@
-"""Sampling settings, laid over each other from general to specific: defaults < config < suite < candidate."""
+"""Sampling settings, laid over each other from general to specific: defaults < config < suite <
+candidate."""
 
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Generation: every (candidate, suite, case) becomes a request, answered from the cache or an engine."""
+"""Generation: every (candidate, suite, case) becomes a request, answered from the cache or an
+engine."""

@@ -1,1 +1,2 @@
-"""Planning: the config and its suites read, validated against what the stages offer, and resolved into a plan."""
+"""Planning: the config and its suites read, validated against what the stages offer, and resolved
+into a plan."""

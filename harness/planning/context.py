@@ -1,4 +1,5 @@
-"""The run in progress: what every stage after the plan is handed, instead of the same five arguments."""
+"""The run in progress: what every stage after the plan is handed, instead of the same five
+arguments."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ class Run:
     run_id: str
     run_dir: Path
     use_cache: bool = True
-    engines: Engines = field(default_factory=Engines)  # shared by the stages: one server per model per run
+    engines: Engines = field(
+        default_factory=Engines
+    )  # shared by the stages: one server per model per run
 
     @property
     def config(self) -> Config:

@@ -16,7 +16,14 @@ from harness.core.sampling import Generation
 from harness.core.strict import Strict
 from harness.core.textfiles import cause, csv_text, read_text
 from harness.core.yamlfile import jsonl_records, key_path, line_of, load_yaml, validate
-from harness.planning.datasets import Columns, Sample, data_hash, dataset_records, reads_with_datasets, subset
+from harness.planning.datasets import (
+    Columns,
+    Sample,
+    data_hash,
+    dataset_records,
+    reads_with_datasets,
+    subset,
+)
 from harness.scoring.registry import CASE_NEEDS, ScorerSpec, build_scorer, implicit_scorer
 from harness.scoring.retrieval import RETRIEVAL_METRICS
 
@@ -27,14 +34,17 @@ class Message(Strict):
 
 
 class Case(Strict):
-    """One input (chat messages, a prompt, or a `text` to score), an optional reference, and free-form
-    tags/metadata. A multiple-choice case adds `choices` and `answer_index`: it is answered by the
-    log-likelihood of each choice, not by generation; a `text` case is scored for perplexity."""
+    """One input (chat messages, a prompt, or a `text` to score), an optional reference, and
+    free-form tags/metadata. A multiple-choice case adds `choices` and `answer_index`: it is
+    answered by the log-likelihood of each choice, not by generation; a `text` case is scored for
+    perplexity."""
 
     id: str
     messages: list[Message] = []
     prompt: str | None = None
-    text: str | None = Field(None, description="plain text whose log-likelihood is scored (perplexity probes)")
+    text: str | None = Field(
+        None, description="plain text whose log-likelihood is scored (perplexity probes)"
+    )
     choices: list[str] | None = Field(None, min_length=2)
     answer_index: int | None = Field(None, ge=0)
     reference: str | None = None
@@ -49,42 +59,58 @@ class Case(Strict):
     @model_validator(mode="after")
     def _one_input(self) -> "Case":
         # (validation runs again on a validated case, whose `text` is also its one message)
-        as_text = self.text is not None and self.messages == [Message(role="user", content=self.text)]
+        as_text = self.text is not None and self.messages == [
+            Message(role="user", content=self.text)
+        ]
         chat = bool(self.messages) and not as_text
         if (chat + (self.prompt is not None) + (self.text is not None)) != 1:
-            raise ValueError("a case needs exactly one of `messages` (a chat), `prompt` (a string) or `text` "
-                             "(plain text to score)")
+            raise ValueError(
+                "a case needs exactly one of `messages` (a chat), `prompt` (a string) or `text` "
+                "(plain text to score)"
+            )
         if (self.choices is None) != (self.answer_index is None):
             raise ValueError("a multiple-choice case needs both `choices` and `answer_index`")
         if self.choices is not None:
             if self.prompt is None and [m.role for m in self.messages] != ["user"]:
                 raise ValueError("a multiple-choice case asks its question with `prompt`")
             if self.answer_index >= len(self.choices):  # type: ignore[operator]
-                raise ValueError(f"`answer_index` {self.answer_index} is past the last of {len(self.choices)} choices "
-                                 "(it counts from 0)")
+                raise ValueError(
+                    f"`answer_index` {self.answer_index} is past the last of {len(self.choices)}"
+                    " choices (it counts from 0)"
+                )
             self.reference = self.choices[self.answer_index]  # type: ignore[index]
         if self.prompt is not None or self.text is not None:
-            self.messages = [Message(role="user", content=self.prompt if self.prompt is not None else self.text)]
+            self.messages = [
+                Message(role="user", content=self.prompt if self.prompt is not None else self.text)
+            ]
             self.prompt = None
         return self
 
     @property
     def loglik(self) -> str:
         """How the case is answered: "none" (generation), "choices" or "text" (log-likelihoods)."""
-        return "choices" if self.choices is not None else "text" if self.text is not None else "none"
+        return (
+            "choices" if self.choices is not None else "text" if self.text is not None else "none"
+        )
 
 
 class SuiteFile(Strict):
     name: str
     description: str = ""
-    cases: str = Field(description="the cases, relative to the suite file: JSONL in the case shape, a HarmBench CSV, "
-                                   "or any file `datasets` reads (JSON, CSV, Parquet, Arrow) or a save_to_disk folder")
+    cases: str = Field(
+        description=(
+            "the cases, relative to the suite file: JSONL in the case shape, a HarmBench CSV, "
+            "or any file `datasets` reads (JSON, CSV, Parquet, Arrow) or a save_to_disk folder"
+        )
+    )
     columns: Columns | None = Field(None, description="which dataset column is which case field")
     split: str | None = Field(None, description="the split of a DatasetDict folder")
     sample: Sample | None = Field(None, description="a seeded random subset: {n, seed}")
     limit: int | None = Field(None, ge=1, description="at most this many cases (after `sample`)")
     generation: Generation = Generation()
-    scorers: list[str | dict[str, Any]] = Field(min_length=1, description="a scorer type, or a mapping with `type:`")
+    scorers: list[str | dict[str, Any]] = Field(
+        min_length=1, description="a scorer type, or a mapping with `type:`"
+    )
 
 
 class Suite(BaseModel):
@@ -121,7 +147,8 @@ def has_gold(case: Case) -> bool:
 
 
 def resolve_suite_path(ref: str, base_dir: Path) -> Path:
-    """`builtin:NAME` is a suite shipped in suites/; anything else is a path from the config's folder."""
+    """`builtin:NAME` is a suite shipped in suites/; anything else is a path from the config's
+    folder."""
     if ref.startswith("builtin:"):
         return builtin_dir("suites") / ref.removeprefix("builtin:") / "suite.yaml"
     path = Path(ref).expanduser()
@@ -132,8 +159,12 @@ def resolve_suite_path(ref: str, base_dir: Path) -> Path:
 def load_suite(path: Path) -> Suite:
     data, node = load_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "(top level)", "expected a mapping of keys",
-                          "see suites/tickets/suite.yaml for the shape")
+        raise ConfigError(
+            str(path),
+            "(top level)",
+            "expected a mapping of keys",
+            "see suites/tickets/suite.yaml for the shape",
+        )
     spec: SuiteFile = validate(SuiteFile, data, path, node)
     scorers = []
     for i, raw in enumerate(spec.scorers):
@@ -141,12 +172,17 @@ def load_suite(path: Path) -> Suite:
     metrics = [s.metric for s in scorers]
     repeated = sorted({m for m in metrics if metrics.count(m) > 1})
     if repeated:
-        raise ConfigError(f"{path}:{line_of(node, ('scorers',))}", "scorers",
-                          f"metric names repeat: {', '.join(repeated)}",
-                          "give each scorer a distinct `name:`")
+        raise ConfigError(
+            f"{path}:{line_of(node, ('scorers',))}",
+            "scorers",
+            f"metric names repeat: {', '.join(repeated)}",
+            "give each scorer a distinct `name:`",
+        )
     cases_path = path.parent / spec.cases
     if reads_with_datasets(cases_path, spec.columns):
-        records = dataset_records(cases_path, spec.columns, spec.split, f"{path}:{line_of(node, ('cases',))}")
+        records = dataset_records(
+            cases_path, spec.columns, spec.split, f"{path}:{line_of(node, ('cases',))}"
+        )
         cases = cases_from(records, "fix the row, or the suite's `columns:` mapping")
     else:
         cases = load_cases(cases_path)
@@ -154,13 +190,23 @@ def load_suite(path: Path) -> Suite:
     _check_needs(path, node, scorers, cases)
     if any(has_gold(c) for c in cases):  # retrieval is scored where cases name their gold documents
         scorers += [implicit_scorer(t) for t in RETRIEVAL_METRICS if t not in metrics]
-    # everything the cases are asked and scored with: the suite, its cases, its scorers' settings and files
+    # everything the cases are asked and scored with: the suite, its cases, its scorers' settings
+    # and files
     digest = hashlib.sha256(path.read_bytes() + b"\0" + data_hash(cases_path))
-    digest.update(json.dumps([s.params.model_dump(mode="json") for s in scorers], sort_keys=True).encode())
+    digest.update(
+        json.dumps([s.params.model_dump(mode="json") for s in scorers], sort_keys=True).encode()
+    )
     for source in (f for s in scorers for f in s.params.sources()):
         digest.update(b"\0" + source.read_bytes())
-    return Suite(name=spec.name, description=spec.description, path=path, generation=spec.generation,
-                 scorers=scorers, cases=cases, content_hash=digest.hexdigest())
+    return Suite(
+        name=spec.name,
+        description=spec.description,
+        path=path,
+        generation=spec.generation,
+        scorers=scorers,
+        cases=cases,
+        content_hash=digest.hexdigest(),
+    )
 
 
 def _lacks(need: str, case: Case) -> bool:
@@ -181,25 +227,38 @@ def _lacks(need: str, case: Case) -> bool:
 
 # A scorer and the shape of the suite's cases disagree: told at the scorer's line in the suite file.
 SHAPE_ERRORS = {
-    "generated": ("scores generated text, but case {id!r} is a log-likelihood probe ({loglik})",
-                  "put probes in a suite of their own, scored by multiple_choice or perplexity"),
-    "choices": ("needs cases with `prompt`, `choices` and `answer_index`; case {id!r} has none",
-                "put such cases in this suite, or use another scorer"),
-    "text": ("needs cases with `text`; case {id!r} has none", "put such cases in this suite, or use another scorer"),
+    "generated": (
+        "scores generated text, but case {id!r} is a log-likelihood probe ({loglik})",
+        "put probes in a suite of their own, scored by multiple_choice or perplexity",
+    ),
+    "choices": (
+        "needs cases with `prompt`, `choices` and `answer_index`; case {id!r} has none",
+        "put such cases in this suite, or use another scorer",
+    ),
+    "text": (
+        "needs cases with `text`; case {id!r} has none",
+        "put such cases in this suite, or use another scorer",
+    ),
 }
 # A case misses what its scorer compares with: told at the case's line in the cases file.
 CASE_ERRORS = {
-    "reference": ("compares the output with the case's `reference`, and this case has none",
-                  "add a `reference` to the case (equals and contains can take a `value:` instead), "
-                  "or remove the scorer"),
-    "json_reference": ("compares JSON fields with the case's `reference`, which must be a JSON object",
-                       'make the reference a JSON object in a string, e.g. "{\\"category\\": \\"billing\\"}"'),
+    "reference": (
+        "compares the output with the case's `reference`, and this case has none",
+        (
+            "add a `reference` to the case (equals and contains can take a `value:` instead), "
+            "or remove the scorer"
+        ),
+    ),
+    "json_reference": (
+        "compares JSON fields with the case's `reference`, which must be a JSON object",
+        'make the reference a JSON object in a string, e.g. "{\\"category\\": \\"billing\\"}"',
+    ),
 }
 
 
 def _check_needs(path: Path, node: Any, scorers: list[ScorerSpec], cases: list[Case]) -> None:
-    """Every case carries what each scorer declares it needs: a broken suite is exit 2 when it loads, never a
-    0 score that looks like a regression."""
+    """Every case carries what each scorer declares it needs: a broken suite is exit 2 when it
+    loads, never a 0 score that looks like a regression."""
     for i, spec in enumerate(scorers):
         for need in sorted(spec.needs & set(CASE_NEEDS), key=lambda n: n not in SHAPE_ERRORS):
             case = next((c for c in cases if _lacks(need, c)), None)
@@ -207,19 +266,36 @@ def _check_needs(path: Path, node: Any, scorers: list[ScorerSpec], cases: list[C
                 continue
             if need in SHAPE_ERRORS:
                 problem, fix = SHAPE_ERRORS[need]
-                raise ConfigError(f"{path}:{line_of(node, ('scorers', i))}", f"scorers[{i}]",
-                                  f"`{spec.type}` " + problem.format(id=case.id, loglik=case.loglik), fix)
+                raise ConfigError(
+                    f"{path}:{line_of(node, ('scorers', i))}",
+                    f"scorers[{i}]",
+                    f"`{spec.type}` " + problem.format(id=case.id, loglik=case.loglik),
+                    fix,
+                )
             problem, fix = CASE_ERRORS[need]
-            raise ConfigError(case.where, f"case {case.id!r}", f"scorer `{spec.metric}` ({spec.type}) {problem}", fix)
+            raise ConfigError(
+                case.where,
+                f"case {case.id!r}",
+                f"scorer `{spec.metric}` ({spec.type}) {problem}",
+                fix,
+            )
 
 
-HARMBENCH_COLUMNS = ("Behavior", "FunctionalCategory", "SemanticCategory", "Tags", "ContextString", "BehaviorID")
+HARMBENCH_COLUMNS = (
+    "Behavior",
+    "FunctionalCategory",
+    "SemanticCategory",
+    "Tags",
+    "ContextString",
+    "BehaviorID",
+)
 
 
 def load_harmbench_csv(path: Path) -> list[Case]:
     """A behaviours CSV in HarmBench's columns, so the real HarmBench file can be dropped in.
 
-    A contextual behaviour is shown the way HarmBench shows it: the context, a rule, then the request.
+    A contextual behaviour is shown the way HarmBench shows it: the context, a rule, then the
+    request.
     """
     import pandas as pd
 
@@ -227,23 +303,48 @@ def load_harmbench_csv(path: Path) -> list[Case]:
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - pandas raises many types on a broken file; each names the file here
-        raise ConfigError(str(path), "", f"not a readable CSV ({cause(exc)})",
-                          "save it as UTF-8 CSV with a header row") from None
+        raise ConfigError(
+            str(path),
+            "",
+            f"not a readable CSV ({cause(exc)})",
+            "save it as UTF-8 CSV with a header row",
+        ) from None
     missing = [c for c in HARMBENCH_COLUMNS if c not in table.columns]
     if missing:
-        raise ConfigError(str(path), "(header)", f"missing column(s) {', '.join(missing)}",
-                          f"a HarmBench behaviours CSV has the columns {', '.join(HARMBENCH_COLUMNS)}")
+        raise ConfigError(
+            str(path),
+            "(header)",
+            f"missing column(s) {', '.join(missing)}",
+            f"a HarmBench behaviours CSV has the columns {', '.join(HARMBENCH_COLUMNS)}",
+        )
     cases = []
     for number, row in enumerate(table.itertuples(index=False), start=2):
         if not row.Behavior.strip() or not row.BehaviorID.strip():
-            raise ConfigError(f"{path}:{number}", "Behavior" if not row.Behavior.strip() else "BehaviorID",
-                              "empty", "every behaviour needs a Behavior text and a BehaviorID")
-        prompt = f"{row.ContextString}\n\n---\n\n{row.Behavior}" if row.ContextString.strip() else row.Behavior
-        tags = [row.SemanticCategory, row.FunctionalCategory] + [t for t in row.Tags.split(",") if t.strip()]
-        case = Case(id=row.BehaviorID, prompt=prompt, tags=[t.strip() for t in tags if t.strip()],
-                    metadata={"behavior": row.Behavior, "context": row.ContextString,
-                              "semantic_category": row.SemanticCategory,
-                              "functional_category": row.FunctionalCategory})
+            raise ConfigError(
+                f"{path}:{number}",
+                "Behavior" if not row.Behavior.strip() else "BehaviorID",
+                "empty",
+                "every behaviour needs a Behavior text and a BehaviorID",
+            )
+        prompt = (
+            f"{row.ContextString}\n\n---\n\n{row.Behavior}"
+            if row.ContextString.strip()
+            else row.Behavior
+        )
+        tags = [row.SemanticCategory, row.FunctionalCategory] + [
+            t for t in row.Tags.split(",") if t.strip()
+        ]
+        case = Case(
+            id=row.BehaviorID,
+            prompt=prompt,
+            tags=[t.strip() for t in tags if t.strip()],
+            metadata={
+                "behavior": row.Behavior,
+                "context": row.ContextString,
+                "semantic_category": row.SemanticCategory,
+                "functional_category": row.FunctionalCategory,
+            },
+        )
         case._where = f"{path}:{number}"
         cases.append(case)
     return cases
@@ -251,7 +352,12 @@ def load_harmbench_csv(path: Path) -> list[Case]:
 
 def load_cases(path: Path) -> list[Case]:
     if not path.exists():
-        raise ConfigError(str(path), "", "cases file not found", "check `cases:` in the suite file (relative to it)")
+        raise ConfigError(
+            str(path),
+            "",
+            "cases file not found",
+            "check `cases:` in the suite file (relative to it)",
+        )
     if path.suffix.lower() == ".csv":
         cases = load_harmbench_csv(path)
         if not cases:
@@ -268,7 +374,8 @@ def load_cases(path: Path) -> list[Case]:
 
 
 def cases_from(records: list[tuple[str, Any]], fix: str) -> list[Case]:
-    """Validated cases from (file:line, record) pairs; a bad record or a repeated id is a ConfigError there."""
+    """Validated cases from (file:line, record) pairs; a bad record or a repeated id is a
+    ConfigError there."""
     cases: list[Case] = []
     seen: set[str] = set()
     for where, raw in records:
@@ -276,10 +383,16 @@ def cases_from(records: list[tuple[str, Any]], fix: str) -> list[Case]:
             case = Case.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ConfigError(where, key_path(err["loc"]) or "(case)", err["msg"].removeprefix("Value error, "),
-                              fix) from None
+            raise ConfigError(
+                where,
+                key_path(err["loc"]) or "(case)",
+                err["msg"].removeprefix("Value error, "),
+                fix,
+            ) from None
         if case.id in seen:
-            raise ConfigError(where, "id", f"case id {case.id!r} repeats", "give every case a unique `id`")
+            raise ConfigError(
+                where, "id", f"case id {case.id!r} repeats", "give every case a unique `id`"
+            )
         seen.add(case.id)
         case._where = where
         cases.append(case)

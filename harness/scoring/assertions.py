@@ -1,4 +1,5 @@
-"""Golden-set assertions: deterministic pass/fail checks of an output against a value or the reference."""
+"""Golden-set assertions: deterministic pass/fail checks of an output against a value or the
+reference."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
 def parse_json(text: str, strip_fences: bool = True) -> tuple[Any, str | None]:
-    """(value, None) or (None, why). Models often wrap JSON in a markdown fence; that alone is forgiven."""
+    """(value, None) or (None, why). Models often wrap JSON in a markdown fence; that alone is
+    forgiven."""
     if strip_fences:
         match = _FENCE.match(text)
         text = match.group(1) if match else text
@@ -29,8 +31,10 @@ def parse_json(text: str, strip_fences: bool = True) -> tuple[Any, str | None]:
 
 
 def _expected(value: str | None, item: ScoreInput) -> str:
-    """The value to compare with. A case without one never reaches a scorer (the suite loader checks the
-    needs of every case), and is an error here rather than a silent 0 that would look like a regression."""
+    """The value to compare with. A case without one never reaches a scorer (the suite loader checks
+    the needs of every case), and is an error here rather than a silent 0 that would look like a
+    regression.
+    """
     expected = value if value is not None else item.reference
     if expected is None:
         raise HarnessError("no `value` and the case has no `reference` to compare with")
@@ -65,7 +69,9 @@ def equals(p: EqualsParams, item: ScoreInput) -> Score:
 @scorer(TextParams, needs=("generated", "reference"), bounds=UNIT)
 def contains(p: TextParams, item: ScoreInput) -> Score:
     expected = _expected(p.value, item)
-    hay, needle = (item.output.casefold(), expected.casefold()) if p.ignore_case else (item.output, expected)
+    hay, needle = (
+        (item.output.casefold(), expected.casefold()) if p.ignore_case else (item.output, expected)
+    )
     ok = needle in hay
     return Score(float(ok), ok, "" if ok else f"does not contain {expected[:200]!r}")
 
@@ -117,11 +123,15 @@ class SchemaParams(JsonParams):
     @model_validator(mode="after")
     def _load(self, info: ValidationInfo) -> "SchemaParams":
         if (self.json_schema is None) == (self.schema_file is None):
-            raise ValueError("give exactly one of `schema:` (inline) or `schema_file:` (a path beside the suite)")
+            raise ValueError(
+                "give exactly one of `schema:` (inline) or `schema_file:` (a path beside the suite)"
+            )
         if self.schema_file is not None:
             path = Path((info.context or {}).get("suite_dir", ".")) / self.schema_file
             if not path.exists():
-                raise ValueError(f"schema_file {str(path)!r} not found (paths are relative to the suite file)")
+                raise ValueError(
+                    f"schema_file {str(path)!r} not found (paths are relative to the suite file)"
+                )
             self.json_schema = json.loads(read_text(path))
         try:
             jsonschema.validators.validator_for(self.json_schema).check_schema(self.json_schema)
@@ -149,12 +159,13 @@ class FieldsParams(JsonParams):
     fields: list[str] | None = None
 
 
-
 @scorer(FieldsParams, needs=("generated", "json_reference"), bounds=UNIT)
 def json_fields(p: FieldsParams, item: ScoreInput) -> Score:
     want, why = parse_json(_expected(None, item), strip_fences=True)
     if why or not isinstance(want, dict):
-        return Score(0.0, False, f"the reference is not a JSON object ({why or type(want).__name__})")
+        return Score(
+            0.0, False, f"the reference is not a JSON object ({why or type(want).__name__})"
+        )
     got, why = parse_json(item.output, p.strip_fences)
     if why or not isinstance(got, dict):
         return Score(0.0, False, why or f"output is a JSON {type(got).__name__}, not an object")
@@ -162,7 +173,9 @@ def json_fields(p: FieldsParams, item: ScoreInput) -> Score:
     wrong = [f for f in fields if got.get(f, _MISSING) != want.get(f, _MISSING)]
     if not wrong:
         return Score(1.0, True)
-    shown = ", ".join(f"{f}={got.get(f, '<missing>')!r} (want {want.get(f, '<missing>')!r})" for f in wrong[:4])
+    shown = ", ".join(
+        f"{f}={got.get(f, '<missing>')!r} (want {want.get(f, '<missing>')!r})" for f in wrong[:4]
+    )
     return Score(0.0, False, f"fields differ: {shown}")
 
 

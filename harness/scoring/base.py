@@ -1,5 +1,6 @@
-"""What a scorer is: params (a pydantic model per type), a score function, and what it declares about
-itself: its direction, what it needs from a case and a candidate, and how it aggregates over a corpus.
+"""What a scorer is: params (a pydantic model per type), a score function, and what it declares
+about itself: its direction, what it needs from a case and a candidate, and how it aggregates over a
+corpus.
 
 Everything downstream asks the registry rather than knowing scorers by name: the suite loader checks
 the needs of every case, the plan checks the needs of every gated candidate, the report finds corpus
@@ -19,8 +20,9 @@ from harness.core.plugins import Table
 from harness.core.strict import Strict
 from harness.core.yamlfile import validate
 
-# What a scorer can need. Case needs are checked for every case when the suite loads; candidate needs
-# when the plan checks a gate; `gold_documents` marks the cases a scorer applies to; `model`: a judge.
+# What a scorer can need. Case needs are checked for every case when the suite loads; candidate
+# needs when the plan checks a gate; `gold_documents` marks the cases a scorer applies to; `model`:
+# a judge.
 CASE_NEEDS = {
     "generated": "a generated answer (a `messages` or `prompt` case, not a log-likelihood probe)",
     "reference": "a `reference` to compare with",
@@ -34,24 +36,30 @@ CANDIDATE_NEEDS = {
 }
 APPLIES_TO = {"gold_documents": "cases whose metadata names `gold_doc_ids`"}
 NEEDS = {**CASE_NEEDS, **CANDIDATE_NEEDS, **APPLIES_TO, "model": "a model to ask (a judge)"}
-# The values a metric can take, (lowest, highest), None where it has no limit: the plan refuses a gate bound
-# outside them (`min: 1.5` on a pass rate can never pass). A type that declares none is unbounded.
+# The values a metric can take, (lowest, highest), None where it has no limit: the plan refuses a
+# gate bound outside them (`min: 1.5` on a pass rate can never pass). A type that declares none is
+# unbounded.
 Bounds = tuple[float | None, float | None]
 UNBOUNDED: Bounds = (None, None)
 UNIT: Bounds = (0.0, 1.0)  # pass/fail metrics and rates
 
 
 class Params(Strict):
-    """Base for scorer parameters: held to what every config model is (see core.strict), and `name` renames the
-    metric."""
+    """Base for scorer parameters: held to what every config model is (see core.strict), and `name`
+    renames the metric."""
 
     type: str
     name: str | None = None
     higher_is_better: bool | None = Field(
-        None, description="whether a higher value is better; default: the scorer's own (TER, perplexity: lower)")
+        None,
+        description=(
+            "whether a higher value is better; default: the scorer's own (TER, perplexity: lower)"
+        ),
+    )
 
     def needs(self, declared: frozenset[str]) -> frozenset[str]:
-        """What these settings need, from what the type declares (a `value:` waives the reference, say)."""
+        """What these settings need, from what the type declares (a `value:` waives the reference,
+        say)."""
         return declared
 
     def sources(self) -> list[Path]:
@@ -62,7 +70,9 @@ class Params(Strict):
 @dataclass(frozen=True)
 class Score:
     """value in [0, 1] for pass/fail metrics (1 = pass); detail says why, for the report; meta holds
-    data about the score (a judge's raw answer, say) so that nothing has to be parsed back out of prose."""
+    data about the score (a judge's raw answer, say) so that nothing has to be parsed back out of
+    prose.
+    """
 
     value: float | None
     passed: bool | None
@@ -72,9 +82,9 @@ class Score:
 
 @dataclass(frozen=True)
 class ScoreInput:
-    """What a scorer sees: the output text and the case's reference; for log-likelihood probes also the
-    (log-prob, tokens) of each choice or of the text, and the index of the right choice; for retrieval
-    the documents retrieved and the case's gold documents."""
+    """What a scorer sees: the output text and the case's reference; for log-likelihood probes also
+    the (log-prob, tokens) of each choice or of the text, and the index of the right choice; for
+    retrieval the documents retrieved and the case's gold documents."""
 
     output: str
     reference: str | None
@@ -92,7 +102,9 @@ class CorpusItem:
 
 
 ScoreFn = Callable[[Any, ScoreInput], Score]
-CorpusFn = Callable[[Any, Sequence[CorpusItem]], tuple[float, str]]  # -> (value, the settings it was made with)
+CorpusFn = Callable[
+    [Any, Sequence[CorpusItem]], tuple[float, str]
+]  # -> (value, the settings it was made with)
 
 
 @dataclass(frozen=True)
@@ -110,34 +122,46 @@ class ScorerType:
         return self.fn(params, item)
 
 
-# Every scorer type a suite may name -> its ScorerType: one line here, or an entry point in an installed package's
-# `harness.scorers` group (see docs/plugins.md). A type's module is imported when a suite names it.
-SCORERS: Table[ScorerType] = Table("harness.scorers", {
-    "equals": "harness.scoring.assertions:equals",
-    "contains": "harness.scoring.assertions:contains",
-    "regex": "harness.scoring.assertions:regex",
-    "json_valid": "harness.scoring.assertions:json_valid",
-    "json_schema": "harness.scoring.assertions:json_schema",
-    "json_fields": "harness.scoring.assertions:json_fields",
-    "refusal": "harness.scoring.refusal:refusal",
-    "multiple_choice": "harness.scoring.likelihood:multiple_choice",
-    "perplexity": "harness.scoring.likelihood:perplexity",
-    "recall_at_k": "harness.scoring.retrieval:recall",
-    "mrr": "harness.scoring.retrieval:mrr",
-    **{variant: "harness.scoring.overlap:ROUGE" for variant in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
-    "bleu": "harness.scoring.overlap:BLEU_TYPE",
-    "chrf": "harness.scoring.overlap:CHRF_TYPE",
-    "ter": "harness.scoring.overlap:TER_TYPE",
-    "judge": "harness.scoring.judge:JUDGE",
-})
+# Every scorer type a suite may name -> its ScorerType: one line here, or an entry point in an
+# installed package's `harness.scorers` group (see docs/plugins.md). A type's module is imported
+# when a suite names it.
+SCORERS: Table[ScorerType] = Table(
+    "harness.scorers",
+    {
+        "equals": "harness.scoring.assertions:equals",
+        "contains": "harness.scoring.assertions:contains",
+        "regex": "harness.scoring.assertions:regex",
+        "json_valid": "harness.scoring.assertions:json_valid",
+        "json_schema": "harness.scoring.assertions:json_schema",
+        "json_fields": "harness.scoring.assertions:json_fields",
+        "refusal": "harness.scoring.refusal:refusal",
+        "multiple_choice": "harness.scoring.likelihood:multiple_choice",
+        "perplexity": "harness.scoring.likelihood:perplexity",
+        "recall_at_k": "harness.scoring.retrieval:recall",
+        "mrr": "harness.scoring.retrieval:mrr",
+        **{
+            variant: "harness.scoring.overlap:ROUGE"
+            for variant in ("rouge1", "rouge2", "rougeL", "rougeLsum")
+        },
+        "bleu": "harness.scoring.overlap:BLEU_TYPE",
+        "chrf": "harness.scoring.overlap:CHRF_TYPE",
+        "ter": "harness.scoring.overlap:TER_TYPE",
+        "judge": "harness.scoring.judge:JUDGE",
+    },
+)
 
 
-def scorer(params: type[Params], higher_is_better: bool = True, needs: Sequence[str] = ("generated",),
-           corpus: CorpusFn | None = None, bounds: Bounds = UNBOUNDED) -> Callable[[ScoreFn], ScorerType]:
-    """Declare a scorer type (its name is its line in SCORERS). `higher_is_better`: the metric's direction unless
-    a suite says otherwise (comparisons, colours and relative gates follow it); `needs`: keys of NEEDS; `corpus`:
-    how the report computes the corpus-level value (BLEU's pooled statistics, perplexity over all tokens);
-    `bounds`: the values it can take."""
+def scorer(
+    params: type[Params],
+    higher_is_better: bool = True,
+    needs: Sequence[str] = ("generated",),
+    corpus: CorpusFn | None = None,
+    bounds: Bounds = UNBOUNDED,
+) -> Callable[[ScoreFn], ScorerType]:
+    """Declare a scorer type (its name is its line in SCORERS). `higher_is_better`: the metric's
+    direction unless a suite says otherwise (comparisons, colours and relative gates follow it);
+    `needs`: keys of NEEDS; `corpus`: how the report computes the corpus-level value (BLEU's pooled
+    statistics, perplexity over all tokens); `bounds`: the values it can take."""
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
@@ -148,10 +172,12 @@ def scorer(params: type[Params], higher_is_better: bool = True, needs: Sequence[
     return declare
 
 
-def deferred_scorer(params: type[Params], needs: Sequence[str] = ("generated", "model")) -> ScorerType:
-    """A scorer that needs a model to score (a judge): the judging stage runs it after
-    generation; inline scoring skips it. Its params set `higher_is_better` themselves; its values are on 0..1
-    (a scale's score is normalised onto it, a label or a pairwise verdict is 0, 0.5 or 1)."""
+def deferred_scorer(
+    params: type[Params], needs: Sequence[str] = ("generated", "model")
+) -> ScorerType:
+    """A scorer that needs a model to score (a judge): the judging stage runs it after generation;
+    inline scoring skips it. Its params set `higher_is_better` themselves; its values are on 0..1 (a
+    scale's score is normalised onto it, a label or a pairwise verdict is 0, 0.5 or 1)."""
     return ScorerType(params, None, True, frozenset(needs), None, UNIT)
 
 
@@ -182,8 +208,9 @@ class ScorerSpec:
 
     def applies(self, has_gold: bool, retrieves: bool) -> bool:
         """Whether this scorer writes a row for a case (by its gold documents) and a candidate."""
-        return (("gold_documents" not in self.needs or has_gold)
-                and ("retrieval" not in self.needs or retrieves))
+        return ("gold_documents" not in self.needs or has_gold) and (
+            "retrieval" not in self.needs or retrieves
+        )
 
     def __call__(self, item: ScoreInput) -> Score:
         assert self.fn is not None, f"{self.type} needs a model: it runs in the judging stage"
@@ -198,10 +225,21 @@ def build_scorer(raw: Any, suite_path: Path, line: int | None, key: str) -> Scor
     type_name = raw.get("type") if isinstance(raw, dict) else None
     entry = scorer_type(type_name) if isinstance(type_name, str) else None
     if entry is None:
-        raise ConfigError(where, f"{key}.type", f"unknown scorer type {type_name!r}",
-                          f"use one of: {', '.join(known_types())}")
-    params = validate(entry.params, raw, suite_path, None, context={"suite_dir": suite_path.parent},
-                      loc_prefix=(key,), line_offset=line)
+        raise ConfigError(
+            where,
+            f"{key}.type",
+            f"unknown scorer type {type_name!r}",
+            f"use one of: {', '.join(known_types())}",
+        )
+    params = validate(
+        entry.params,
+        raw,
+        suite_path,
+        None,
+        context={"suite_dir": suite_path.parent},
+        loc_prefix=(key,),
+        line_offset=line,
+    )
     return implicit_scorer(type_name, params)  # type: ignore[arg-type]
 
 
@@ -210,6 +248,13 @@ def implicit_scorer(type_name: str, params: Params | None = None) -> ScorerSpec:
     entry = SCORERS.load(type_name)
     params = params if params is not None else entry.params(type=type_name)
     higher = entry.higher_is_better if params.higher_is_better is None else params.higher_is_better
-    return ScorerSpec(type=type_name, metric=params.name or type_name, params=params, fn=entry.fn,
-                      higher_is_better=higher, needs=params.needs(entry.needs), corpus=entry.corpus,
-                      bounds=entry.bounds)
+    return ScorerSpec(
+        type=type_name,
+        metric=params.name or type_name,
+        params=params,
+        fn=entry.fn,
+        higher_is_better=higher,
+        needs=params.needs(entry.needs),
+        corpus=entry.corpus,
+        bounds=entry.bounds,
+    )

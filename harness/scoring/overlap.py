@@ -1,4 +1,5 @@
-"""Reference-overlap metrics: ROUGE (rouge-score) and BLEU / chrF / TER (sacrebleu), per case and per corpus.
+"""Reference-overlap metrics: ROUGE (rouge-score) and BLEU / chrF / TER (sacrebleu), per case and
+per corpus.
 
 Values stay in each library's own scale, so they can be set beside published numbers:
 
@@ -7,11 +8,13 @@ Values stay in each library's own scale, so they can be set beside published num
 - `ter`: edits per reference word x 100, LOWER is better, and it can exceed 100.
 
 A case's row is the sentence-level score (what paired statistics compare). `corpus_score` is the
-corpus-level number each library defines; for BLEU, chrF and TER that is computed from pooled statistics
-and is not the mean of the sentence scores. These metrics are continuous: `passed` is always None.
+corpus-level number each library defines; for BLEU, chrF and TER that is computed from pooled
+statistics and is not the mean of the sentence scores. These metrics are continuous: `passed` is
+always None.
 
-Every case must carry a `reference` (the types declare it, and the suite loader rejects a case without
-one before any generation); here a case without one raises HarnessError rather than scoring a silent 0.
+Every case must carry a `reference` (the types declare it, and the suite loader rejects a case
+without one before any generation); here a case without one raises HarnessError rather than scoring
+a silent 0.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ OVERLAP_TYPES = frozenset(ROUGE_VARIANTS + SACREBLEU_TYPES)
 
 def _reference(metric_type: str, item: ScoreInput) -> str:
     if item.reference is None:
-        raise HarnessError(f"the `{metric_type}` scorer compares with the case's reference, and a case has none\n"
-                           "  fix: give every case of the suite a `reference`, or remove the scorer from the suite")
+        raise HarnessError(
+            f"the `{metric_type}` scorer compares with the case's reference, and a case has none\n"
+            "  fix: give every case of the suite a `reference`, or remove the scorer from the suite"
+        )
     return item.reference
 
 
@@ -56,8 +61,9 @@ class RougeParams(Params):
 
 @lru_cache(maxsize=None)
 def _rouge(variant: str, use_stemmer: bool) -> RougeScorer:
-    # rouge-score imports nltk, and nltk scikit-learn, scipy and pandas: 1.4 s that every command reading a
-    # suite (`harness check` among them) would pay, though only a run scoring ROUGE needs it
+    # rouge-score imports nltk, and nltk scikit-learn, scipy and pandas: 1.4 s that every command
+    # reading a suite (`harness check` among them) would pay, though only a run scoring ROUGE needs
+    # it
     from rouge_score.rouge_scorer import RougeScorer
 
     return RougeScorer([variant], use_stemmer=use_stemmer)
@@ -76,12 +82,16 @@ def rouge(p: RougeParams, item: ScoreInput) -> Score:
 
 def corpus(p: Params, items: Sequence[CorpusItem]) -> tuple[float, str]:
     """The corpus-level value as the library defines it, with the settings string it was made with."""
-    return (corpus_score(p.type, p, [i.output for i in items], [i.reference or "" for i in items]),
-            signature(p.type, p, "corpus"))
+    return (
+        corpus_score(p.type, p, [i.output for i in items], [i.reference or "" for i in items]),
+        signature(p.type, p, "corpus"),
+    )
 
 
 NEEDS = ("generated", "reference")
-ROUGE = scorer(RougeParams, needs=NEEDS, corpus=corpus, bounds=UNIT)(rouge)  # each of ROUGE_VARIANTS
+ROUGE = scorer(RougeParams, needs=NEEDS, corpus=corpus, bounds=UNIT)(
+    rouge
+)  # each of ROUGE_VARIANTS
 
 
 class _SacrebleuParams(Params):
@@ -98,8 +108,8 @@ class _SacrebleuParams(Params):
 
 
 class BleuParams(_SacrebleuParams):
-    """Per case: sacrebleu's sentence BLEU (effective n-gram order, `exp` smoothing, as `sentence_bleu`).
-    Per corpus: `corpus_bleu` (no effective order)."""
+    """Per case: sacrebleu's sentence BLEU (effective n-gram order, `exp` smoothing, as
+    `sentence_bleu`). Per corpus: `corpus_bleu` (no effective order)."""
 
     tokenize: str = "13a"
     lowercase: bool = False
@@ -110,7 +120,9 @@ class BleuParams(_SacrebleuParams):
     @classmethod
     def _known(cls, tokenize: str) -> str:
         if tokenize not in BLEU.TOKENIZERS:
-            raise ValueError(f"unknown tokenizer {tokenize!r}; sacrebleu has: {', '.join(BLEU.TOKENIZERS)}")
+            raise ValueError(
+                f"unknown tokenizer {tokenize!r}; sacrebleu has: {', '.join(BLEU.TOKENIZERS)}"
+            )
         return tokenize
 
 
@@ -135,7 +147,11 @@ class TerParams(_SacrebleuParams):
 
 def _metric(p: Params, sentence: bool) -> Metric:
     """The sacrebleu metric for these params, built once per distinct setting."""
-    return _build(p.type, sentence, tuple(sorted(p.model_dump(exclude={"type", "name", "higher_is_better"}).items())))
+    return _build(
+        p.type,
+        sentence,
+        tuple(sorted(p.model_dump(exclude={"type", "name", "higher_is_better"}).items())),
+    )
 
 
 @lru_cache(maxsize=None)
@@ -156,16 +172,23 @@ def _sentence(p: Params, item: ScoreInput) -> Score:
 BLEU_TYPE = scorer(BleuParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
 CHRF_TYPE = scorer(ChrfParams, needs=NEEDS, corpus=corpus, bounds=(0.0, 100.0))(_sentence)
 # TER counts edits: a drop is an improvement
-TER_TYPE = scorer(TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus, bounds=(0.0, None))(_sentence)
+TER_TYPE = scorer(
+    TerParams, higher_is_better=False, needs=NEEDS, corpus=corpus, bounds=(0.0, None)
+)(_sentence)
 
 _PARAMS: dict[str, type[Params]] = {
-    **{v: RougeParams for v in ROUGE_VARIANTS}, "bleu": BleuParams, "chrf": ChrfParams, "ter": TerParams,
+    **{v: RougeParams for v in ROUGE_VARIANTS},
+    "bleu": BleuParams,
+    "chrf": ChrfParams,
+    "ter": TerParams,
 }
 
 
 def _params(metric_type: str, params: Params | None) -> Params:
     if metric_type not in _PARAMS:
-        raise ValueError(f"{metric_type!r} is not an overlap metric; use one of {', '.join(_PARAMS)}")
+        raise ValueError(
+            f"{metric_type!r} is not an overlap metric; use one of {', '.join(_PARAMS)}"
+        )
     if params is None:
         return _PARAMS[metric_type](type=metric_type)
     if params.type != metric_type:
@@ -173,7 +196,9 @@ def _params(metric_type: str, params: Params | None) -> Params:
     return params
 
 
-def corpus_score(metric_type: str, params: Params | None, hypotheses: list[str], references: list[str]) -> float:
+def corpus_score(
+    metric_type: str, params: Params | None, hypotheses: list[str], references: list[str]
+) -> float:
     """The corpus-level score as the library defines it (one reference per hypothesis).
 
     rouge-score has no corpus mode, so ROUGE's corpus score is the mean of the per-case values.
@@ -192,16 +217,19 @@ def corpus_score(metric_type: str, params: Params | None, hypotheses: list[str],
 def signature(metric_type: str, params: Params | None, level: Literal["sentence", "corpus"]) -> str:
     """The settings string to record beside the numbers, so others can reproduce them.
 
-    sacrebleu's own signature (e.g. "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"); sentence
-    and corpus BLEU differ in `eff`. sacrebleu only knows nrefs after scoring, so the metric scores a
-    dummy pair first (the harness always gives exactly one reference, so that is all it learns).
+    sacrebleu's own signature (e.g. "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0");
+    sentence and corpus BLEU differ in `eff`. sacrebleu only knows nrefs after scoring, so the
+    metric scores a dummy pair first (the harness always gives exactly one reference, so that is all
+    it learns).
     """
     p = _params(metric_type, params)
     if metric_type in ROUGE_VARIANTS:
         stemmer = "on" if p.use_stemmer else "off"
         aggregate = ", corpus=mean of cases" if level == "corpus" else ""
-        return (f"rouge-score {version('rouge-score')}, {metric_type} {p.measure}, stemmer={stemmer}, "
-                f"tokenizer=default{aggregate}")
+        return (
+            f"rouge-score {version('rouge-score')}, {metric_type} {p.measure}, stemmer={stemmer}, "
+            f"tokenizer=default{aggregate}"
+        )
     metric = _metric(p, sentence=level == "sentence")
     metric.corpus_score(["x"], [["x"]])
     return str(metric.get_signature())

@@ -1,8 +1,8 @@
-"""What the rest of the harness asks of scorers: a suite names scorers by `type`; each type owns a pydantic params
-model and declares its direction, needs and corpus aggregate (see base.py).
+"""What the rest of the harness asks of scorers: a suite names scorers by `type`; each type owns a
+pydantic params model and declares its direction, needs and corpus aggregate (see base.py).
 
-Adding a scorer is one decorated function and its line in base.SCORERS (or an installed package's entry point);
-suites then use it by name. A type's module is imported when a suite names it.
+Adding a scorer is one decorated function and its line in base.SCORERS (or an installed package's
+entry point); suites then use it by name. A type's module is imported when a suite names it.
 """
 
 from harness.scoring.base import (
@@ -24,6 +24,21 @@ from harness.scoring.base import (
     scorer_type,
 )
 
-__all__ = ["CANDIDATE_NEEDS", "CASE_NEEDS", "NEEDS", "SCORERS", "CorpusItem", "Params", "Score", "ScoreInput",
-           "ScorerSpec", "ScorerType", "build_scorer", "deferred_scorer", "implicit_scorer", "known_types", "scorer",
-           "scorer_type"]
+__all__ = [
+    "CANDIDATE_NEEDS",
+    "CASE_NEEDS",
+    "NEEDS",
+    "SCORERS",
+    "CorpusItem",
+    "Params",
+    "Score",
+    "ScoreInput",
+    "ScorerSpec",
+    "ScorerType",
+    "build_scorer",
+    "deferred_scorer",
+    "implicit_scorer",
+    "known_types",
+    "scorer",
+    "scorer_type",
+]

@@ -42,7 +42,8 @@ class LocalTarget:
 
 @dataclass(frozen=True)
 class EndpointTarget:
-    """A deployed model this run only calls, through the engine its protocol names in the engine table."""
+    """A deployed model this run only calls, through the engine its protocol names in the engine
+    table."""
 
     protocol: str
     base_url: str | None
@@ -53,7 +54,9 @@ class EndpointTarget:
     requests_per_minute: float | None
     max_answer_chars: int = MAX_ANSWER_CHARS  # longer answers are cut (see limits.capped)
     base_urls: tuple[str, ...] = ()  # a fleet: several servers of the model, in place of base_url
-    answers_as: tuple[str, ...] = ()  # other names its servers may list or answer as (see HttpEngine.names)
+    answers_as: tuple[
+        str, ...
+    ] = ()  # other names its servers may list or answer as (see HttpEngine.names)
 
     @property
     def urls(self) -> tuple[str | None, ...]:
@@ -74,5 +77,6 @@ EngineFactory = Callable[..., AbstractContextManager[Engine]]
 
 
 def engine_name(target: Target, local_kind: str) -> str:
-    """The engine that answers `target` (its table name): the configured local engine, or the protocol."""
+    """The engine that answers `target` (its table name): the configured local engine, or the
+    protocol."""
     return local_kind if isinstance(target, LocalTarget) else target.protocol

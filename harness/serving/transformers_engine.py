@@ -21,7 +21,9 @@ from harness.serving.transformers_loglik import HFScorer
 
 
 class TransformersEngine:
-    def __init__(self, model: ModelRef, batch_size: int, dtype: str, adapters: Sequence[Adapter] = ()) -> None:
+    def __init__(
+        self, model: ModelRef, batch_size: int, dtype: str, adapters: Sequence[Adapter] = ()
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -35,7 +37,9 @@ class TransformersEngine:
         if adapters:
             from peft import PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, str(adapters[0].path), adapter_name=adapters[0].name)
+            self.model = PeftModel.from_pretrained(
+                self.model, str(adapters[0].path), adapter_name=adapters[0].name
+            )
             for adapter in adapters[1:]:
                 self.model.load_adapter(str(adapter.path), adapter_name=adapter.name)
             self.model.eval()
@@ -50,8 +54,10 @@ class TransformersEngine:
         return self.model.disable_adapter() if self.adapters else nullcontext()
 
     def _encode(self, requests: Sequence[Request]) -> Any:
-        texts = [self.tokenizer.apply_chat_template(r.chat(), tokenize=False, add_generation_prompt=True)
-                 for r in requests]
+        texts = [
+            self.tokenizer.apply_chat_template(r.chat(), tokenize=False, add_generation_prompt=True)
+            for r in requests
+        ]
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     def _generate(self, requests: Sequence[Request]) -> list[Completion]:
@@ -63,15 +69,25 @@ class TransformersEngine:
             self.torch.manual_seed(first.seed)
         with self.torch.inference_mode(), self._use(first.model):
             out = self.model.generate(
-                **inputs, max_new_tokens=first.max_tokens, do_sample=sample,
-                temperature=first.temperature if sample else None, top_p=first.top_p if sample else None,
-                top_k=None, stop_strings=list(first.stop) or None, tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id, output_logits=bool(first.top_logprobs),
+                **inputs,
+                max_new_tokens=first.max_tokens,
+                do_sample=sample,
+                temperature=first.temperature if sample else None,
+                top_p=first.top_p if sample else None,
+                top_k=None,
+                stop_strings=list(first.stop) or None,
+                tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id,
+                output_logits=bool(first.top_logprobs),
                 return_dict_in_generate=True,
             )
         elapsed = time.perf_counter() - started
         width = inputs["input_ids"].shape[1]
-        tops = self._top_logprobs(out.logits[0], first.top_logprobs) if first.top_logprobs else [()] * len(requests)
+        tops = (
+            self._top_logprobs(out.logits[0], first.top_logprobs)
+            if first.top_logprobs
+            else [()] * len(requests)
+        )
         results = []
         for row, mask, top in zip(out.sequences, inputs["attention_mask"], tops, strict=True):
             new = row[width:]
@@ -80,17 +96,29 @@ class TransformersEngine:
             text = self.tokenizer.decode(new[:length], skip_special_tokens=True)
             for stop in first.stop:
                 text = text.split(stop)[0]
-            results.append(Completion(
-                text=text, prompt_tokens=int(mask.sum()), completion_tokens=length,
-                latency_s=elapsed, finish_reason="length" if length >= first.max_tokens else "stop", top_logprobs=top,
-            ))
+            results.append(
+                Completion(
+                    text=text,
+                    prompt_tokens=int(mask.sum()),
+                    completion_tokens=length,
+                    latency_s=elapsed,
+                    finish_reason="length" if length >= first.max_tokens else "stop",
+                    top_logprobs=top,
+                )
+            )
         return results
 
     def _top_logprobs(self, logits: Any, k: int) -> list[tuple[tuple[str, float], ...]]:
-        """Per row, the first generated token's k likeliest alternatives, as vLLM and OpenAI return them."""
+        """Per row, the first generated token's k likeliest alternatives, as vLLM and OpenAI return
+        them."""
         values, ids = self.torch.log_softmax(logits.float(), dim=-1).topk(k, dim=-1)
-        return [tuple((self.tokenizer.decode([i]), float(v)) for i, v in zip(row_ids.tolist(), row_values.tolist()))
-                for row_ids, row_values in zip(ids, values)]
+        return [
+            tuple(
+                (self.tokenizer.decode([i]), float(v))
+                for i, v in zip(row_ids.tolist(), row_values.tolist())
+            )
+            for row_ids, row_values in zip(ids, values)
+        ]
 
     def _loglik(self, requests: Sequence[Request]) -> list[Completion]:
         """Log-likelihoods from this engine's own weights (the adapter the requests name, if any)."""
@@ -112,14 +140,18 @@ class TransformersEngine:
             indices = list(group)
             size = self.batch_size if key[2] == 0 else 1
             for start in range(0, len(indices), size):
-                chunk = indices[start:start + size]
+                chunk = indices[start : start + size]
                 try:
                     completions = self._generate([requests[i] for i in chunk])
                 except Exception as exc:  # one failing batch becomes error rows, not a lost run
-                    completions = [Completion(text="", error=f"{type(exc).__name__}: {exc}"[:500])] * len(chunk)
+                    completions = [
+                        Completion(text="", error=f"{type(exc).__name__}: {exc}"[:500])
+                    ] * len(chunk)
                 yield from zip(chunk, completions)
 
 
 @contextmanager
-def transformers_engine(target: LocalTarget, config: TransformersConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
+def transformers_engine(
+    target: LocalTarget, config: TransformersConfig, run_dir: Path, seed: int
+) -> Iterator[Engine]:
     yield TransformersEngine(target.model, config.batch_size, config.dtype, target.adapters)

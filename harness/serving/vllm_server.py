@@ -51,16 +51,18 @@ def mixed_lora_batches_exact() -> bool:
 
 
 # Requests in flight to a managed server when `engine.max_concurrency` is not set. Measured by
-# bench/startup.py on the 2-core CPU (32 requests, LoRA enabled), speed against 8 in flight, two runs:
-# 4: 0.82x 0.75x; 16: 1.11x 1.04x; 32: 1.13x 1.37x; answers identical at every level. On a GPU
-# throughput keeps growing with the batch well past that. Each data-parallel copy inside a server batches on its
-# own, so a server of N copies is given N times as many.
+# bench/startup.py on the 2-core CPU (32 requests, LoRA enabled), speed against 8 in flight, two
+# runs: 4: 0.82x 0.75x; 16: 1.11x 1.04x; 32: 1.13x 1.37x; answers identical at every level. On a GPU
+# throughput keeps growing with the batch well past that. Each data-parallel copy inside a server
+# batches on its own, so a server of N copies is given N times as many.
 DEFAULT_CONCURRENCY = {"cpu": 32, "gpu": 64}
 
 
 def concurrency(config: VllmConfig) -> int:
     """Requests in flight to one server (each replica is given as many)."""
-    default = DEFAULT_CONCURRENCY["cpu" if vllm_is_cpu_build() else "gpu"] * config.data_parallel_size
+    default = (
+        DEFAULT_CONCURRENCY["cpu" if vllm_is_cpu_build() else "gpu"] * config.data_parallel_size
+    )
     return config.max_concurrency or default
 
 
@@ -71,34 +73,47 @@ def free_port() -> int:
 
 
 def server_env(cpu: bool, share: tuple[str, ...] | None = None) -> dict[str, str]:
-    """Offline, no telemetry, and on CPU the settings measured to work on these machines. `share`: the devices of
-    one of several replicas (its CPU cores, or its GPUs), which it alone uses."""
+    """Offline, no telemetry, and on CPU the settings measured to work on these machines. `share`:
+    the devices of one of several replicas (its CPU cores, or its GPUs), which it alone uses."""
     env = dict(os.environ)
-    # vLLM would demand this key on every request, and the harness sends none: all 401 while /health passes
+    # vLLM would demand this key on every request, and the harness sends none: all 401 while /health
+    # passes
     env.pop("VLLM_API_KEY", None)
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
+    )
     if cpu:
         cores = sorted(os.sched_getaffinity(0))
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores)))
         env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-        # One process instead of three (API server, engine core, worker), each of which imports torch and vLLM
-        # again. bench/startup.py, twice: ready 1.29x and 1.28x sooner (35 s vs 45 s), chat throughput 1.04x
-        # and 0.95x, probes one prompt per call 1.03x, answers and log-likelihoods identical. The executor
-        # half of it is `--distributed-executor-backend uni` in server_command.
+        # One process instead of three (API server, engine core, worker), each of which imports
+        # torch and vLLM again. bench/startup.py, twice: ready 1.29x and 1.28x sooner (35 s vs 45
+        # s), chat throughput 1.04x and 0.95x, probes one prompt per call 1.03x, answers and
+        # log-likelihoods identical. The executor half of it is `--distributed-executor-backend uni`
+        # in server_command.
         env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     if share is not None:
         env["VLLM_CPU_OMP_THREADS_BIND" if cpu else "CUDA_VISIBLE_DEVICES"] = ",".join(share)
         if cpu:
-            # libgomp sizes its team from the cores the process may use, not from the bind list: two OMP threads
-            # on one bound core spin at every barrier (measured: two one-core replicas 5x slower than one server)
+            # libgomp sizes its team from the cores the process may use, not from the bind list: two
+            # OMP threads on one bound core spin at every barrier (measured: two one-core replicas
+            # 5x slower than one server)
             env["OMP_NUM_THREADS"] = str(len(share))
     return env
 
 
 def child_setup(cores: tuple[str, ...] | None) -> Callable[[], None]:
-    """What the server's process runs before it starts: die with us, and a CPU replica keeps to its own cores
-    (its API server's threads too, not only the engine's, which VLLM_CPU_OMP_THREADS_BIND places)."""
+    """What the server's process runs before it starts: die with us, and a CPU replica keeps to its
+    own cores (its API server's threads too, not only the engine's, which VLLM_CPU_OMP_THREADS_BIND
+    places).
+    """
+
     def setup() -> None:
         die_with_parent()
         if cores is not None:
@@ -108,38 +123,51 @@ def child_setup(cores: tuple[str, ...] | None) -> Callable[[], None]:
 
 
 def lora_args(adapters: Sequence[Adapter]) -> list[str]:
-    """Serve every adapter the run needs beside the base model; a request picks one by name. vLLM wraps only
-    the modules the adapters have weights for (see lora_target_modules)."""
+    """Serve every adapter the run needs beside the base model; a request picks one by name. vLLM
+    wraps only the modules the adapters have weights for (see lora_target_modules)."""
     if not adapters:
         return []
     modules = [f"{a.name}={a.path}" for a in adapters]
     targets = lora_target_modules(adapters)
-    return ["--enable-lora", "--max-loras", str(len(adapters)), "--max-lora-rank", str(max_lora_rank(adapters)),
-            "--lora-modules", *modules, *(["--lora-target-modules", *targets] if targets else [])]
+    return [
+        "--enable-lora",
+        "--max-loras",
+        str(len(adapters)),
+        "--max-lora-rank",
+        str(max_lora_rank(adapters)),
+        "--lora-modules",
+        *modules,
+        *(["--lora-target-modules", *targets] if targets else []),
+    ]
 
 
 def lora_target_modules(adapters: Sequence[Adapter]) -> list[str] | None:
-    """The module names the adapters' weights live in, from peft's adapter_config.json, when none of them is the
-    LM head; else None (vLLM then wraps every module it can).
+    """The module names the adapters' weights live in, from peft's adapter_config.json, when none of
+    them is the LM head; else None (vLLM then wraps every module it can).
 
-    Why it matters: by default vLLM also wraps the logits processor, and vLLM-CPU 0.32's LoRA logits kernel
-    crashes the engine on prompt log-probs of several requests in one step (it multiplies one adapter index per
-    request with one row per prompt token: "einsum(): subscript b has size 4 ... size 7"). Restricted to the
-    adapters' own modules (a peft adapter trained on all-linear layers never has the LM head), the logits
-    processor stays as it is, prompt log-probs batch like on a server without LoRA, and the adapters' weights
-    apply exactly as before (answers and log-likelihoods compared: tests/serving/test_isolation.py)."""
+    Why it matters: by default vLLM also wraps the logits processor, and vLLM-CPU 0.32's LoRA logits
+    kernel crashes the engine on prompt log-probs of several requests in one step (it multiplies one
+    adapter index per request with one row per prompt token: "einsum(): subscript b has size 4 ...
+    size 7"). Restricted to the adapters' own modules (a peft adapter trained on all-linear layers
+    never has the LM head), the logits processor stays as it is, prompt log-probs batch like on a
+    server without LoRA, and the adapters' weights apply exactly as before (answers and
+    log-likelihoods compared: tests/serving/test_isolation.py).
+    """
     names: set[str] = set()
     for adapter in adapters:
         config = json.loads((adapter.path / "adapter_config.json").read_text())
         targets = config.get("target_modules")
-        if not isinstance(targets, list):  # peft keeps a regex as a string: which modules it hits is unknown here
+        if not isinstance(
+            targets, list
+        ):  # peft keeps a regex as a string: which modules it hits is unknown here
             return None
         names |= {*targets, *(config.get("modules_to_save") or ())}
     return None if any(name.split(".")[-1] == "lm_head" for name in names) else sorted(names)
 
 
 def batches_prompt_logprobs(adapters: Sequence[Adapter]) -> bool:
-    """Whether prompt log-probs of several requests may share an engine step (see lora_target_modules)."""
+    """Whether prompt log-probs of several requests may share an engine step (see
+    lora_target_modules)."""
     return not adapters or lora_target_modules(adapters) is not None
 
 
@@ -160,16 +188,33 @@ def max_lora_rank(adapters: Sequence[Adapter]) -> int:
     return next(r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= needed)
 
 
-def server_command(model: ModelRef, port: int, config: VllmConfig, seed: int, cpu: bool,
-                   adapters: Sequence[Adapter] = ()) -> list[str]:
+def server_command(
+    model: ModelRef,
+    port: int,
+    config: VllmConfig,
+    seed: int,
+    cpu: bool,
+    adapters: Sequence[Adapter] = (),
+) -> list[str]:
     # The `vllm` console script is missing with the vllm-cpu distribution; the module always works.
     dtype = config.dtype if config.dtype != "auto" else ("float32" if cpu else "auto")
     eager = cpu if config.enforce_eager is None else config.enforce_eager
     return [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model.path), "--served-model-name", model.name,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", dtype, "--seed", str(seed),
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model.path),
+        "--served-model-name",
+        model.name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+        "--seed",
+        str(seed),
         *(["--enforce-eager"] if eager else []),
         *parallel_args(config, cpu),
         *lora_args(adapters),
@@ -178,12 +223,16 @@ def server_command(model: ModelRef, port: int, config: VllmConfig, seed: int, cp
 
 
 def parallel_args(config: VllmConfig, cpu: bool) -> list[str]:
-    """vLLM's own parallelism, each flag only when it is set (a default server's command, and so its shared-server
-    key, stays as it was); on the CPU build one process (see server_env), unless the config names a backend."""
+    """vLLM's own parallelism, each flag only when it is set (a default server's command, and so its
+    shared-server key, stays as it was); on the CPU build one process (see server_env), unless the
+    config names a backend.
+    """
     sizes = [(f"--{key.replace('_', '-')}", getattr(config, key)) for key in PARALLEL]
     backend = config.distributed_executor_backend or ("uni" if cpu else None)
-    return [*(arg for flag, size in sizes if size != 1 for arg in (flag, str(size))),
-            *(["--distributed-executor-backend", backend] if backend else [])]
+    return [
+        *(arg for flag, size in sizes if size != 1 for arg in (flag, str(size))),
+        *(["--distributed-executor-backend", backend] if backend else []),
+    ]
 
 
 PORT_ATTEMPTS = 3
@@ -194,27 +243,44 @@ class PortTaken(EngineError):
 
 
 @contextmanager
-def managed_servers(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
-                    adapters: Sequence[Adapter] = ()) -> Iterator[list[str]]:
-    """Start `config.replicas` servers at once (each on its own devices when there are several), wait until each
-    is ours and answers, yield their base URLs, and always stop every process group. A port taken between picking
-    and binding it is picked again."""
+def managed_servers(
+    model: ModelRef, run_dir: Path, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()
+) -> Iterator[list[str]]:
+    """Start `config.replicas` servers at once (each on its own devices when there are several),
+    wait until each is ours and answers, yield their base URLs, and always stop every process group.
+    A port taken between picking and binding it is picked again."""
     cpu = vllm_is_cpu_build()
     run_dir.mkdir(parents=True, exist_ok=True)
     several = config.replicas > 1
     parts: list[tuple[str, ...] | None] = list(shares(config, visible())) if several else [None]
-    names = [f"vllm-{model.name}-{i}" if several else f"vllm-{model.name}" for i in range(len(parts))]
+    names = [
+        f"vllm-{model.name}-{i}" if several else f"vllm-{model.name}" for i in range(len(parts))
+    ]
     started: list[tuple[subprocess.Popen, int]] = []
 
     def launch(i: int) -> tuple[subprocess.Popen, int]:
         port = free_port()
         command = server_command(model, port, config, seed, cpu, adapters)
         with (run_dir / f"{names[i]}.log").open("ab") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=server_env(cpu, parts[i]), start_new_session=True,
-                                    preexec_fn=child_setup(parts[i] if cpu else None))
-        (run_dir / f"{names[i]}.json").write_text(json.dumps({"pid": proc.pid, "port": port, "command": command,
-                                                              **({"devices": parts[i]} if several else {})}))
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=server_env(cpu, parts[i]),
+                start_new_session=True,
+                preexec_fn=child_setup(parts[i] if cpu else None),
+            )
+        (run_dir / f"{names[i]}.json").write_text(
+            json.dumps(
+                {
+                    "pid": proc.pid,
+                    "port": port,
+                    "command": command,
+                    **({"devices": parts[i]} if several else {}),
+                }
+            )
+        )
         return proc, port
 
     try:
@@ -224,7 +290,13 @@ def managed_servers(model: ModelRef, run_dir: Path, config: VllmConfig, seed: in
             for attempt in range(PORT_ATTEMPTS):
                 proc, port = started[i]
                 try:
-                    _wait_ours(proc, port, model.name, run_dir / f"{names[i]}.log", config.startup_timeout_s)
+                    _wait_ours(
+                        proc,
+                        port,
+                        model.name,
+                        run_dir / f"{names[i]}.log",
+                        config.startup_timeout_s,
+                    )
                     break
                 except PortTaken:
                     stop_process_group(proc)
@@ -239,11 +311,14 @@ def managed_servers(model: ModelRef, run_dir: Path, config: VllmConfig, seed: in
 
 
 @contextmanager
-def managed_server(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
-                   adapters: Sequence[Adapter] = ()) -> Iterator[str]:
-    """One managed server, whatever `config.replicas` says: its base URL (what the benches and `harness serve`
-    start)."""
-    with managed_servers(model, run_dir, config.model_copy(update={"replicas": 1}), seed, adapters) as (url,):
+def managed_server(
+    model: ModelRef, run_dir: Path, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()
+) -> Iterator[str]:
+    """One managed server, whatever `config.replicas` says: its base URL (what the benches and
+    `harness serve` start)."""
+    with managed_servers(
+        model, run_dir, config.model_copy(update={"replicas": 1}), seed, adapters
+    ) as (url,):
         yield url
 
 
@@ -255,8 +330,10 @@ def listens(pid: int, port: int) -> bool:
         return False
     for member in family:
         try:
-            if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                   for c in member.net_connections(kind="tcp")):
+            if any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                for c in member.net_connections(kind="tcp")
+            ):
                 return True
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -267,14 +344,18 @@ def serves(port: int, served_name: str) -> bool:
     """Whether the server on `port` lists our served name (an adapter-free check: the base name)."""
     try:
         listing = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5)
-        return listing.status_code == 200 and any(m.get("id") == served_name for m in listing.json().get("data", []))
+        return listing.status_code == 200 and any(
+            m.get("id") == served_name for m in listing.json().get("data", [])
+        )
     except (httpx.TransportError, ValueError):
         return False
 
 
-def _wait_ours(proc: subprocess.Popen, port: int, served_name: str, log_path: Path, timeout_s: float) -> None:
-    """Healthy is not enough: some other server may answer /health on a port that was free a moment ago.
-    Ready means our process lives, holds the port, and lists our model."""
+def _wait_ours(
+    proc: subprocess.Popen, port: int, served_name: str, log_path: Path, timeout_s: float
+) -> None:
+    """Healthy is not enough: some other server may answer /health on a port that was free a moment
+    ago. Ready means our process lives, holds the port, and lists our model."""
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
     with StageProgress(f"starting vLLM server on port {port}", None, note=f"log: {log_path}"):
@@ -283,18 +364,29 @@ def _wait_ours(proc: subprocess.Popen, port: int, served_name: str, log_path: Pa
                 tail = _tail(log_path)
                 if "address already in use" in tail.lower():
                     raise PortTaken(f"port {port} was taken before the vLLM server could bind it")
-                raise EngineError(f"the vLLM server exited with code {proc.returncode} while starting.\n"
-                                  f"  last lines of {log_path}:\n{tail}")
+                raise EngineError(
+                    f"the vLLM server exited with code {proc.returncode} while starting.\n"
+                    f"  last lines of {log_path}:\n{tail}"
+                )
             try:
                 healthy = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
             except httpx.TransportError:
                 healthy = False
-            if healthy and proc.poll() is None and listens(proc.pid, port) and serves(port, served_name):
-                console.log(f"vLLM server ready on port {port} after {time.monotonic() - started:.0f}s")
+            if (
+                healthy
+                and proc.poll() is None
+                and listens(proc.pid, port)
+                and serves(port, served_name)
+            ):
+                console.log(
+                    f"vLLM server ready on port {port} after {time.monotonic() - started:.0f}s"
+                )
                 return
             time.sleep(1)
-    raise EngineError(f"the vLLM server did not become healthy within {timeout_s:.0f}s.\n"
-                      f"  fix: raise engine.startup_timeout_s, or read {log_path}:\n{_tail(log_path)}")
+    raise EngineError(
+        f"the vLLM server did not become healthy within {timeout_s:.0f}s.\n"
+        f"  fix: raise engine.startup_timeout_s, or read {log_path}:\n{_tail(log_path)}"
+    )
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -334,29 +426,38 @@ def _process(pid: int) -> psutil.Process | None:
         return None
 
 
-def server_key(model: ModelRef, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()) -> str:
-    """What makes two managed servers answer alike: the command but its port, the weights' fingerprints and the
-    vLLM settings of the environment. Two runs with the same key may share one server."""
+def server_key(
+    model: ModelRef, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()
+) -> str:
+    """What makes two managed servers answer alike: the command but its port, the weights'
+    fingerprints and the vLLM settings of the environment. Two runs with the same key may share one
+    server."""
     cpu = vllm_is_cpu_build()
     command = server_command(model, 0, config, seed, cpu, adapters)
     env = {k: v for k, v in server_env(cpu).items() if k.startswith("VLLM_")}
-    payload = {"command": command, "model": model.fingerprint, "adapters": [a.fingerprint for a in adapters],
-               "env": env}
+    payload = {
+        "command": command,
+        "model": model.fingerprint,
+        "adapters": [a.fingerprint for a in adapters],
+        "env": env,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def shareable(adapters: Sequence[Adapter]) -> bool:
-    """Another run's requests must not share a batch with this run's on a build where that changes answers."""
+    """Another run's requests must not share a batch with this run's on a build where that changes
+    answers."""
     return not adapters or mixed_lora_batches_exact()
 
 
-def attached(model: ModelRef, config: VllmConfig, seed: int,
-             adapters: Sequence[Adapter] = ()) -> shared.SharedServer | None:
-    """The record of a live shared server (`harness serve`) that is exactly the one this run would start, or
-    None. A record is a claim, checked before a request goes to its port: its process is this user's, runs the
-    very command this run would start on that port and listens there, and its /v1/models lists our model loaded
-    from our folder. A record that fails a check is ignored with a warning naming it. A run of several replicas
-    starts its own: a shared server is one."""
+def attached(
+    model: ModelRef, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()
+) -> shared.SharedServer | None:
+    """The record of a live shared server (`harness serve`) that is exactly the one this run would
+    start, or None. A record is a claim, checked before a request goes to its port: its process is
+    this user's, runs the very command this run would start on that port and listens there, and its
+    /v1/models lists our model loaded from our folder. A record that fails a check is ignored with a
+    warning naming it. A run of several replicas starts its own: a shared server is one."""
     if not shareable(adapters) or config.replicas > 1:
         return None
     key = server_key(model, config, seed, adapters)
@@ -372,14 +473,19 @@ def attached(model: ModelRef, config: VllmConfig, seed: int,
 
 
 def not_our_server(record: shared.SharedServer, command: list[str]) -> str | None:
-    """Why the record's process is not the server this run would start, listening on the record's port, or None.
-    Any live pid passes a liveness check (pid 1 does), and any server can list our model's name and folder."""
+    """Why the record's process is not the server this run would start, listening on the record's
+    port, or None. Any live pid passes a liveness check (pid 1 does), and any server can list our
+    model's name and folder.
+    """
     try:
         process = psutil.Process(record.pid)
         if process.uids().real != os.getuid():
             return f"process {record.pid} belongs to another user"
         if process.cmdline() != command:
-            return f"process {record.pid} is not the vLLM server this run would start on port {record.port}"
+            return (
+                f"process {record.pid} is not the vLLM server this run would start on port"
+                f" {record.port}"
+            )
     except psutil.NoSuchProcess:
         return f"process {record.pid} is not running (its server has stopped: remove the record)"
     except psutil.AccessDenied:
@@ -397,23 +503,36 @@ def not_serving(record: shared.SharedServer, model: ModelRef) -> str | None:
         listing = []
     roots = {m.get("id"): m.get("root") for m in listing if isinstance(m, dict)}
     if roots.get(model.name) != str(model.path):
-        return f"the server on port {record.port} lists no model {model.name} loaded from {model.path}"
+        return (
+            f"the server on port {record.port} lists no model {model.name} loaded from {model.path}"
+        )
     return None
 
 
 @contextmanager
-def shared_server(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int, registry: Path) -> Iterator[str]:
-    """A managed server that runs of the same key attach to while it lives, registered in `registry` (the runs
-    look in shared.registry_dir), which is made first (0700) or refused before the server starts."""
+def shared_server(
+    model: ModelRef, run_dir: Path, config: VllmConfig, seed: int, registry: Path
+) -> Iterator[str]:
+    """A managed server that runs of the same key attach to while it lives, registered in `registry`
+    (the runs look in shared.registry_dir), which is made first (0700) or refused before the server
+    starts."""
     if config.replicas > 1:
-        raise HarnessError(f"engine.replicas is {config.replicas}, and `harness serve` shares one server\n"
-                           f"  fix: serve with replicas: 1; a run of several replicas starts its own")
+        raise HarnessError(
+            f"engine.replicas is {config.replicas}, and `harness serve` shares one server\n"
+            "  fix: serve with replicas: 1; a run of several replicas starts its own"
+        )
     shared.prepare(registry)
     key = server_key(model, config, seed)
     with managed_server(model, run_dir, config, seed) as url:
         launched = json.loads((run_dir / f"vllm-{model.name}.json").read_text())
-        record = shared.SharedServer(key=key, pid=launched["pid"], port=launched["port"], command=launched["command"],
-                                     model=model.name, fingerprint=model.fingerprint)
+        record = shared.SharedServer(
+            key=key,
+            pid=launched["pid"],
+            port=launched["port"],
+            command=launched["command"],
+            model=model.name,
+            fingerprint=model.fingerprint,
+        )
         path = shared.register(record, registry)
         try:
             yield url
@@ -422,44 +541,70 @@ def shared_server(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
 
 
 @contextmanager
-def serving(model: ModelRef, run_dir: Path, config: VllmConfig, seed: int,
-            adapters: Sequence[Adapter] = ()) -> Iterator[list[str]]:
-    """The base URL of a shared server that is exactly this run's, else those of the servers started for this
-    run (one per replica)."""
+def serving(
+    model: ModelRef, run_dir: Path, config: VllmConfig, seed: int, adapters: Sequence[Adapter] = ()
+) -> Iterator[list[str]]:
+    """The base URL of a shared server that is exactly this run's, else those of the servers started
+    for this run (one per replica)."""
     record = attached(model, config, seed, adapters)
     if record is None:
         with managed_servers(model, run_dir, config, seed, adapters) as urls:
             yield urls
         return
     run_dir.mkdir(parents=True, exist_ok=True)
-    used = {**record.model_dump(), "url": record.base_url, "attached": True}  # the address it was sent to
+    used = {
+        **record.model_dump(),
+        "url": record.base_url,
+        "attached": True,
+    }  # the address it was sent to
     (run_dir / f"vllm-{model.name}.json").write_text(json.dumps(used))
-    console.log(f"using the shared vLLM server on port {record.port} (pid {record.pid}): same command "
-                f"and weights as this run's; it keeps running after the run")
+    console.log(
+        f"using the shared vLLM server on port {record.port} (pid {record.pid}): same command "
+        "and weights as this run's; it keeps running after the run"
+    )
     yield [record.base_url]
 
 
 @contextmanager
-def vllm_engine(target: LocalTarget, config: VllmConfig, run_dir: Path, seed: int) -> Iterator[Engine]:
-    with serving(target.model, run_dir, config, seed, target.adapters) as base_urls, ExitStack() as stack:
+def vllm_engine(
+    target: LocalTarget, config: VllmConfig, run_dir: Path, seed: int
+) -> Iterator[Engine]:
+    with (
+        serving(target.model, run_dir, config, seed, target.adapters) as base_urls,
+        ExitStack() as stack,
+    ):
         batched = batches_prompt_logprobs(target.adapters)
 
         def replica(base_url: str) -> Replica:
             scorers: dict[str, VLLMScorer] = {}
 
             def loglik(requests: Sequence[Request]) -> list[Completion]:
-                """Prompt log-probabilities from the same server, for the base model or an adapter by name."""
+                """Prompt log-probabilities from the same server, for the base model or an adapter
+                by name."""
                 model = requests[0].model
                 if model not in scorers:
-                    scorers[model] = stack.enter_context(VLLMScorer(
-                        base_url, model, tokenizer_for(target.model.path),
-                        per_request=probes_per_call(model != target.model.name, batched),
-                        timeout_s=config.request_timeout_s))
+                    scorers[model] = stack.enter_context(
+                        VLLMScorer(
+                            base_url,
+                            model,
+                            tokenizer_for(target.model.path),
+                            per_request=probes_per_call(model != target.model.name, batched),
+                            timeout_s=config.request_timeout_s,
+                        )
+                    )
                 return answer_all(scorers[model], requests)
 
-            client = OpenAIEngine(base_url, NO_KEY, concurrency(config), config.request_timeout_s, config.max_retries,
-                                  loglik=loglik)
+            client = OpenAIEngine(
+                base_url,
+                NO_KEY,
+                concurrency(config),
+                config.request_timeout_s,
+                config.max_retries,
+                loglik=loglik,
+            )
             return Replica(base_url, client, concurrency(config))
 
         isolate = bool(target.adapters) and not mixed_lora_batches_exact()
-        yield stack.enter_context(closing(Fleet([replica(url) for url in base_urls], isolate_models=isolate)))
+        yield stack.enter_context(
+            closing(Fleet([replica(url) for url in base_urls], isolate_models=isolate))
+        )

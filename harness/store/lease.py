@@ -1,13 +1,14 @@
-"""One process at a time works on a run. `harness compare` (or drift) holds its run from before the run is begun,
-`--resume RUN` from before it reads the run, until the command ends; a second command on the same run is refused
-while the first lives, naming it, instead of both writing one run's rows and one report folder.
+"""One process at a time works on a run. `harness compare` (or drift) holds its run from before the
+run is begun, `--resume RUN` from before it reads the run, until the command ends; a second command
+on the same run is refused while the first lives, naming it, instead of both writing one run's rows
+and one report folder.
 
-The hold is a lock that whoever keeps it lets go of when the process ends, however it ends (SIGKILL too), so
-nothing is ever stale and nothing needs a heartbeat: on SQLite the operating system's lock (flock) on a file beside
-the store, whose text names the holder; on PostgreSQL, which CI runners on several machines share, a session-level
-advisory lock on the store's own connection, which the server lets go of when the connection closes, and whose
-holder names itself in its connection's application_name (pg_stat_activity shows it to the refused one, and to
-whoever looks at the server).
+The hold is a lock that whoever keeps it lets go of when the process ends, however it ends (SIGKILL
+too), so nothing is ever stale and nothing needs a heartbeat: on SQLite the operating system's lock
+(flock) on a file beside the store, whose text names the holder; on PostgreSQL, which CI runners on
+several machines share, a session-level advisory lock on the store's own connection, which the
+server lets go of when the connection closes, and whose holder names itself in its connection's
+application_name (pg_stat_activity shows it to the refused one, and to whoever looks at the server).
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ class Holder:
 
     @property
     def label(self) -> str:
-        """`harness PID SINCE HOST`, the host last, so that a name cut to NAME_BYTES loses only its end."""
+        """`harness PID SINCE HOST`, the host last, so that a name cut to NAME_BYTES loses only its
+        end."""
         return f"{LABEL} {self.pid} {self.since} {self.host}"[:NAME_BYTES]
 
     @classmethod
     def read(cls, label: str) -> "Holder | None":
-        """The holder a label names; None for anything else (a connection of another program, an empty file)."""
+        """The holder a label names; None for anything else (a connection of another program, an
+        empty file)."""
         parts = label.split(" ", 3)
         if len(parts) != 4 or parts[0] != LABEL or not parts[1].isdigit():
             return None
@@ -61,20 +64,23 @@ class Holder:
 def refused(run_id: str, holder: Holder | None, where: str) -> HarnessError:
     who = f"pid {holder.pid} on {holder.host} since {holder.since}" if holder else "another process"
     stop = f"stop it (kill {holder.pid} on {holder.host})" if holder else "stop it"
-    return HarnessError(f"run {run_id} is in use by {who}, in {where}\n"
-                        f"  fix: wait for it to end (resume the run then with --resume {run_id} if it did not "
-                        f"finish), or {stop}")
+    return HarnessError(
+        f"run {run_id} is in use by {who}, in {where}\n"
+        f"  fix: wait for it to end (resume the run then with --resume {run_id} if it did not "
+        f"finish), or {stop}"
+    )
 
 
 def held(store: Store, run_id: str) -> AbstractContextManager[None]:
-    """`run_id` held by this process until the block ends; a HarnessError naming the holder when another process
-    holds it."""
+    """`run_id` held by this process until the block ends; a HarnessError naming the holder when
+    another process holds it."""
     return HOLDS[store.location.engine](store, run_id)
 
 
 @contextmanager
 def _flocked(store: Store, run_id: str) -> Iterator[None]:
-    """SQLite: an exclusive flock on the run's lock file beside the store, which the file names the holder in."""
+    """SQLite: an exclusive flock on the run's lock file beside the store, which the file names the
+    holder in."""
     assert store.location.path is not None  # a SQLite store is a file
     path = lock_file(store.location.path, run_id)
     handle = _locked(path, run_id, store.where)
@@ -83,7 +89,9 @@ def _flocked(store: Store, run_id: str) -> Iterator[None]:
         os.write(handle, Holder.this_process().label.encode())
         yield
     finally:
-        with suppress(OSError):  # removed while still held: whoever opened it meanwhile sees it gone (_locked)
+        with suppress(
+            OSError
+        ):  # removed while still held: whoever opened it meanwhile sees it gone (_locked)
             path.unlink()
         os.close(handle)
 
@@ -95,8 +103,10 @@ def lock_file(store: Path, run_id: str) -> Path:
 
 
 def _locked(path: Path, run_id: str, where: str) -> int:
-    """The lock file's descriptor, flocked; a HarnessError naming the holder when another process has it. A file
-    its last holder removed between our open and our lock is no lock any more: then the one in its place is."""
+    """The lock file's descriptor, flocked; a HarnessError naming the holder when another process
+    has it. A file its last holder removed between our open and our lock is no lock any more: then
+    the one in its place is.
+    """
     while True:
         handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -124,9 +134,9 @@ def _same_file(handle: int, path: Path) -> bool:
 
 @contextmanager
 def _advisory(store: Store, run_id: str) -> Iterator[None]:
-    """PostgreSQL: a session advisory lock on the run id's digest, taken on the store's connection, which is
-    labeled with the holder first (so whoever is refused can name it). A driver error leaves through the Store,
-    which explains it."""
+    """PostgreSQL: a session advisory lock on the run id's digest, taken on the store's connection,
+    which is labeled with the holder first (so whoever is refused can name it). A driver error
+    leaves through the Store, which explains it."""
     conn, key = store.conn, advisory_key(run_id)
     _label(conn, Holder.this_process().label)
     if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
@@ -142,7 +152,9 @@ def _advisory(store: Store, run_id: str) -> Iterator[None]:
 
 
 def advisory_key(run_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"harness run {run_id}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"harness run {run_id}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 def _label(conn: Connection, label: str) -> None:
@@ -150,13 +162,21 @@ def _label(conn: Connection, label: str) -> None:
 
 
 def _holder(conn: Connection, key: int) -> Holder | None:
-    """Who holds the advisory lock `key` in this database: pg_locks shows a bigint key as its high and low halves."""
-    label = conn.execute(text(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = :high AND l.objid = :low "
-        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
-        {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}).scalar()
+    """Who holds the advisory lock `key` in this database: pg_locks shows a bigint key as its high
+    and low halves."""
+    label = conn.execute(
+        text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.classid = :high"
+            " AND l.objid = :low AND l.database = (SELECT oid FROM pg_database WHERE datname ="
+            " current_database())"
+        ),
+        {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF},
+    ).scalar()
     return Holder.read(label or "")
 
 
-HOLDS: dict[str, Callable[[Store, str], AbstractContextManager[None]]] = {"sqlite": _flocked, "postgresql": _advisory}
+HOLDS: dict[str, Callable[[Store, str], AbstractContextManager[None]]] = {
+    "sqlite": _flocked,
+    "postgresql": _advisory,
+}

@@ -1,6 +1,6 @@
-"""What a run's meta holds: written whole when the run begins (runs.run_metadata), then each later key alone,
-by key (Store.set_meta_key), so no writer reads the record back to change one part of it. Reports and resumed
-runs read it; no stage of the same process does."""
+"""What a run's meta holds: written whole when the run begins (runs.run_metadata), then each later
+key alone, by key (Store.set_meta_key), so no writer reads the record back to change one part of it.
+Reports and resumed runs read it; no stage of the same process does."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from typing import Any, Literal, TypedDict
 
 
 class JudgeRecord(TypedDict):
-    """One judge metric as the judging stage checked its judge (report.breakdown.judge_reports renders it)."""
+    """One judge metric as the judging stage checked its judge (report.breakdown.judge_reports
+    renders it)."""
 
     suite: str
     metric: str
     rubric: str
     calibrated: bool
-    check: dict[str, Any] | None  # judging.calibrate.JudgeCalibration.as_dict(); None without a calibration set
+    check: (
+        dict[str, Any] | None
+    )  # judging.calibrate.JudgeCalibration.as_dict(); None without a calibration set
 
 
 class SettleRecord(TypedDict):
@@ -27,9 +30,12 @@ class SettleRecord(TypedDict):
 
 
 class RunMeta(TypedDict, total=False):
-    """The keys set after the run began; the rest (inputs, seed, suites, models, ...) are runs.run_metadata's."""
+    """The keys set after the run began; the rest (inputs, seed, suites, models, ...) are
+    runs.run_metadata's."""
 
-    built: dict[str, dict[str, str]]  # what each built artifact is -> candidate -> its identity (Built.identities)
+    built: dict[
+        str, dict[str, str]
+    ]  # what each built artifact is -> candidate -> its identity (Built.identities)
     judges: list[JudgeRecord]
     settle: SettleRecord
 

@@ -1,5 +1,7 @@
-"""Run ids are names, not paths: a run's files go to a folder named by its id, and a stored id may come from a
-store that someone else wrote (a shared database, a copied file). One rule for every id read or written."""
+"""Run ids are names, not paths: a run's files go to a folder named by its id, and a stored id may
+come from a store that someone else wrote (a shared database, a copied file). One rule for every id
+read or written.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ def plain(run_id: str) -> bool:
 def checked(run_id: str, where: str) -> str:
     """`run_id`, refused when it is not a plain name (`where`: the store it is looked up in)."""
     if not plain(run_id):
-        raise HarnessError(f"run id {run_id[:MAX_RUN_ID]!r} in {where} is not a plain name (letters, digits, '.', "
-                           f"'_' and '-', at most {MAX_RUN_ID}, starting with a letter or digit, no '..'): a run's "
-                           "files go to a folder named by its id\n  fix: name a run that `harness runs` lists with "
-                           "a plain id; a stored run with such an id was not made by harness (a copied or edited "
-                           "store?): delete it there")
+        raise HarnessError(
+            f"run id {run_id[:MAX_RUN_ID]!r} in {where} is not a plain name (letters, digits, '.',"
+            f" '_' and '-', at most {MAX_RUN_ID}, starting with a letter or digit, no '..'): a"
+            " run's files go to a folder named by its id\n  fix: name a run that `harness runs`"
+            " lists with a plain id; a stored run with such an id was not made by harness (a"
+            " copied or edited store?): delete it there"
+        )
     return run_id

@@ -31,7 +31,8 @@ PASS_FAIL_SD = 0.5
 
 @dataclass(frozen=True)
 class Interval:
-    """A paired bootstrap result: mean delta, its percentile CI and a two-sided p-value for delta != 0."""
+    """A paired bootstrap result: mean delta, its percentile CI and a two-sided p-value for delta !=
+    0."""
 
     delta: float
     low: float
@@ -44,7 +45,8 @@ class Interval:
 
 @dataclass(frozen=True)
 class McNemar:
-    """Exact McNemar test. b: baseline passed, candidate failed; c: candidate passed, baseline failed."""
+    """Exact McNemar test. b: baseline passed, candidate failed; c: candidate passed, baseline
+    failed."""
 
     b: int
     c: int
@@ -95,8 +97,13 @@ class Comparison:
         return asdict(self)
 
 
-def paired_bootstrap(candidate: np.ndarray, baseline: np.ndarray, resamples: int = 10000,
-                     confidence: float = 0.95, seed: int = 0) -> Interval:
+def paired_bootstrap(
+    candidate: np.ndarray,
+    baseline: np.ndarray,
+    resamples: int = 10000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """Percentile bootstrap of the mean per-case delta, resampling cases with replacement.
 
     p-value: the percentile CI inverted, p = 2 * min(share of resampled means <= 0, share >= 0),
@@ -122,31 +129,54 @@ def paired_bootstrap(candidate: np.ndarray, baseline: np.ndarray, resamples: int
     shifted = deltas - shift
     rng = np.random.default_rng(seed)
     rows = max(1, _CHUNK_ENTRIES // n)
-    means = np.concatenate([
-        shifted[rng.integers(0, n, size=(min(rows, resamples - start), n))].mean(axis=1)
-        for start in range(0, resamples, rows)
-    ]) + shift
+    means = (
+        np.concatenate(
+            [
+                shifted[rng.integers(0, n, size=(min(rows, resamples - start), n))].mean(axis=1)
+                for start in range(0, resamples, rows)
+            ]
+        )
+        + shift
+    )
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     below, above = int(np.count_nonzero(means <= 0)), int(np.count_nonzero(means >= 0))
     p_boot = 2 * (1 + min(below, above)) / (resamples + 1)
-    p = min(1.0, max(p_boot, 2 * 0.5 ** n))
-    return Interval(delta=shift + float(shifted.mean()), low=float(low), high=float(high), p_value=p,
-                    confidence=confidence, resamples=resamples, n=n)
+    p = min(1.0, max(p_boot, 2 * 0.5**n))
+    return Interval(
+        delta=shift + float(shifted.mean()),
+        low=float(low),
+        high=float(high),
+        p_value=p,
+        confidence=confidence,
+        resamples=resamples,
+        n=n,
+    )
 
 
 def mcnemar_exact(candidate_pass: np.ndarray, baseline_pass: np.ndarray) -> McNemar:
     """Exact (binomial) McNemar: under no difference each discordant pair is a fair coin flip."""
-    cand, base = _as_pass(candidate_pass, "candidate_pass"), _as_pass(baseline_pass, "baseline_pass")
+    cand, base = (
+        _as_pass(candidate_pass, "candidate_pass"),
+        _as_pass(baseline_pass, "baseline_pass"),
+    )
     if cand.shape != base.shape:
-        raise ValueError(f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})")
+        raise ValueError(
+            f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})"
+        )
     b, c = int(np.count_nonzero(base & ~cand)), int(np.count_nonzero(cand & ~base))
     p = 1.0 if b + c == 0 else min(1.0, 2 * float(binom.cdf(min(b, c), b + c, 0.5)))
     return McNemar(b=b, c=c, n=len(cand), p_value=p)
 
 
-def minimum_detectable_effect(deltas: np.ndarray, alpha: float = 0.05, power: float = 0.8, *,
-                              fallback_sd: float = PASS_FAIL_SD, min_cases_for_sd: int = 10) -> float:
+def minimum_detectable_effect(
+    deltas: np.ndarray,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    *,
+    fallback_sd: float = PASS_FAIL_SD,
+    min_cases_for_sd: int = 10,
+) -> float:
     """Smallest |mean delta| a two-sided paired test at `alpha` finds with probability `power`.
 
     Normal approximation: (z_{1-alpha/2} + z_power) * sd(delta) / sqrt(n). The observed sd is
@@ -172,15 +202,21 @@ def detectable(mde: float, effect: float) -> bool:
 
 
 def mde_unit(*series: pd.Series) -> tuple[str, float]:
-    """The unit an effect is told in: points (0.01) for metrics on a 0..1 scale (pass/fail, rates, ROUGE),
-    the metric's own units for the rest (BLEU, TER, perplexity), where "points" would mislead."""
+    """The unit an effect is told in: points (0.01) for metrics on a 0..1 scale (pass/fail, rates,
+    ROUGE), the metric's own units for the rest (BLEU, TER, perplexity), where "points" would
+    mislead."""
     values = np.concatenate([np.asarray(s, dtype=float) for s in series])
     values = values[~np.isnan(values)]
-    return ("points", 0.01) if values.size and values.min() >= 0 and values.max() <= 1 else ("units", 1.0)
+    return (
+        ("points", 0.01)
+        if values.size and values.min() >= 0 and values.max() <= 1
+        else ("units", 1.0)
+    )
 
 
-def mde_sentence(mde: float, n: int, effect: float | None = None, *, unit: str = "points",
-                 per_unit: float = 0.01) -> str:
+def mde_sentence(
+    mde: float, n: int, effect: float | None = None, *, unit: str = "points", per_unit: float = 0.01
+) -> str:
     """One honest line for the report. `per_unit` is one `unit` in metric terms (a point = 0.01).
 
     The cases needed use MDE ~ 1/sqrt(n): n * (mde / effect)**2.
@@ -195,8 +231,10 @@ def mde_sentence(mde: float, n: int, effect: float | None = None, *, unit: str =
     if detectable(mde, effect):
         return f"{cases} are enough to detect a change of {size} (smallest detectable: {smallest})."
     needed = math.ceil(n * (mde / effect) ** 2)
-    return (f"Too few cases to detect a change of {size}: {cases} detect {smallest} or more; "
-            f"about {needed} would be needed.")
+    return (
+        f"Too few cases to detect a change of {size}: {cases} detect {smallest} or more; "
+        f"about {needed} would be needed."
+    )
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[HolmResult]:
@@ -209,29 +247,48 @@ def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[HolmResult]:
     """
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1 or np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
-        raise ValueError(f"p-values must be a flat sequence of numbers in [0, 1], got {list(p_values)}")
+        raise ValueError(
+            f"p-values must be a flat sequence of numbers in [0, 1], got {list(p_values)}"
+        )
     m = len(p)
     order = np.argsort(p, kind="stable")
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    return [HolmResult(p_value=float(pi), adjusted=float(a), reject=bool(a <= alpha)) for pi, a in zip(p, adjusted)]
+    return [
+        HolmResult(p_value=float(pi), adjusted=float(a), reject=bool(a <= alpha))
+        for pi, a in zip(p, adjusted)
+    ]
 
 
-def binomial_bound(passes: np.ndarray, bound: float, lower: bool, confidence: float = 0.95) -> BoundTest:
+def binomial_bound(
+    passes: np.ndarray, bound: float, lower: bool, confidence: float = 0.95
+) -> BoundTest:
     """Exact one-sided binomial test of a pass rate against an absolute bound.
 
-    H1 is "the rule holds": rate > bound for `min` (lower=True), rate < bound for `max`. The interval is
-    the equal-tailed Clopper-Pearson interval at level 2*confidence - 1, so its end on the bound's side
-    is the one-sided Clopper-Pearson bound at `confidence`: 10 passes of 10 against min 0.95 gives
-    p = 0.95**10 = 0.60 and a 95% lower bound of 0.05**(1/10) = 0.74.
+    H1 is "the rule holds": rate > bound for `min` (lower=True), rate < bound for `max`. The
+    interval is the equal-tailed Clopper-Pearson interval at level 2*confidence - 1, so its end on
+    the bound's side is the one-sided Clopper-Pearson bound at `confidence`: 10 passes of 10 against
+    min 0.95 gives p = 0.95**10 = 0.60 and a 95% lower bound of 0.05**(1/10) = 0.74.
     """
     values = _as_pass(passes, "passes")
     k, n = int(values.sum()), len(values)
     low, high = _clopper_pearson(k, n, 2 * confidence - 1)
     if lower:
-        p = 0.0 if bound < 0 else 1.0 if bound >= 1 else binomtest(k, n, bound, alternative="greater").pvalue
+        p = (
+            0.0
+            if bound < 0
+            else 1.0
+            if bound >= 1
+            else binomtest(k, n, bound, alternative="greater").pvalue
+        )
     else:
-        p = 0.0 if bound > 1 else 1.0 if bound <= 0 else binomtest(k, n, bound, alternative="less").pvalue
+        p = (
+            0.0
+            if bound > 1
+            else 1.0
+            if bound <= 0
+            else binomtest(k, n, bound, alternative="less").pvalue
+        )
     return BoundTest(statistic=k / n, low=low, high=high, p_value=float(p), test="binomial_exact")
 
 
@@ -245,8 +302,9 @@ def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
 def tango_statistic(gained: int, lost: int, n: int, delta0: float) -> float:
     """Tango's (1998) score statistic for H0: p(gained) - p(lost) = delta0 in a paired 2x2 table.
 
-    `gained`: cases the candidate passed and the baseline failed; `lost`: the reverse. The variance is
-    taken at the restricted maximum-likelihood estimate of p(lost) under H0, the root of a quadratic.
+    `gained`: cases the candidate passed and the baseline failed; `lost`: the reverse. The variance
+    is taken at the restricted maximum-likelihood estimate of p(lost) under H0, the root of a
+    quadratic.
     """
     a = 2 * n
     b = -gained - lost + (2 * n - gained + lost) * delta0
@@ -267,28 +325,57 @@ def tango_interval(gained: int, lost: int, n: int, confidence: float = 0.95) -> 
         raise ValueError("the paired table is empty: no cases to compare")
     z = float(norm.ppf(1 - (1 - confidence) / 2))
     estimate, tol = (gained - lost) / n, 1e-10
-    low = -1.0 if estimate == -1 else brentq(lambda d: tango_statistic(gained, lost, n, d) - z, -1 + tol, estimate + tol
-                                             if estimate < 1 else 1 - tol, xtol=1e-12)
-    high = 1.0 if estimate == 1 else brentq(lambda d: tango_statistic(gained, lost, n, d) + z, estimate - tol
-                                            if estimate > -1 else -1 + tol, 1 - tol, xtol=1e-12)
+    low = (
+        -1.0
+        if estimate == -1
+        else brentq(
+            lambda d: tango_statistic(gained, lost, n, d) - z,
+            -1 + tol,
+            estimate + tol if estimate < 1 else 1 - tol,
+            xtol=1e-12,
+        )
+    )
+    high = (
+        1.0
+        if estimate == 1
+        else brentq(
+            lambda d: tango_statistic(gained, lost, n, d) + z,
+            estimate - tol if estimate > -1 else -1 + tol,
+            1 - tol,
+            xtol=1e-12,
+        )
+    )
     return float(low), float(high)
 
 
-def paired_proportion_bound(candidate_pass: np.ndarray, baseline_pass: np.ndarray, margin: float,
-                            confidence: float = 0.95) -> BoundTest:
+def paired_proportion_bound(
+    candidate_pass: np.ndarray, baseline_pass: np.ndarray, margin: float, confidence: float = 0.95
+) -> BoundTest:
     """Paired pass/fail delta (candidate - baseline rate) against a margin, two-sided.
 
-    At a zero margin the exact McNemar test decides (the textbook test for "did the pass rate change");
-    at any other margin McNemar does not apply, and Tango's score test for H0: delta = margin does. The
-    interval is Tango's score interval either way (the inversion of the score test).
+    At a zero margin the exact McNemar test decides (the textbook test for "did the pass rate
+    change"); at any other margin McNemar does not apply, and Tango's score test for H0: delta =
+    margin does. The interval is Tango's score interval either way (the inversion of the score
+    test).
     """
-    cand, base = _as_pass(candidate_pass, "candidate_pass"), _as_pass(baseline_pass, "baseline_pass")
+    cand, base = (
+        _as_pass(candidate_pass, "candidate_pass"),
+        _as_pass(baseline_pass, "baseline_pass"),
+    )
     if cand.shape != base.shape:
-        raise ValueError(f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})")
-    gained, lost, n = int(np.count_nonzero(cand & ~base)), int(np.count_nonzero(base & ~cand)), len(cand)
+        raise ValueError(
+            f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})"
+        )
+    gained, lost, n = (
+        int(np.count_nonzero(cand & ~base)),
+        int(np.count_nonzero(base & ~cand)),
+        len(cand),
+    )
     low, high = tango_interval(gained, lost, n, confidence)
     if margin == 0:
-        return BoundTest((gained - lost) / n, low, high, mcnemar_exact(cand, base).p_value, "mcnemar_exact")
+        return BoundTest(
+            (gained - lost) / n, low, high, mcnemar_exact(cand, base).p_value, "mcnemar_exact"
+        )
     if not -1 < margin < 1:  # a margin no pass rate can reach (or one every delta clears)
         p = 1.0 if (margin >= 1) else 0.0
         return BoundTest((gained - lost) / n, low, high, p, "tango_score")
@@ -297,38 +384,58 @@ def paired_proportion_bound(candidate_pass: np.ndarray, baseline_pass: np.ndarra
     return BoundTest((gained - lost) / n, low, high, p, "tango_score")
 
 
-def bootstrap_bound(values: np.ndarray, bound: float, lower: bool, resamples: int = 10000,
-                    confidence: float = 0.95, seed: int = 0) -> BoundTest:
+def bootstrap_bound(
+    values: np.ndarray,
+    bound: float,
+    lower: bool,
+    resamples: int = 10000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BoundTest:
     """One-sided percentile-bootstrap test of a mean against an absolute bound (continuous metrics).
 
     p is the share of resampled means on the wrong side of the bound (ties count against), with the
-    usual +1s, floored at 0.5**n like the exact sign test; the interval is the percentile interval at
-    level 2*confidence - 1, whose end on the bound's side is the one-sided bound at `confidence`.
+    usual +1s, floored at 0.5**n like the exact sign test; the interval is the percentile interval
+    at level 2*confidence - 1, whose end on the bound's side is the one-sided bound at `confidence`.
     """
     data = _finite_1d(values, "values")
     n = len(data)
     rng = np.random.default_rng(seed)
     rows = max(1, _CHUNK_ENTRIES // n)
-    means = np.concatenate([data[rng.integers(0, n, size=(min(rows, resamples - start), n))].mean(axis=1)
-                            for start in range(0, resamples, rows)])
+    means = np.concatenate(
+        [
+            data[rng.integers(0, n, size=(min(rows, resamples - start), n))].mean(axis=1)
+            for start in range(0, resamples, rows)
+        ]
+    )
     wrong = int(np.count_nonzero(means <= bound if lower else means >= bound))
-    p = min(1.0, max((1 + wrong) / (resamples + 1), 0.5 ** n))
+    p = min(1.0, max((1 + wrong) / (resamples + 1), 0.5**n))
     tail = 1 - confidence
     low, high = np.quantile(means, [tail, 1 - tail])
     return BoundTest(float(data.mean()), float(low), float(high), float(p), "bootstrap_percentile")
 
 
-def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | None = None,
-                   resamples: int = 10000, confidence: float = 0.95, seed: int = 0,
-                   alpha: float = 0.05, power: float = 0.8, worst: int = 5,
-                   higher_is_better: bool = True) -> Comparison:
+def compare_paired(
+    candidate: pd.Series,
+    baseline: pd.Series,
+    *,
+    binary: bool | None = None,
+    resamples: int = 10000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    worst: int = 5,
+    higher_is_better: bool = True,
+) -> Comparison:
     """Compare per-case scores indexed by case id, on the cases both sides scored.
 
     Cases missing on either side (or NaN: not scored) are dropped and counted, since a silent
     mismatch would compare different questions. Common ids are sorted so the seeded bootstrap does
     not depend on row order. Binary metrics (auto: every value is 0 or 1) get the exact McNemar
-    p-value and Tango's score interval; others the paired percentile bootstrap's p and interval. `delta` is always
-    candidate - baseline; which cases improved or regressed follows `higher_is_better`.
+    p-value and Tango's score interval; others the paired percentile bootstrap's p and interval.
+    `delta` is always candidate - baseline; which cases improved or regressed follows
+    `higher_is_better`.
     """
     for name, series in (("candidate", candidate), ("baseline", baseline)):
         if series.index.has_duplicates:
@@ -337,7 +444,9 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
     cand, base = candidate.dropna(), baseline.dropna()
     common = cand.index.intersection(base.index).sort_values()
     if common.empty:
-        raise ValueError(f"no scored cases in common (candidate has {len(cand)}, baseline {len(base)})")
+        raise ValueError(
+            f"no scored cases in common (candidate has {len(cand)}, baseline {len(base)})"
+        )
     dropped = len(candidate.index.union(baseline.index)) - len(common)
     cand_v, base_v = cand.loc[common].to_numpy(float), base.loc[common].to_numpy(float)
     is_binary = is_pass_fail(cand_v, base_v)
@@ -345,7 +454,9 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
         binary = is_binary
     elif binary and not is_binary:
         raise ValueError("binary=True but some scores are not 0 or 1")
-    interval = paired_bootstrap(cand_v, base_v, resamples=resamples, confidence=confidence, seed=seed)
+    interval = paired_bootstrap(
+        cand_v, base_v, resamples=resamples, confidence=confidence, seed=seed
+    )
     low, high = interval.low, interval.high
     if binary:
         exact = paired_proportion_bound(cand_v == 1, base_v == 1, 0.0, confidence)
@@ -359,13 +470,24 @@ def compare_paired(candidate: pd.Series, baseline: pd.Series, *, binary: bool | 
     gains = deltas if higher_is_better else -deltas
     drops = pd.Series(-gains, index=common)
     return Comparison(
-        n=len(common), dropped=dropped, binary=binary,
-        candidate_mean=float(cand_v.mean()), baseline_mean=float(base_v.mean()),
-        delta=interval.delta, ci_low=low, ci_high=high, confidence=confidence,
-        p_value=p, test=test,
+        n=len(common),
+        dropped=dropped,
+        binary=binary,
+        candidate_mean=float(cand_v.mean()),
+        baseline_mean=float(base_v.mean()),
+        delta=interval.delta,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        p_value=p,
+        test=test,
         mde=minimum_detectable_effect(deltas, alpha, power, fallback_sd=fallback),
-        improved=int(np.count_nonzero(gains > 0)), regressed=int(np.count_nonzero(gains < 0)),
-        worst_regressions=drops[drops > 0].sort_values(ascending=False, kind="stable").head(worst).index.tolist(),
+        improved=int(np.count_nonzero(gains > 0)),
+        regressed=int(np.count_nonzero(gains < 0)),
+        worst_regressions=drops[drops > 0]
+        .sort_values(ascending=False, kind="stable")
+        .head(worst)
+        .index.tolist(),
     )
 
 
@@ -378,7 +500,9 @@ def is_pass_fail(*values: np.ndarray | pd.Series) -> bool:
 def _paired_deltas(candidate: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     cand, base = _finite_1d(candidate, "candidate"), _finite_1d(baseline, "baseline")
     if cand.shape != base.shape:
-        raise ValueError(f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})")
+        raise ValueError(
+            f"candidate and baseline have different lengths ({len(cand)} vs {len(base)})"
+        )
     return cand - base
 
 

@@ -1,5 +1,5 @@
-"""LoRA training: data errors, the assistant-only loss mask, the content-hash cache, interruption safety,
-and (slow) real training on the embedded model."""
+"""LoRA training: data errors, the assistant-only loss mask, the content-hash cache, interruption
+safety, and (slow) real training on the embedded model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.building.training import LoraSettings, TrainSettings, adapter_key, check_lora_targets, train_adapter
+from harness.building.training import (
+    LoraSettings,
+    TrainSettings,
+    adapter_key,
+    check_lora_targets,
+    train_adapter,
+)
 from harness.building.training.adapter import MANIFEST, finished, library_versions
 from harness.building.training.data import IGNORE, encode, load_examples, split
 from harness.core.console import log
@@ -25,7 +31,7 @@ CASES = ROOT / "suites" / "tickets" / "cases.jsonl"
 
 
 def ticket_lines(n: int, start: int = 0) -> list[str]:
-    return TICKETS.read_text().splitlines()[start:start + n]
+    return TICKETS.read_text().splitlines()[start : start + n]
 
 
 def write(path: Path, lines: list[str]) -> Path:
@@ -41,6 +47,7 @@ def tokenizer(model: ModelRef):
 
 
 # --- bad input: every error names the file and, where there is one, the line ---
+
 
 def test_empty_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="empty") as err:
@@ -75,10 +82,15 @@ def test_bad_message_shape_and_unknown_shape(tmp_path: Path) -> None:
 
 def test_csv_instruction_format_and_row_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
-    good.write_text('instruction,input,output\nSay hi,,hi\n'
-                    'Classify,"Ticket: late parcel","{""category"": ""shipping""}"\n')
+    good.write_text(
+        "instruction,input,output\nSay hi,,hi\n"
+        'Classify,"Ticket: late parcel","{""category"": ""shipping""}"\n'
+    )
     examples = load_examples(good)
-    assert examples[0].messages == [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]
+    assert examples[0].messages == [
+        {"role": "user", "content": "Say hi"},
+        {"role": "assistant", "content": "hi"},
+    ]
     assert examples[1].messages[0]["content"] == "Classify\n\nTicket: late parcel"
     bad = tmp_path / "bad.csv"
     bad.write_text("instruction,input,output\nSay hi,,hi\nSay bye,,\n")
@@ -108,13 +120,18 @@ def test_too_few_examples_for_validation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="none left to train on"):
         split(["only"], 0.1, 0, "data.jsonl")
     train, val = split(list(range(256)), 0.1, 0, "data.jsonl")
-    assert (len(train), len(val)) == (230, 26) and split(list(range(256)), 0.1, 0, "x") == (train, val)
+    assert (len(train), len(val)) == (230, 26) and split(list(range(256)), 0.1, 0, "x") == (
+        train,
+        val,
+    )
 
 
 def test_unknown_target_module_lists_the_real_ones(model: ModelRef) -> None:
     check_lora_targets(model, LoraSettings(target_modules=["q_proj", "self_attn.v_proj"]))
     with pytest.raises(ConfigError, match="no linear module named 'query'") as err:
-        check_lora_targets(model, LoraSettings(target_modules=["q_proj", "query"]), "configs/demo.yaml:12")
+        check_lora_targets(
+            model, LoraSettings(target_modules=["q_proj", "query"]), "configs/demo.yaml:12"
+        )
     assert err.value.file == "configs/demo.yaml:12" and err.value.key == "lora.target_modules"
     for name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
         assert name in err.value.fix
@@ -130,6 +147,7 @@ def test_settings_validation() -> None:
 
 # --- the loss mask: real tokenizer, real chat template ---
 
+
 def test_labels_cover_only_assistant_text(tokenizer) -> None:
     messages = json.loads(ticket_lines(1)[0])["messages"]
     tokens, cut = encode(tokenizer, messages, 512)
@@ -143,13 +161,21 @@ def test_labels_cover_only_assistant_text(tokenizer) -> None:
 
 
 def test_labels_in_multi_turn_and_truncation(tokenizer) -> None:
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "One?"},
-                {"role": "assistant", "content": "1"}, {"role": "user", "content": "Two?"},
-                {"role": "assistant", "content": "2"}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "One?"},
+        {"role": "assistant", "content": "1"},
+        {"role": "user", "content": "Two?"},
+        {"role": "assistant", "content": "2"},
+    ]
     tokens, _ = encode(tokenizer, messages, 512)
-    runs = [tokenizer.decode([tok for tok, _ in run])
-            for learned, run in groupby(zip(tokens.input_ids, tokens.labels), key=lambda pair: pair[1] != IGNORE)
-            if learned]
+    runs = [
+        tokenizer.decode([tok for tok, _ in run])
+        for learned, run in groupby(
+            zip(tokens.input_ids, tokens.labels), key=lambda pair: pair[1] != IGNORE
+        )
+        if learned
+    ]
     assert runs == ["1<|im_end|>", "2<|im_end|>"]
     short, cut = encode(tokenizer, messages, 10)
     assert cut and len(short.input_ids) == 10 and short.targets == 0
@@ -157,11 +183,14 @@ def test_labels_in_multi_turn_and_truncation(tokenizer) -> None:
 
 # --- the cache key ---
 
+
 def test_adapter_key_tracks_every_input() -> None:
     settings = TrainSettings(data="a.jsonl")
     key = adapter_key("fp", b"data", settings)
     assert key == adapter_key("fp", b"data", settings, library_versions())
-    assert key == adapter_key("fp", b"data", settings.model_copy(update={"data": "elsewhere/a.jsonl"}))
+    assert key == adapter_key(
+        "fp", b"data", settings.model_copy(update={"data": "elsewhere/a.jsonl"})
+    )
     changed = [
         adapter_key("fp2", b"data", settings),
         adapter_key("fp", b"data2", settings),
@@ -181,26 +210,49 @@ def test_folder_without_manifest_is_not_finished(tmp_path: Path) -> None:
 
 # --- early stopping, on a small randomly initialised Llama (real layers, real LoRA, seconds to train) ---
 
+
 def small_lora_model(vocab_size: int):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1)
-    return get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0))
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    return get_peft_model(
+        LlamaForCausalLM(config), LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0)
+    )
 
 
 def test_early_stopping_ends_on_the_best_evaluation(tokenizer) -> None:
     from harness.building.training.loop import fit
 
     items = [encode(tokenizer, json.loads(line)["messages"], 512)[0] for line in ticket_lines(8)]
-    # a step this small cannot move the validation loss, so no evaluation after the first improves on it
-    settings = TrainSettings(data="d.jsonl", max_steps=10, batch_size=2, lr=1e-12, eval_every=1,
-                             early_stopping_patience=2, val_fraction=0.25)
-    result = fit(small_lora_model(len(tokenizer)), items[:6], items[6:], settings, tokenizer.pad_token_id,
-                 log=lambda _: None)
+    # a step this small cannot move the validation loss, so no evaluation after the first improves
+    # on it
+    settings = TrainSettings(
+        data="d.jsonl",
+        max_steps=10,
+        batch_size=2,
+        lr=1e-12,
+        eval_every=1,
+        early_stopping_patience=2,
+        val_fraction=0.25,
+    )
+    result = fit(
+        small_lora_model(len(tokenizer)),
+        items[:6],
+        items[6:],
+        settings,
+        tokenizer.pad_token_id,
+        log=lambda _: None,
+    )
     assert [m["step"] for m in result.metrics] == [1, 2, 3] and result.best_step == 1
     assert len({m["val_loss"] for m in result.metrics}) == 1
 
@@ -231,11 +283,22 @@ TINY = dict(max_steps=1, batch_size=2, val_fraction=0, lr=1e-3)
 def trained(model: ModelRef, tmp_path_factory: pytest.TempPathFactory):
     """One real adapter: 3 steps on 20 ticket examples plus one too long for max_length."""
     folder = tmp_path_factory.mktemp("train")
-    long = {"messages": [{"role": "user", "content": "Summarise: " + "the parcel is late again. " * 40},
-                         {"role": "assistant", "content": "late parcel"}]}
+    long = {
+        "messages": [
+            {"role": "user", "content": "Summarise: " + "the parcel is late again. " * 40},
+            {"role": "assistant", "content": "late parcel"},
+        ]
+    }
     data = write(folder / "data.jsonl", ticket_lines(20) + [json.dumps(long)])
-    settings = TrainSettings(data="data.jsonl", max_steps=3, batch_size=4, lr=3e-3, val_fraction=0.2, eval_every=1,
-                             max_length=128)
+    settings = TrainSettings(
+        data="data.jsonl",
+        max_steps=3,
+        batch_size=4,
+        lr=3e-3,
+        val_fraction=0.2,
+        eval_every=1,
+        max_length=128,
+    )
     logs: list[str] = []
     started = time.perf_counter()
     adapter = train_adapter(model, settings, data, cache_root=folder / "adapters", log=logs.append)
@@ -245,17 +308,30 @@ def trained(model: ModelRef, tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.slow
 def test_training_records_metrics_and_truncation(trained) -> None:
     adapter, settings, data, logs, _ = trained
-    assert not adapter.reused and adapter.rank == 16 and adapter.examples == 21 and adapter.truncated == 1
+    assert (
+        not adapter.reused
+        and adapter.rank == 16
+        and adapter.examples == 21
+        and adapter.truncated == 1
+    )
     assert [line for line in logs if "truncated" in line] == [
         "warning: 1 of 21 examples are longer than max_length=128 tokens and were truncated; "
-        "1 lost their whole answer and were left out"]
+        "1 lost their whole answer and were left out"
+    ]
     assert [m["step"] for m in adapter.metrics] == [1, 2, 3]
     assert all("val_loss" in m and m["tokens_per_s"] > 0 for m in adapter.metrics)
     assert adapter.best_step == min(adapter.metrics, key=lambda m: m["val_loss"])["step"]
     assert 0 < adapter.trainable_params < adapter.total_params
     config = json.loads((adapter.path / "adapter_config.json").read_text())
     assert config["r"] == 16 and set(config["target_modules"]) == {
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
 
 
 @pytest.mark.slow
@@ -265,18 +341,28 @@ def test_adapter_changes_greedy_output(model: ModelRef, trained) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter = trained[0]
-    tokenizer = AutoTokenizer.from_pretrained(model.path, local_files_only=True, padding_side="left")
+    tokenizer = AutoTokenizer.from_pretrained(
+        model.path, local_files_only=True, padding_side="left"
+    )
     prompts = [json.loads(line)["prompt"] for line in CASES.read_text().splitlines()[:2]]
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-             for p in prompts]
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     def greedy(lm) -> list[str]:
         with torch.inference_mode():
             out = lm.generate(**batch, max_new_tokens=16, do_sample=False)
-        return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        return tokenizer.batch_decode(
+            out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
+        )
 
-    base = AutoModelForCausalLM.from_pretrained(model.path, local_files_only=True, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(
+        model.path, local_files_only=True, dtype=torch.float32
+    )
     before = greedy(base)
     after = greedy(PeftModel.from_pretrained(base, str(adapter.path)))
     assert before != after
@@ -303,39 +389,62 @@ def test_changes_retrain_and_training_is_deterministic(model: ModelRef, tmp_path
     weights = (first.path / "adapter_model.safetensors").read_bytes()
 
     # Trained again in a child process (as `harness compare` trains): the same bytes.
-    again = train_adapter(model, settings, data, cache_root=root, retrain=True, log=log, in_child=True)
+    again = train_adapter(
+        model, settings, data, cache_root=root, retrain=True, log=log, in_child=True
+    )
     assert not again.reused and again.key == first.key
     assert (again.path / "adapter_model.safetensors").read_bytes() == weights
 
-    other_settings = train_adapter(model, settings.model_copy(update={"lr": 2e-3}), data, cache_root=root,
-                                   log=lambda _: None)
+    other_settings = train_adapter(
+        model, settings.model_copy(update={"lr": 2e-3}), data, cache_root=root, log=lambda _: None
+    )
     write(data, ticket_lines(6, start=6))
     other_data = train_adapter(model, settings, data, cache_root=root, log=lambda _: None)
     assert not other_settings.reused and not other_data.reused
     assert len({first.key, other_settings.key, other_data.key}) == 3
-    assert sorted(p.name for p in root.iterdir()) == sorted([first.key, other_settings.key, other_data.key])
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [first.key, other_settings.key, other_data.key]
+    )
 
 
 def test_a_config_error_crosses_a_process_boundary_intact() -> None:
-    error = pickle.loads(pickle.dumps(ConfigError("data.jsonl", "max_length", "too short", "raise it")))
-    assert (error.file, error.key, error.problem, error.fix) == ("data.jsonl", "max_length", "too short", "raise it")
+    error = pickle.loads(
+        pickle.dumps(ConfigError("data.jsonl", "max_length", "too short", "raise it"))
+    )
+    assert (error.file, error.key, error.problem, error.fix) == (
+        "data.jsonl",
+        "max_length",
+        "too short",
+        "raise it",
+    )
     assert str(error) == "data.jsonl: max_length: too short\n  fix: raise it"
 
 
 @pytest.mark.slow
-def test_an_error_in_the_training_child_is_raised_in_the_harness(model: ModelRef, tmp_path: Path) -> None:
-    long = json.dumps({"messages": [{"role": "user", "content": "word " * 200},
-                                    {"role": "assistant", "content": "ok"}]})
+def test_an_error_in_the_training_child_is_raised_in_the_harness(
+    model: ModelRef, tmp_path: Path
+) -> None:
+    long = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "word " * 200},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+    )
     data = write(tmp_path / "data.jsonl", [long] * 4)
     settings = TrainSettings(data="data.jsonl", max_length=16, val_fraction=0, max_steps=1)
     with pytest.raises(ConfigError, match="max_length=16"):
-        train_adapter(model, settings, data, cache_root=tmp_path / "adapters", log=log, in_child=True)
+        train_adapter(
+            model, settings, data, cache_root=tmp_path / "adapters", log=log, in_child=True
+        )
     assert not [p for p in (tmp_path / "adapters").iterdir() if not p.name.startswith(".")]
 
 
 @pytest.mark.slow
-def test_interrupted_training_leaves_no_finished_adapter(model: ModelRef, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_training_leaves_no_finished_adapter(
+    model: ModelRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from peft import PeftModel
 
     root = tmp_path / "adapters"
@@ -343,7 +452,9 @@ def test_interrupted_training_leaves_no_finished_adapter(model: ModelRef, tmp_pa
     settings = TrainSettings(data="data.jsonl", **TINY)
     save = PeftModel.save_pretrained
 
-    def save_then_interrupt(self, folder, **kwargs):  # Ctrl-C after the weights are written, before the manifest
+    def save_then_interrupt(
+        self, folder, **kwargs
+    ):  # Ctrl-C after the weights are written, before the manifest
         save(self, folder, **kwargs)
         raise KeyboardInterrupt
 
@@ -360,7 +471,8 @@ def test_interrupted_training_leaves_no_finished_adapter(model: ModelRef, tmp_pa
     adapter = train_adapter(model, settings, data, cache_root=root, log=lambda _: None)
     assert not adapter.reused and finished(adapter.path) is not None
     assert sorted(p.name for p in adapter.path.iterdir()) == sorted(
-        ["README.md", "adapter_config.json", "adapter_model.safetensors", MANIFEST])
+        ["README.md", "adapter_config.json", "adapter_model.safetensors", MANIFEST]
+    )
     assert [p.name for p in root.iterdir()] == [key]
 
 
@@ -368,7 +480,9 @@ def test_interrupted_training_leaves_no_finished_adapter(model: ModelRef, tmp_pa
 def test_divergence_stops_with_a_fix(model: ModelRef, tmp_path: Path) -> None:
     root = tmp_path / "adapters"
     data = write(tmp_path / "data.jsonl", ticket_lines(6))
-    settings = TrainSettings(data="data.jsonl", **{**TINY, "max_steps": 3, "lr": 1e30, "warmup_ratio": 0})
+    settings = TrainSettings(
+        data="data.jsonl", **{**TINY, "max_steps": 3, "lr": 1e30, "warmup_ratio": 0}
+    )
     with pytest.raises(HarnessError, match=r"(?s)training diverged.*fix: lower `lr`"):
         train_adapter(model, settings, data, cache_root=root, log=lambda _: None)
     assert list(root.iterdir()) == []
@@ -381,12 +495,16 @@ def test_left_padding_does_not_change_the_loss(model: ModelRef, tokenizer) -> No
 
     from harness.building.training.loop import collate, loss_sum
 
-    lm = AutoModelForCausalLM.from_pretrained(model.path, local_files_only=True, dtype=torch.float32).eval()
+    lm = AutoModelForCausalLM.from_pretrained(
+        model.path, local_files_only=True, dtype=torch.float32
+    ).eval()
     items = [encode(tokenizer, json.loads(line)["messages"], 512)[0] for line in ticket_lines(4)]
     assert len({len(t) for t in items}) > 1  # the batch really is padded
     with torch.inference_mode():
         batched = float(loss_sum(lm, collate(items, tokenizer.pad_token_id)))
-        reference = sum(float(lm(input_ids=torch.tensor([t.input_ids]),
-                                 labels=torch.tensor([t.labels])).loss) * t.targets
-                        for t in items)
+        reference = sum(
+            float(lm(input_ids=torch.tensor([t.input_ids]), labels=torch.tensor([t.labels])).loss)
+            * t.targets
+            for t in items
+        )
     assert batched == pytest.approx(reference, rel=1e-4)

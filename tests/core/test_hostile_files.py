@@ -1,6 +1,8 @@
-"""Hostile and broken files (issue 21, items 4 and 9): YAML whose aliases would expand without end, text that is
-not UTF-8, a ragged CSV, a file the `datasets` library cannot read, a run store SQLite cannot use. Each is exit 2
-with one line naming the file, the place and the fix; `harness check` finds what it can and keeps listing."""
+"""Hostile and broken files (issue 21, items 4 and 9): YAML whose aliases would expand without end,
+text that is not UTF-8, a ragged CSV, a file the `datasets` library cannot read, a run store SQLite
+cannot use. Each is exit 2 with one line naming the file, the place and the fix; `harness check`
+finds what it can and keeps listing.
+"""
 
 from __future__ import annotations
 
@@ -26,32 +28,54 @@ from support.paths import REPO
 from support.scenarios import PROMPT, TICKET, Project, answer, tickets
 
 REPO = REPO
-MEMORY_LIMIT = 2 * 1024**3  # `harness check` needs a few hundred MB; an alias bomb that got through takes gigabytes
-HANG_GUARD_S = 300  # only so that a regression that hangs (the bomb did, ignoring SIGTERM) fails instead
+MEMORY_LIMIT = (
+    2 * 1024**3
+)  # `harness check` needs a few hundred MB; an alias bomb that got through takes gigabytes
+HANG_GUARD_S = (
+    300  # only so that a regression that hangs (the bomb did, ignoring SIGTERM) fails instead
+)
 LATIN1 = "café".encode("latin-1")  # b"caf\xe9": not UTF-8
 UTF8_FIX = "save the file as UTF-8"
 
 
 def bomb(indent: str) -> tuple[list[str], int]:
-    """Nine anchors, each a list of nine aliases of the one before (9^9 values), as YAML lines at `indent`,
-    and the index of the line holding the aliases that copy the most (*h)."""
+    """Nine anchors, each a list of nine aliases of the one before (9^9 values), as YAML lines at
+    `indent`, and the index of the line holding the aliases that copy the most (*h)."""
     lines = [f'{indent}a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
-    lines += [f"{indent}{cur}: &{cur} [{', '.join([f'*{prev}'] * 9)}]" for prev, cur in zip("abcdefgh", "bcdefghi")]
+    lines += [
+        f"{indent}{cur}: &{cur} [{', '.join([f'*{prev}'] * 9)}]"
+        for prev, cur in zip("abcdefgh", "bcdefghi")
+    ]
     return lines, len(lines) - 1
 
 
-def harness_child(*args: str, cwd: Path, prepare: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
-    """harness.cli.main(args) in a child process that may map at most MEMORY_LIMIT, so that a regression fails
-    with a MemoryError instead of taking the test machine's memory; `prepare` runs in the child first."""
+def harness_child(
+    *args: str, cwd: Path, prepare: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """harness.cli.main(args) in a child process that may map at most MEMORY_LIMIT, so that a
+    regression fails with a MemoryError instead of taking the test machine's memory; `prepare` runs
+    in the child first.
+    """
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         if prepare is not None:
             prepare()
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+    }
     code = "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, preexec_fn=limit,
-                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
 
 
 def write_suite(folder: Path, text: str, cases: list[dict[str, Any]] | None = None) -> Path:
@@ -62,9 +86,14 @@ def write_suite(folder: Path, text: str, cases: list[dict[str, Any]] | None = No
 
 
 def rubric_copy(folder: Path, name: str = "correctness") -> Path:
-    """A copy of a shipped rubric with its template and calibration set beside it, to break one of them."""
+    """A copy of a shipped rubric with its template and calibration set beside it, to break one of
+    them."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = (judges_dir() / f"{name}.yaml").read_text().replace(f"calibration/{name}.jsonl", "calibration.jsonl")
+    text = (
+        (judges_dir() / f"{name}.yaml")
+        .read_text()
+        .replace(f"calibration/{name}.jsonl", "calibration.jsonl")
+    )
     (folder / f"{name}.yaml").write_text(text)
     shutil.copy(judges_dir() / f"{name}.j2", folder / f"{name}.j2")
     shutil.copy(judges_dir() / "calibration" / f"{name}.jsonl", folder / "calibration.jsonl")
@@ -73,8 +102,12 @@ def rubric_copy(folder: Path, name: str = "correctness") -> Path:
 
 def judged_suite(folder: Path, rubric: Path) -> Path:
     cases = [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}]
-    return write_suite(folder, f"name: {folder.name}\ncases: cases.jsonl\nscorers:\n  - type: judge\n"
-                               f"    rubric: {rubric}\n", cases)
+    return write_suite(
+        folder,
+        f"name: {folder.name}\ncases: cases.jsonl\nscorers:\n  - type: judge\n"
+        f"    rubric: {rubric}\n",
+        cases,
+    )
 
 
 def error_lines(err: str) -> list[str]:
@@ -85,20 +118,30 @@ def error_lines(err: str) -> list[str]:
 
 
 @pytest.mark.parametrize("where", ["suite", "config", "rubric"])
-def test_an_alias_bomb_is_refused_at_its_line_before_it_expands(project: Project, where: str) -> None:
-    """The bomb in a suite's inline json_schema took `harness check` to 3.6 GB and a hang; in any YAML the
-    harness reads it is now exit 2 at the alias that copies the most, with the fix."""
+def test_an_alias_bomb_is_refused_at_its_line_before_it_expands(
+    project: Project, where: str
+) -> None:
+    """The bomb in a suite's inline json_schema took `harness check` to 3.6 GB and a hang; in any
+    YAML the harness reads it is now exit 2 at the alias that copies the most, with the fix."""
     project.suite("qa", [{"type": "json_schema", "schema": {"type": "object"}}], tickets(2))
-    path = project.config([PROMPT], [{"candidate": "bare", "suite": "qa", "metric": "json_schema", "min": 0.5}],
-                          [answer(TICKET)])
+    path = project.config(
+        [PROMPT],
+        [{"candidate": "bare", "suite": "qa", "metric": "json_schema", "min": 0.5}],
+        [answer(TICKET)],
+    )
     if where == "suite":
         lines, at = bomb("      ")
-        file = write_suite(project.root / "suites" / "qa", "name: qa\ncases: cases.jsonl\nscorers:\n"
-                           "  - type: json_schema\n    schema:\n      type: object\n" + "\n".join(lines) + "\n")
+        file = write_suite(
+            project.root / "suites" / "qa",
+            "name: qa\ncases: cases.jsonl\nscorers:\n"
+            "  - type: json_schema\n    schema:\n      type: object\n" + "\n".join(lines) + "\n",
+        )
         line = 6 + at + 1
     elif where == "config":
         lines, at = bomb("    ")
-        text = path.read_text().replace("engine:\n", "engine:\n  bomb:\n" + "\n".join(lines) + "\n", 1)
+        text = path.read_text().replace(
+            "engine:\n", "engine:\n  bomb:\n" + "\n".join(lines) + "\n", 1
+        )
         path.write_text(text)
         file, line = path, text.splitlines().index(lines[at]) + 1
     else:
@@ -114,33 +157,48 @@ def test_an_alias_bomb_is_refused_at_its_line_before_it_expands(project: Project
     assert "fix: write the values out" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_anchors_aliases_and_merge_keys_of_an_ordinary_config_still_load(project: Project,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    project.suite("qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}])
+def test_anchors_aliases_and_merge_keys_of_an_ordinary_config_still_load(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.suite(
+        "qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}]
+    )
     path = project.config([PROMPT], [], [answer("Paris")])
     config = yaml.safe_load(path.read_text())
     config.pop("gates")
-    text = yaml.safe_dump(config, sort_keys=False) + (
-        "gates:\n"
+    text = (
+        yaml.safe_dump(config, sort_keys=False) + "gates:\n"
         "  - &gate {candidate: bare, suite: qa, metric: contains, min: 0.5}\n"
         "  - <<: *gate\n    min: 0.25\n"
-        "  - *gate\n")
-    path.write_text(text.replace("candidates:\n- name: bare\n  kind: prompt\n",
-                                 "candidates:\n- name: bare\n  kind: prompt\n  system: &system Be brief.\n"
-                                 "- name: terse\n  kind: prompt\n  system: *system\n"))
+        "  - *gate\n"
+    )
+    path.write_text(
+        text.replace(
+            "candidates:\n- name: bare\n  kind: prompt\n",
+            "candidates:\n- name: bare\n  kind: prompt\n  system: &system Be brief.\n"
+            "- name: terse\n  kind: prompt\n  system: *system\n",
+        )
+    )
     assert main(["check", str(path)]) == 0, capsys.readouterr().err
     assert "2 candidates" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("case", ["recursive", "deep", "huge", "control"])
-def test_yaml_that_never_ends_nests_without_bound_or_is_huge_is_refused(project: Project, case: str,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """A recursive alias, nesting deeper than any reader's stack, a file of many megabytes, a NUL byte: each is a
-    ConfigError at the suite file (and its line), and the rest of the config is still checked."""
-    project.suite("qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}])
+def test_yaml_that_never_ends_nests_without_bound_or_is_huge_is_refused(
+    project: Project, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recursive alias, nesting deeper than any reader's stack, a file of many megabytes, a NUL
+    byte: each is a ConfigError at the suite file (and its line), and the rest of the config is
+    still checked."""
+    project.suite(
+        "qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}]
+    )
     project.suite("broken", ["contains"], [{"id": "a", "prompt": "q", "reference": "r"}])
-    path = project.config([PROMPT, {"name": "other", "kind": "prompt", "model": "./no-such-model"}],
-                          [{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}], [answer("Paris")])
+    path = project.config(
+        [PROMPT, {"name": "other", "kind": "prompt", "model": "./no-such-model"}],
+        [{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}],
+        [answer("Paris")],
+    )
     head = "name: broken\ncases: cases.jsonl\nscorers: [contains]\ndescription: "
     body, where, problem = {
         "recursive": ("&loop [1, *loop]\n", ":4:", "*loop stands inside its own anchor"),
@@ -153,7 +211,9 @@ def test_yaml_that_never_ends_nests_without_bound_or_is_huge_is_refused(project:
     assert main(["check", str(path)]) == 2
     errors = error_lines(capsys.readouterr().err)
     assert any(f"{suite}{where}" in e and problem in e for e in errors), errors
-    assert any("no-such-model" in e for e in errors), errors  # the rest of the config is still checked
+    assert any("no-such-model" in e for e in errors), (
+        errors
+    )  # the rest of the config is still checked
 
 
 # ---- text that is not UTF-8 ---------------------------------------------------------------------------------
@@ -170,18 +230,43 @@ def latin1_line(path: Path, lines: list[str], bad: int) -> Path:
 
 CASE = '{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}'
 BEHAVIORS = "Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID"
-# suite -> (its suite.yaml after `name:`, the file of its folder that is broken, that file's lines: the last one
-# ends in Latin-1 bytes)
+# suite -> (its suite.yaml after `name:`, the file of its folder that is broken, that file's lines:
+# the last one ends in Latin-1 bytes)
 LATIN1_SUITES = {
-    "yaml": (["cases: cases.jsonl", "scorers: [contains]", "description: a suite by"], "suite.yaml", []),
-    "jsonl": (["cases: cases.jsonl", "scorers: [contains]"], "cases.jsonl", [CASE, '{"id": "b", "prompt": "by']),
-    "csv": (["cases: data.csv", "columns: {prompt: question, reference: answer}", "scorers: [contains]"],
-            "data.csv", ["question,answer", "Capital of France?,Paris", "Who wrote it?,"]),
-    "json": (["cases: cases.json", "scorers: [contains]"], "cases.json", ['[{"id": "a", "prompt": "q"},', "{"]),
-    "harmbench": (["cases: behaviors.csv", "scorers: [refusal]"], "behaviors.csv",
-                  [BEHAVIORS, "Do a bad thing,standard,harm,,,b1", "Do another,standard,harm,,,b2"]),
-    "schema": (["cases: cases.jsonl", "scorers: [{type: json_schema, schema_file: schema.json}]"], "schema.json",
-               ['{"type": "object",', '"description": "by"}']),
+    "yaml": (
+        ["cases: cases.jsonl", "scorers: [contains]", "description: a suite by"],
+        "suite.yaml",
+        [],
+    ),
+    "jsonl": (
+        ["cases: cases.jsonl", "scorers: [contains]"],
+        "cases.jsonl",
+        [CASE, '{"id": "b", "prompt": "by'],
+    ),
+    "csv": (
+        [
+            "cases: data.csv",
+            "columns: {prompt: question, reference: answer}",
+            "scorers: [contains]",
+        ],
+        "data.csv",
+        ["question,answer", "Capital of France?,Paris", "Who wrote it?,"],
+    ),
+    "json": (
+        ["cases: cases.json", "scorers: [contains]"],
+        "cases.json",
+        ['[{"id": "a", "prompt": "q"},', "{"],
+    ),
+    "harmbench": (
+        ["cases: behaviors.csv", "scorers: [refusal]"],
+        "behaviors.csv",
+        [BEHAVIORS, "Do a bad thing,standard,harm,,,b1", "Do another,standard,harm,,,b2"],
+    ),
+    "schema": (
+        ["cases: cases.jsonl", "scorers: [{type: json_schema, schema_file: schema.json}]"],
+        "schema.json",
+        ['{"type": "object",', '"description": "by"}'],
+    ),
 }
 
 
@@ -196,102 +281,165 @@ def latin1_suite(folder: Path, name: str) -> tuple[Path, int]:
 
 
 def latin1_rubric(folder: Path, part: str) -> tuple[Path, int]:
-    """A suite judged by a rubric copy whose YAML, template or calibration set has Latin-1 bytes on line 5."""
+    """A suite judged by a rubric copy whose YAML, template or calibration set has Latin-1 bytes on
+    line 5."""
     rubric = rubric_copy(folder / "rubric")
-    broken = {"yaml": rubric, "template": rubric.with_suffix(".j2"), "calibration": folder / "rubric" /
-              "calibration.jsonl"}[part]
+    broken = {
+        "yaml": rubric,
+        "template": rubric.with_suffix(".j2"),
+        "calibration": folder / "rubric" / "calibration.jsonl",
+    }[part]
     judged_suite(folder, rubric)
     return latin1_line(broken, broken.read_text().splitlines(), 5), 5
 
 
 def test_bytes_that_are_not_utf8_name_the_file_line_and_fix_and_check_lists_every_one(
-        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    """A Latin-1 file of each kind the harness reads (suite, cases as JSONL, CSV, JSON and HarmBench CSV, a JSON
-    Schema file, a rubric, its template and calibration set, training data, documents), in one config: `harness
-    check` lists each at its line, and the other problems too."""
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Latin-1 file of each kind the harness reads (suite, cases as JSONL, CSV, JSON and HarmBench
+    CSV, a JSON Schema file, a rubric, its template and calibration set, training data, documents),
+    in one config: `harness check` lists each at its line, and the other problems too."""
     suites = project.root / "suites"
     bad = [latin1_suite(suites / name, name) for name in LATIN1_SUITES]
-    bad += [latin1_rubric(suites / f"rubric-{part}", part) for part in ("yaml", "template", "calibration")]
-    chat = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "by"}]}'
+    bad += [
+        latin1_rubric(suites / f"rubric-{part}", part)
+        for part in ("yaml", "template", "calibration")
+    ]
+    chat = (
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "by"}]}'
+    )
     bad.append((latin1_line(project.root / "train.jsonl", [chat, chat], 2), 2))
     bad.append((latin1_line(project.root / "docs.jsonl", ['{"id": "d1", "text": "by"}'], 1), 1))
-    path = project.config([PROMPT, {"name": "tuned", "kind": "lora", "train": {"data": "train.jsonl"}},
-                           {"name": "rag", "kind": "rag", "retrieval": {"documents": "docs.jsonl"}},
-                           {"name": "other", "kind": "prompt", "model": "./no-such-model"}], [], [answer("Paris")])
+    path = project.config(
+        [
+            PROMPT,
+            {"name": "tuned", "kind": "lora", "train": {"data": "train.jsonl"}},
+            {"name": "rag", "kind": "rag", "retrieval": {"documents": "docs.jsonl"}},
+            {"name": "other", "kind": "prompt", "model": "./no-such-model"},
+        ],
+        [],
+        [answer("Paris")],
+    )
     config = yaml.safe_load(path.read_text())
-    config.update(suites=sorted(f"suites/{p.name}" for p in suites.iterdir()),
-                  gates=[{"candidate": "bare", "suite": "jsonl", "metric": "contains", "min": 0.5}])
+    config.update(
+        suites=sorted(f"suites/{p.name}" for p in suites.iterdir()),
+        gates=[{"candidate": "bare", "suite": "jsonl", "metric": "contains", "min": 0.5}],
+    )
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["check", str(path)]) == 2
     errors = error_lines(capsys.readouterr().err)
     for file, line in bad:
-        assert any(f"{file}:{line}: not UTF-8 text (byte 0xe9 at byte offset" in e for e in errors), (file, errors)
+        assert any(
+            f"{file}:{line}: not UTF-8 text (byte 0xe9 at byte offset" in e for e in errors
+        ), (file, errors)
     assert any("no-such-model" in e for e in errors), errors
     assert sum("not UTF-8" in e for e in errors) == len(bad), errors
 
 
-def test_a_config_that_is_not_utf8_is_one_error_at_its_line(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_config_that_is_not_utf8_is_one_error_at_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = latin1_line(tmp_path / "config.yaml", ["# the release gate", "name: gate by "], 2)
     for command in ("check", "compare"):
         assert main([command, str(path)]) == 2
         err = capsys.readouterr().err
-        assert f"error: {path}:2: not UTF-8 text (byte 0xe9 at byte offset 36, line 2 column 18" in err
+        assert (
+            f"error: {path}:2: not UTF-8 text (byte 0xe9 at byte offset 36, line 2 column 18" in err
+        )
         assert f"fix: {UTF8_FIX}" in err and "UnicodeDecodeError" not in err
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".json"])
 def test_training_data_that_is_not_utf8_names_its_line(tmp_path: Path, suffix: str) -> None:
-    lines = {".jsonl": ['{"instruction": "hi", "output": "hello"}', '{"instruction": "by", "output": "x"}'],
-             ".csv": ["instruction,output", "hi,hello", "by,x"],
-             ".json": ['[{"instruction": "hi", "output": "hello"},', ' {"instruction": "by", "output": "x"}]']}[suffix]
+    lines = {
+        ".jsonl": [
+            '{"instruction": "hi", "output": "hello"}',
+            '{"instruction": "by", "output": "x"}',
+        ],
+        ".csv": ["instruction,output", "hi,hello", "by,x"],
+        ".json": [
+            '[{"instruction": "hi", "output": "hello"},',
+            ' {"instruction": "by", "output": "x"}]',
+        ],
+    }[suffix]
     path = latin1_line(tmp_path / f"data{suffix}", lines, 2)
     with pytest.raises(ConfigError) as caught:
         load_examples(path)
-    assert caught.value.file == f"{path}:2" and "not UTF-8" in caught.value.problem and UTF8_FIX in caught.value.fix
+    assert (
+        caught.value.file == f"{path}:2"
+        and "not UTF-8" in caught.value.problem
+        and UTF8_FIX in caught.value.fix
+    )
 
 
 # ---- CSV and `datasets` -------------------------------------------------------------------------------------
 
 
-def test_a_ragged_csv_names_its_line_and_the_fix(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
-    """An unquoted comma gives a row more fields than the header: `datasets` said only DatasetGenerationError.
-    Under `columns:`, as a HarmBench CSV, and as training data, the error is at the row's line."""
+def test_a_ragged_csv_names_its_line_and_the_fix(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unquoted comma gives a row more fields than the header: `datasets` said only
+    DatasetGenerationError. Under `columns:`, as a HarmBench CSV, and as training data, the error is
+    at the row's line."""
     root = project.root
-    write_suite(root / "suites" / "mapped", "name: mapped\ncases: data.csv\ncolumns: {prompt: question, reference: "
-                "answer}\nscorers: [contains]\n")
+    write_suite(
+        root / "suites" / "mapped",
+        "name: mapped\ncases: data.csv\ncolumns: {prompt: question, reference: "
+        "answer}\nscorers: [contains]\n",
+    )
     mapped = root / "suites" / "mapped" / "data.csv"
-    mapped.write_text('question,answer\n"Capital of France?",Paris\nCapital of Peru?,Lima, the capital\n')
-    write_suite(root / "suites" / "harmbench", "name: harmbench\ncases: behaviors.csv\nscorers: [refusal]\n")
+    mapped.write_text(
+        'question,answer\n"Capital of France?",Paris\nCapital of Peru?,Lima, the capital\n'
+    )
+    write_suite(
+        root / "suites" / "harmbench", "name: harmbench\ncases: behaviors.csv\nscorers: [refusal]\n"
+    )
     harmbench = root / "suites" / "harmbench" / "behaviors.csv"
-    harmbench.write_text("Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\n"
-                         "Do a bad thing,standard,harm,,,b1\nDo this, then that,standard,harm,,,b2\n")
+    harmbench.write_text(
+        "Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\n"
+        "Do a bad thing,standard,harm,,,b1\nDo this, then that,standard,harm,,,b2\n"
+    )
     path = project.config([PROMPT], [], [answer("Paris")])
     config = yaml.safe_load(path.read_text())
-    config.update(suites=["suites/mapped", "suites/harmbench"],
-                  gates=[{"candidate": "bare", "suite": "mapped", "metric": "contains", "min": 0.5}])
+    config.update(
+        suites=["suites/mapped", "suites/harmbench"],
+        gates=[{"candidate": "bare", "suite": "mapped", "metric": "contains", "min": 0.5}],
+    )
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["check", str(path)]) == 2
     errors = error_lines(capsys.readouterr().err)
-    assert any(f"{mapped}:3: this row has 3 fields, the header 2 (question, answer)" in e for e in errors), errors
+    assert any(
+        f"{mapped}:3: this row has 3 fields, the header 2 (question, answer)" in e for e in errors
+    ), errors
     assert any(f"{harmbench}:3: this row has 7 fields, the header 6" in e for e in errors), errors
     assert "DatasetGenerationError" not in "\n".join(errors)
     data = root / "train.csv"
     data.write_text("instruction,output\nhi,hello\nsay hi, politely,hello there\n")
     with pytest.raises(ConfigError) as caught:
         load_examples(data)
-    assert caught.value.file == f"{data}:3" and "3 fields" in caught.value.problem and "quote" in caught.value.fix
+    assert (
+        caught.value.file == f"{data}:3"
+        and "3 fields" in caught.value.problem
+        and "quote" in caught.value.fix
+    )
 
 
-def test_any_error_of_the_datasets_library_names_the_file(project: Project,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    """Not only the errors `datasets` happens to subclass from ValueError: whatever it raises names the file."""
-    write_suite(project.root / "suites" / "qa", "name: qa\ncases: cases.json\nscorers: [contains]\n")
+def test_any_error_of_the_datasets_library_names_the_file(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not only the errors `datasets` happens to subclass from ValueError: whatever it raises names
+    the file."""
+    write_suite(
+        project.root / "suites" / "qa", "name: qa\ncases: cases.json\nscorers: [contains]\n"
+    )
     cases = project.root / "suites" / "qa" / "cases.json"
     cases.write_text('[{"id": "a", "prompt": "q", "reference": "r"},, {"id": "b"}]\n')
     path = project.config([PROMPT], [], [answer("r")])
     config = yaml.safe_load(path.read_text())
-    config.update(suites=["suites/qa"], gates=[{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}])
+    config.update(
+        suites=["suites/qa"],
+        gates=[{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}],
+    )
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["check", str(path)]) == 2
     errors = error_lines(capsys.readouterr().err)
@@ -308,10 +456,16 @@ def test_any_error_of_the_datasets_library_names_the_file(project: Project,
 
 @pytest.fixture
 def stored(project: Project) -> tuple[Project, str]:
-    """A project with one finished run in its store (and a judge check config for `harness judge calibrate`)."""
-    project.suite("qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}])
-    project.config([PROMPT], [{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}],
-                   [answer("Paris")])
+    """A project with one finished run in its store (and a judge check config for `harness judge
+    calibrate`)."""
+    project.suite(
+        "qa", ["contains"], [{"id": "a", "prompt": "Capital of France?", "reference": "Paris"}]
+    )
+    project.config(
+        [PROMPT],
+        [{"candidate": "bare", "suite": "qa", "metric": "contains", "min": 0.5}],
+        [answer("Paris")],
+    )
     code, results = project.run()
     assert code == 0 and results is not None
     return project, results["run"]["id"]
@@ -324,10 +478,15 @@ def store_command(project: Project, run_id: str, command: str) -> list[str]:
     """The command line of `command` on the project's store."""
     store = ["--store", str(project.store)]
     config = str(project.root / "config.yaml")
-    return {"runs": ["runs", *store], "pin": ["pin", run_id, "--as", "prod", *store],
-            "report": ["report", run_id, *store], "diff": ["diff", run_id, run_id, *store],
-            "judge check": ["judge", "check", "correctness", "--config", config, *store],
-            "compare": ["compare", config], "drift": ["drift", config]}[command]
+    return {
+        "runs": ["runs", *store],
+        "pin": ["pin", run_id, "--as", "prod", *store],
+        "report": ["report", run_id, *store],
+        "diff": ["diff", run_id, run_id, *store],
+        "judge check": ["judge", "check", "correctness", "--config", config, *store],
+        "compare": ["compare", config],
+        "drift": ["drift", config],
+    }[command]
 
 
 def drift_ready(project: Project) -> None:
@@ -344,8 +503,9 @@ def assert_store_error(code: int, err: str, store: Path, problem: str) -> None:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_store_that_is_not_a_database_names_its_path_and_fix(stored: tuple[Project, str], command: str,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_store_that_is_not_a_database_names_its_path_and_fix(
+    stored: tuple[Project, str], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     project, run_id = stored
     drift_ready(project)
     for suffix in ("", "-wal", "-shm"):
@@ -356,8 +516,9 @@ def test_a_store_that_is_not_a_database_names_its_path_and_fix(stored: tuple[Pro
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_a_damaged_store_names_its_path_and_fix(stored: tuple[Project, str], command: str,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_store_names_its_path_and_fix(
+    stored: tuple[Project, str], command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     project, run_id = stored
     drift_ready(project)
     data = project.store.read_bytes()
@@ -368,13 +529,16 @@ def test_a_damaged_store_names_its_path_and_fix(stored: tuple[Project, str], com
 
 
 PR_CAPBSET_DROP = 24
-# CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root write a file whose mode says read-only
+# CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root write a file whose mode says
+# read-only
 FILE_MODE_OVERRIDES = (1, 2, 3)
 
 
 def file_modes_apply() -> None:
-    """In the child, before it runs the harness: as root, drop the capabilities that ignore file modes from the
-    bounding set (the harness then runs as root without them), so a read-only file is read-only, as for a user."""
+    """In the child, before it runs the harness: as root, drop the capabilities that ignore file
+    modes from the bounding set (the harness then runs as root without them), so a read-only file is
+    read-only, as for a user.
+    """
     if os.geteuid() != 0:
         return
     libc = ctypes.CDLL(None, use_errno=True)
@@ -384,17 +548,25 @@ def file_modes_apply() -> None:
 
 
 @pytest.mark.parametrize("command, folder_too", [("pin", False), ("pin", True), ("compare", False)])
-def test_a_read_only_store_names_its_path_and_fix(stored: tuple[Project, str], command: str,
-                                                  folder_too: bool) -> None:
+def test_a_read_only_store_names_its_path_and_fix(
+    stored: tuple[Project, str], command: str, folder_too: bool
+) -> None:
     """A read-only store file (or its folder too: SQLite writes a -wal and a -shm file beside it)."""
     project, run_id = stored
     project.store.chmod(0o444)
     if folder_too:
         project.store.parent.chmod(0o555)
     try:
-        result = harness_child(*store_command(project, run_id, command), cwd=project.root, prepare=file_modes_apply)
-    except subprocess.SubprocessError as exc:  # the child could not drop them: root writes whatever the modes say
-        pytest.skip(f"running as root without CAP_SETPCAP, file modes cannot make a file read-only here ({exc})")
+        result = harness_child(
+            *store_command(project, run_id, command), cwd=project.root, prepare=file_modes_apply
+        )
+    except (
+        subprocess.SubprocessError
+    ) as exc:  # the child could not drop them: root writes whatever the modes say
+        pytest.skip(
+            "running as root without CAP_SETPCAP, file modes cannot make a file read-only here"
+            f" ({exc})"
+        )
     finally:
         project.store.parent.chmod(0o755)
         project.store.chmod(0o644)
@@ -403,11 +575,14 @@ def test_a_read_only_store_names_its_path_and_fix(stored: tuple[Project, str], c
 
 
 @pytest.mark.parametrize("command", ["pin", "compare", "drift"])
-def test_a_store_locked_past_the_timeout_names_its_path_and_fix(stored: tuple[Project, str], command: str,
-                                                                monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """Another process holds the store's write lock past HARNESS_STORE_TIMEOUT (30 s unless set); a reader is not
-    kept waiting by it (WAL), so `harness runs` still answers."""
+def test_a_store_locked_past_the_timeout_names_its_path_and_fix(
+    stored: tuple[Project, str],
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another process holds the store's write lock past HARNESS_STORE_TIMEOUT (30 s unless set); a
+    reader is not kept waiting by it (WAL), so `harness runs` still answers."""
     project, run_id = stored
     drift_ready(project)
     assert main(["pin", run_id, "--as", "prod", "--store", str(project.store)]) == 0
@@ -426,9 +601,9 @@ def test_a_store_locked_past_the_timeout_names_its_path_and_fix(stored: tuple[Pr
     assert "stayed locked for 0.1s" in err and "HARNESS_STORE_TIMEOUT=SECONDS" in err
 
 
-def test_a_lock_timeout_that_is_not_a_number_of_seconds_is_an_error(stored: tuple[Project, str],
-                                                                     monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_lock_timeout_that_is_not_a_number_of_seconds_is_an_error(
+    stored: tuple[Project, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     project, _ = stored
     monkeypatch.setenv("HARNESS_STORE_TIMEOUT", "soon")
     assert main(["runs", "--store", str(project.store)]) == 2
@@ -436,8 +611,9 @@ def test_a_lock_timeout_that_is_not_a_number_of_seconds_is_an_error(stored: tupl
 
 
 @pytest.mark.parametrize("case", ["a folder", "under a file"])
-def test_a_store_path_that_is_a_folder_or_lies_under_a_file_names_it(stored: tuple[Project, str], case: str,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_store_path_that_is_a_folder_or_lies_under_a_file_names_it(
+    stored: tuple[Project, str], case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     project, _ = stored
     if case == "a folder":
         store, problem = project.root / "reports", "cannot be opened"

@@ -28,10 +28,16 @@ def test_drift_example_names_a_pin_and_tolerances() -> None:
 
 
 def harness_commands(workflow: dict) -> list[list[str]]:
-    """Every `.venv/bin/harness ...` a workflow runs, parsed by the real command line (a typo fails here)."""
+    """Every `.venv/bin/harness ...` a workflow runs, parsed by the real command line (a typo fails
+    here)."""
     from harness.cli import build_parser
 
-    runs = [s["run"] for job in workflow["jobs"].values() for s in job["steps"] if "harness " in s.get("run", "")]
+    runs = [
+        s["run"]
+        for job in workflow["jobs"].values()
+        for s in job["steps"]
+        if "harness " in s.get("run", "")
+    ]
     commands = [shlex.split(r.split(".venv/bin/harness", 1)[1]) for r in runs]
     for command in commands:
         build_parser().parse_args(command)
@@ -39,8 +45,10 @@ def harness_commands(workflow: dict) -> list[list[str]]:
 
 
 def assert_the_store_is_shared(workflow: dict) -> None:
-    """Every step that runs harness reads HARNESS_STORE from the CI's secrets (a URL with its password is never
-    written in the file), and no step caches a SQLite store: a cache entry is evicted, taking pins and history."""
+    """Every step that runs harness reads HARNESS_STORE from the CI's secrets (a URL with its
+    password is never written in the file), and no step caches a SQLite store: a cache entry is
+    evicted, taking pins and history.
+    """
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             if "harness " in step.get("run", ""):
@@ -57,11 +65,18 @@ def test_the_compare_workflow_gates_every_pull_request_and_keeps_the_report() ->
     assert not any(s.get("continue-on-error") for s in job["steps"])  # exit 1 or 2 fails the job
     commands = harness_commands(workflow)
     assert ["check", "configs/demo.yaml", "--stop-when-settled"] in commands
-    assert commands[-1][:2] == ["compare", "configs/demo.yaml"] and "--stop-when-settled" in commands[-1]
-    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert (
+        commands[-1][:2] == ["compare", "configs/demo.yaml"]
+        and "--stop-when-settled" in commands[-1]
+    )
+    upload = next(
+        s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")
+    )
     assert upload["if"] == "always()" and "report.html" in upload["with"]["path"]
     assert_the_store_is_shared(workflow)
-    assert any(s.get("uses", "").startswith("actions/cache") for s in job["steps"])  # models, adapters, indexes
+    assert any(
+        s.get("uses", "").startswith("actions/cache") for s in job["steps"]
+    )  # models, adapters, indexes
 
 
 def test_schedule_examples() -> None:
@@ -73,5 +88,13 @@ def test_schedule_examples() -> None:
     assert any("harness drift configs/drift.yaml" in s.get("run", "") for s in steps)
     assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in steps)
     assert_the_store_is_shared(workflow)
-    cron = [line for line in (CONFIGS / "drift.crontab").read_text().splitlines() if line and not line.startswith("#")]
-    assert len(cron) == 1 and len(cron[0].split()[:5]) == 5 and "harness drift configs/drift.yaml" in cron[0]
+    cron = [
+        line
+        for line in (CONFIGS / "drift.crontab").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert (
+        len(cron) == 1
+        and len(cron[0].split()[:5]) == 5
+        and "harness drift configs/drift.yaml" in cron[0]
+    )

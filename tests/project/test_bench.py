@@ -1,7 +1,9 @@
-"""Benchmarks rot silently: each bench script runs here at a tiny size (`--smoke` or small arguments).
+"""Benchmarks rot silently: each bench script runs here at a tiny size (`--smoke` or small
+arguments).
 
-The ones that need no server are fast tests; those that start vLLM or train are slow. A bench asserts its
-own invariants (equal answers across the paths it times), so a smoke run that exits 0 checked them too.
+The ones that need no server are fast tests; those that start vLLM or train are slow. A bench
+asserts its own invariants (equal answers across the paths it times), so a smoke run that exits 0
+checked them too.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ BENCH = REPO / "bench"
 
 
 def bench(script: str, *args: str, timeout: float) -> str:
-    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done.stdout
 
@@ -35,17 +41,25 @@ def test_probes_bench_smoke() -> None:
 
 def test_judges_bench_smoke() -> None:
     out = bench("judges.py", "--smoke", timeout=180)
-    assert out.count("structured") >= 5 and out.count("logprobs") >= 5 and "the time of structured output" in out
+    assert (
+        out.count("structured") >= 5
+        and out.count("logprobs") >= 5
+        and "the time of structured output" in out
+    )
 
 
 def test_sequential_bench_smoke() -> None:
-    """Every rule kind has its lines, and every null line's rates (each policy's cell) are numbers: loosely
-    bounded, as 200 runs measure a rate near alpha only to a few points."""
+    """Every rule kind has its lines, and every null line's rates (each policy's cell) are numbers:
+    loosely bounded, as 200 runs measure a rate near alpha only to a few points."""
     out = bench("sequential.py", "--smoke", timeout=180)
     assert all(f"| ({kind}) " in out for kind in "abcdef"), out
     nulls = [line for line in out.splitlines() if line.startswith("| (") and "| null" in line]
-    cells = [line.strip("|").split("|")[3:] for line in nulls]  # a mean rule's rate, or a cell per policy
-    rates = [float(cell.split("·")[0]) for row in cells for cell in (row if "·" in row[0] else row[:1])]
+    cells = [
+        line.strip("|").split("|")[3:] for line in nulls
+    ]  # a mean rule's rate, or a cell per policy
+    rates = [
+        float(cell.split("·")[0]) for row in cells for cell in (row if "·" in row[0] else row[:1])
+    ]
     assert len(nulls) == 2 * 2 + 4 and len(rates) == 2 * 2 + 4 * 4
     assert all(0 <= rate <= 0.2 for rate in rates), nulls
 
@@ -55,11 +69,17 @@ def test_retrieval_bench_smoke() -> None:
 
 
 def test_cli_startup_bench_smoke() -> None:
-    """Every command's row, each with its seconds and ratio (the bench asserts each command exited 0)."""
+    """Every command's row, each with its seconds and ratio (the bench asserts each command exited
+    0)."""
     out = bench("cli_startup.py", "--smoke", timeout=180)
     rows = [line for line in out.splitlines()[1:] if line.strip()]
-    assert [row.split()[0:2] for row in rows] == [["python", "-c"], ["harness", "--help"], ["harness", "check"],
-                                                  ["harness", "compare:"], ["harness", "compare:"]], out
+    assert [row.split()[0:2] for row in rows] == [
+        ["python", "-c"],
+        ["harness", "--help"],
+        ["harness", "check"],
+        ["harness", "compare:"],
+        ["harness", "compare:"],
+    ], out
     assert all(float(row.split()[-1]) > 0 for row in rows), out
 
 
@@ -74,7 +94,10 @@ def test_startup_bench_smoke() -> None:
 @pytest.mark.timeout(600)
 def test_evalcli_bench_smoke(vllm_url: str) -> None:
     out = bench("evalcli.py", "--server", vllm_url, "--n", "2", timeout=540)
-    assert "2 answers (2 ticket cases x 1 candidates), identical between the tools" in out and "lm-eval @8" in out
+    assert (
+        "2 answers (2 ticket cases x 1 candidates), identical between the tools" in out
+        and "lm-eval @8" in out
+    )
 
 
 @pytest.mark.slow
@@ -87,7 +110,9 @@ def test_generation_bench_smoke(shared_vllm: str) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_train_throughput_bench_smoke() -> None:
-    assert "ratio ours/stock" in bench("train_throughput.py", "--steps", "2", "--rounds", "1", timeout=840)
+    assert "ratio ours/stock" in bench(
+        "train_throughput.py", "--steps", "2", "--rounds", "1", timeout=840
+    )
 
 
 def test_store_bench_smoke() -> None:
@@ -98,7 +123,9 @@ def test_store_bench_smoke() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_scale_bench_smoke(vllm_url: str) -> None:
-    """On the session's server as the baseline: the replicas and the fleet path answer as it does (the bench
-    asserts it), and one and two training processes both train."""
+    """On the session's server as the baseline: the replicas and the fleet path answer as it does
+    (the bench asserts it), and one and two training processes both train."""
     out = bench("scale.py", "--smoke", "--server", vllm_url, timeout=900)
-    assert "2 managed replicas" in out and "fleet path" in out and "2, DDP through accelerate" in out
+    assert (
+        "2 managed replicas" in out and "fleet path" in out and "2, DDP through accelerate" in out
+    )

@@ -1,8 +1,8 @@
-"""A run's life in the store: `finished` only once its verdict and every report file are written, each file
-whole; anything that stops it before (an exception in the gate or a report writer, a SIGTERM, a file that
-cannot be written) ends it `failed` or `interrupted` with the reason, takes back the report files, and
-`harness pin` refuses it. Faults are injected where the code cannot be driven there from the outside: a
-writer that raises, a signal sent while a file is written."""
+"""A run's life in the store: `finished` only once its verdict and every report file are written,
+each file whole; anything that stops it before (an exception in the gate or a report writer, a
+SIGTERM, a file that cannot be written) ends it `failed` or `interrupted` with the reason, takes
+back the report files, and `harness pin` refuses it. Faults are injected where the code cannot be
+driven there from the outside: a writer that raises, a signal sent while a file is written."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ REPORTS = ("results.json", "report.html", "junit.xml", "summary.md")
 
 def shipping(project: Project, **extra: Any) -> None:
     """Five tickets the lora candidate answers exactly: a SHIP, unless something stops the run."""
-    project.suite("tickets", ["json_valid", {"type": "json_fields", "name": "exact_fields"}], tickets(5))
-    project.config([PROMPT, LORA], [{"candidate": "lora", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
-                   [answer(TICKET)], **extra)
+    project.suite(
+        "tickets", ["json_valid", {"type": "json_fields", "name": "exact_fields"}], tickets(5)
+    )
+    project.config(
+        [PROMPT, LORA],
+        [{"candidate": "lora", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
+        [answer(TICKET)],
+        **extra,
+    )
 
 
 def stored(project: Project) -> dict[str, Any]:
@@ -34,8 +40,12 @@ def stored(project: Project) -> dict[str, Any]:
     with sqlite3.connect(project.store) as db:
         db.row_factory = sqlite3.Row
         [row] = db.execute("SELECT * FROM runs").fetchall()
-    return {"run_id": row["run_id"], "status": row["status"], "verdict": row["verdict_json"],
-            "reason": row["reason"] if "reason" in row.keys() else None}
+    return {
+        "run_id": row["run_id"],
+        "status": row["status"],
+        "verdict": row["verdict_json"],
+        "reason": row["reason"] if "reason" in row.keys() else None,
+    }
 
 
 def run_folder(project: Project, run_id: str) -> list[str]:
@@ -58,17 +68,28 @@ def assert_whole(folder: Path) -> None:
 
 def raising(error: BaseException) -> Callable[..., str]:
     """A stand-in for a stage's function that raises `error` whatever it is given."""
+
     def writer(*args: object, **kwargs: object) -> str:
         raise error
+
     return writer
 
 
-@pytest.mark.parametrize("where", ["harness.report.junit_xml", "harness.pipeline.decide"],
-                         ids=["a report writer", "the gate (once: the run stayed running)"])
+@pytest.mark.parametrize(
+    "where",
+    ["harness.report.junit_xml", "harness.pipeline.decide"],
+    ids=["a report writer", "the gate (once: the run stayed running)"],
+)
 def test_a_crash_fails_the_run_with_its_reason_and_pin_refuses_it(
-        project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str) -> None:
-    """numpy's error for `seed: -5` in the bootstrap, which once left a run `finished` / ship with an empty run
-    folder (a report writer) or `running` for ever (the gate); a config error now, the fault is planted."""
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    """numpy's error for `seed: -5` in the bootstrap, which once left a run `finished` / ship with
+    an empty run folder (a report writer) or `running` for ever (the gate); a config error now, the
+    fault is planted.
+    """
     shipping(project)
     monkeypatch.setattr(where, raising(ValueError("expected non-negative integer")))
     assert project.run() == (2, None)
@@ -85,22 +106,37 @@ def test_a_crash_fails_the_run_with_its_reason_and_pin_refuses_it(
     assert "failed: ValueError: expected" in capsys.readouterr().out
 
 
-
-def test_a_reason_that_quotes_a_key_is_stored_redacted(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_reason_that_quotes_a_key_is_stored_redacted(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = "sk-planted-lifecycle-0123456789"
     monkeypatch.setenv("JUDGE_KEY", key)
-    shipping(project, judge={"endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "judge",
-                                          "api_key_env": "JUDGE_KEY"}})
-    monkeypatch.setattr("harness.pipeline.decide", raising(ValueError(f"the client said: bad key {key}")))
+    shipping(
+        project,
+        judge={
+            "endpoint": {
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "judge",
+                "api_key_env": "JUDGE_KEY",
+            }
+        },
+    )
+    monkeypatch.setattr(
+        "harness.pipeline.decide", raising(ValueError(f"the client said: bad key {key}"))
+    )
     assert project.run()[0] == 2
     assert stored(project)["reason"] == "ValueError: the client said: bad key ***"
-    assert not [p for p in project.store.parent.glob("harness.sqlite*") if key.encode() in p.read_bytes()]
+    assert not [
+        p for p in project.store.parent.glob("harness.sqlite*") if key.encode() in p.read_bytes()
+    ]
+
 
 @pytest.mark.parametrize("fsyncs", [1, 3])
 def test_a_sigterm_while_the_reports_are_written_interrupts_the_run_and_leaves_no_report(
-        project: Project, monkeypatch: pytest.MonkeyPatch, fsyncs: int) -> None:
-    """SIGTERM while the first file is flushed, or the third (after two were renamed into place): the run is
-    interrupted, exit 143, and the run folder holds no report, whole or half."""
+    project: Project, monkeypatch: pytest.MonkeyPatch, fsyncs: int
+) -> None:
+    """SIGTERM while the first file is flushed, or the third (after two were renamed into place):
+    the run is interrupted, exit 143, and the run folder holds no report, whole or half."""
     shipping(project)
     real, calls = os.fsync, {"n": 0}
 
@@ -118,8 +154,9 @@ def test_a_sigterm_while_the_reports_are_written_interrupts_the_run_and_leaves_n
     assert pin(project, run["run_id"]) == 2
 
 
-def test_a_sigterm_while_a_report_is_rendered_interrupts_the_run(project: Project,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sigterm_while_a_report_is_rendered_interrupts_the_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from harness.report import summary_md
 
     shipping(project)
@@ -135,7 +172,9 @@ def test_a_sigterm_while_a_report_is_rendered_interrupts_the_run(project: Projec
     assert run["status"] == "interrupted" and run_folder(project, run["run_id"]) == []
 
 
-def test_a_failed_run_resumed_finishes_with_every_report(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_resumed_finishes_with_every_report(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shipping(project)
     with monkeypatch.context() as patch:
         patch.setattr("harness.report.render_html", raising(MemoryError()))
@@ -150,7 +189,8 @@ def test_a_failed_run_resumed_finishes_with_every_report(project: Project, monke
 
 
 def test_a_run_left_running_is_refused_with_the_command_that_finishes_it(
-        project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     """As a `kill -9` leaves a run: `running`, with no reason stored."""
     shipping(project)
     code, results = project.run()
@@ -171,19 +211,26 @@ def test_the_files_state_what_the_store_records_and_a_re_render_matches(project:
     run_id = results["run"]["id"]
     with sqlite3.connect(project.store) as db:
         [(status, finished_at)] = db.execute("SELECT status, finished_at FROM runs").fetchall()
-    assert (results["run"]["status"], results["run"]["finished_at"]) == (status, finished_at) == \
-        ("finished", finished_at)
+    assert (
+        (results["run"]["status"], results["run"]["finished_at"])
+        == (status, finished_at)
+        == ("finished", finished_at)
+    )
     folder = project.root / "reports" / run_id
     assert_whole(folder)
     assert f"· {status}</div>" in (folder / "report.html").read_text()
-    stable = [name for name in REPORTS if name != "report.html"]  # the HTML's CSP nonce is new each time
+    stable = [
+        name for name in REPORTS if name != "report.html"
+    ]  # the HTML's CSP nonce is new each time
     before = {name: (folder / name).read_text() for name in stable}
     assert main(["report", run_id, "--store", str(project.store)]) == 0
     assert_whole(folder)
     assert {name: (folder / name).read_text() for name in stable} == before
 
 
-def test_a_re_render_that_fails_leaves_the_old_files_whole(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_re_render_that_fails_leaves_the_old_files_whole(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shipping(project)
     code, results = project.run()
     folder = project.root / "reports" / results["run"]["id"]
@@ -191,14 +238,16 @@ def test_a_re_render_that_fails_leaves_the_old_files_whole(project: Project, mon
         (folder / name).write_text(f"the {name} a reader has open")
     monkeypatch.setattr("harness.report.summary_md", raising(ValueError("no")))
     assert main(["report", results["run"]["id"], "--store", str(project.store)]) == 2
-    assert {name: (folder / name).read_text() for name in REPORTS} == \
-        {name: f"the {name} a reader has open" for name in REPORTS}
+    assert {name: (folder / name).read_text() for name in REPORTS} == {
+        name: f"the {name} a reader has open" for name in REPORTS
+    }
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     assert stored(project)["status"] == "finished"
 
 
-def test_re_rendering_a_failed_run_says_so(project: Project, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_re_rendering_a_failed_run_says_so(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     shipping(project)
     with monkeypatch.context() as patch:
         patch.setattr("harness.pipeline.decide", raising(ValueError("boom")))
@@ -211,9 +260,11 @@ def test_re_rendering_a_failed_run_says_so(project: Project, monkeypatch: pytest
     assert shown["run"]["status"] == "failed" and shown["verdict"] is None
 
 
-def test_a_tracker_that_cannot_log_leaves_the_verdict_standing(project: Project,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    """MLflow logs after the run finished; a store it cannot create is a warning, and the SHIP stands."""
+def test_a_tracker_that_cannot_log_leaves_the_verdict_standing(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow logs after the run finished; a store it cannot create is a warning, and the SHIP
+    stands."""
     pytest.importorskip("mlflow")
     blocker = project.root / "not-a-folder"
     blocker.write_text("a file where the tracking store would go")

@@ -1,5 +1,5 @@
-"""The verdict matrix, who answers: the scripted engine by served name, endpoints against each other, a suite
-on some candidates only, and an endpoint replying without an answer (no verdict).
+"""The verdict matrix, who answers: the scripted engine by served name, endpoints against each
+other, a suite on some candidates only, and an endpoint replying without an answer (no verdict).
 """
 
 from __future__ import annotations
@@ -27,15 +27,19 @@ from support.scenarios import (
 
 def test_the_scripted_engine_answers_by_served_name(project: Project) -> None:
     ticket_suite(project, 2)
-    project.config([PROMPT, LORA], [gate("json_valid", min=0.0)], [answer("lora says", model="lora"),
-                                                                     answer("base says", model=BASE)])
+    project.config(
+        [PROMPT, LORA],
+        [gate("json_valid", min=0.0)],
+        [answer("lora says", model="lora"), answer("base says", model=BASE)],
+    )
     _, results = project.run()
     outputs = {(r["candidate"], r["case_id"]): r["output"] for r in results["cases"]}
     assert outputs[("lora", "t00")] == "lora says" and outputs[("bare", "t01")] == "base says"
 
 
 class FakeOpenAI(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint that answers by model name: `good` replies the ticket JSON, `bad` prose."""
+    """An OpenAI-compatible endpoint that answers by model name: `good` replies the ticket JSON,
+    `bad` prose."""
 
     def log_message(self, *args: object) -> None:
         pass
@@ -43,10 +47,24 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = TICKET if body["model"] == "good" else "The category is billing, I think."
-        send_json(self, 200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                              "choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": text}}],
-                              "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})
+        send_json(
+            self,
+            200,
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+            },
+        )
 
 
 @pytest.mark.parametrize("candidate_model, code", [("good", 0), ("bad", 1)])
@@ -55,16 +73,24 @@ def test_endpoints_against_each_other(project: Project, candidate_model: str, co
     ticket_suite(project, 12)
     with local_server(FakeOpenAI) as url:
         endpoint = {"kind": "endpoint", "base_url": f"{url}/v1", "max_retries": 0}
-        project.config([{**endpoint, "name": "prod", "model": "bad"},
-                        {**endpoint, "name": "next", "model": candidate_model}],
-                       [gate("json_valid", candidate="next", max_drop=0.0),
-                        gate("json_valid", candidate="next", min=0.9)],
-                       [answer("unused")])
+        project.config(
+            [
+                {**endpoint, "name": "prod", "model": "bad"},
+                {**endpoint, "name": "next", "model": candidate_model},
+            ],
+            [
+                gate("json_valid", candidate="next", max_drop=0.0),
+                gate("json_valid", candidate="next", min=0.9),
+            ],
+            [answer("unused")],
+        )
         got, results = project.run()
     assert got == code, results["verdict"]["reason"]
 
 
-def test_a_suite_can_run_on_some_candidates_only(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_suite_can_run_on_some_candidates_only(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     ticket_suite(project, 6)
     project.suite("extra", ["json_valid"], tickets(4))
     third = {"name": "third", "kind": "prompt", "system": "Be brief."}
@@ -80,17 +106,28 @@ def test_a_suite_can_run_on_some_candidates_only(project: Project, capsys: pytes
     code, results = run([gate("json_valid", min=0.5)], ["bare", "lora"])
     assert code == 0
     answered = {(c["candidate"], c["suite"]) for c in results["cases"]}
-    assert ("third", "extra") not in answered and ("lora", "extra") in answered and ("third", "tickets") in answered
+    assert (
+        ("third", "extra") not in answered
+        and ("lora", "extra") in answered
+        and ("third", "tickets") in answered
+    )
     assert results["run"]["suites"]["extra"]["candidates"] == ["bare", "lora"]
     code, _ = run([gate("json_valid", suite="extra", candidate="third", min=0.5)], ["bare", "lora"])
-    assert code == 2 and "impossible gate: candidate 'third' does not answer suite 'extra'" in capsys.readouterr().err
+    assert (
+        code == 2
+        and "impossible gate: candidate 'third' does not answer suite 'extra'"
+        in capsys.readouterr().err
+    )
     code, _ = run([gate("json_valid", min=0.5)], ["bare", "nobody"])
-    assert code == 2 and "suites[1].candidates: unknown candidate 'nobody'" in capsys.readouterr().err
+    assert (
+        code == 2 and "suites[1].candidates: unknown candidate 'nobody'" in capsys.readouterr().err
+    )
 
 
 class Misshapen(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint: the baseline `prod` always answers the ticket JSON; `next` answers it too,
-    but with `broken` (a raw 200 body) for the tickets whose number is in `cases`."""
+    """An OpenAI-compatible endpoint: the baseline `prod` always answers the ticket JSON; `next`
+    answers it too, but with `broken` (a raw 200 body) for the tickets whose number is in `cases`.
+    """
 
     broken: bytes = b""
     cases: tuple[str, ...] = ()
@@ -107,33 +144,70 @@ class Misshapen(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(self.broken)
             return
-        send_json(self, 200, {"choices": [{"index": 0, "finish_reason": "stop",
-                                           "message": {"role": "assistant", "content": TICKET}}]})
+        send_json(
+            self,
+            200,
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": TICKET},
+                    }
+                ]
+            },
+        )
 
 
-NULL_CONTENT = json.dumps({"choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": None}}]}).encode()
+NULL_CONTENT = json.dumps(
+    {
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None}}
+        ]
+    }
+).encode()
 
 
-@pytest.mark.parametrize("broken, cases", [
-    (b'{"id": "c", "object": "chat.completion"}', ("03",)),  # no choices
-    (b'{"choices": []}', ("03", "07")),
-    (b"<html><body>502 Bad Gateway</body></html>", ("05",)),
-    (b'{"choices": [{"index": 0', ("00", "09")),  # invalid JSON
-    (NULL_CONTENT, ("03",)),  # once scored as '' (DO NOT SHIP); no answer is not an empty answer
-    (NULL_CONTENT, tuple(f"{i:02d}" for i in range(10))),
-], ids=["no choices", "empty choices", "HTML", "invalid JSON", "null content once", "null content always"])
-def test_an_endpoint_replying_without_an_answer_is_no_verdict(project: Project, monkeypatch: pytest.MonkeyPatch,
-                                                                broken: bytes, cases: tuple[str, ...]) -> None:
-    """A 200 reply that is not an answer is a failed request: the run goes on, the error row names the endpoint,
-    and with a gate that the other answers would pass the verdict is still ERROR."""
+@pytest.mark.parametrize(
+    "broken, cases",
+    [
+        (b'{"id": "c", "object": "chat.completion"}', ("03",)),  # no choices
+        (b'{"choices": []}', ("03", "07")),
+        (b"<html><body>502 Bad Gateway</body></html>", ("05",)),
+        (b'{"choices": [{"index": 0', ("00", "09")),  # invalid JSON
+        (
+            NULL_CONTENT,
+            ("03",),
+        ),  # once scored as '' (DO NOT SHIP); no answer is not an empty answer
+        (NULL_CONTENT, tuple(f"{i:02d}" for i in range(10))),
+    ],
+    ids=[
+        "no choices",
+        "empty choices",
+        "HTML",
+        "invalid JSON",
+        "null content once",
+        "null content always",
+    ],
+)
+def test_an_endpoint_replying_without_an_answer_is_no_verdict(
+    project: Project, monkeypatch: pytest.MonkeyPatch, broken: bytes, cases: tuple[str, ...]
+) -> None:
+    """A 200 reply that is not an answer is a failed request: the run goes on, the error row names
+    the endpoint, and with a gate that the other answers would pass the verdict is still ERROR."""
     monkeypatch.setattr(Misshapen, "broken", broken)
     monkeypatch.setattr(Misshapen, "cases", cases)
     ticket_suite(project, 10)
     with local_server(Misshapen) as url:
         endpoint = {"kind": "endpoint", "base_url": f"{url}/v1", "max_retries": 0}
-        project.config([{**endpoint, "name": "prod", "model": "prod"}, {**endpoint, "name": "next", "model": "next"}],
-                       [gate("json_valid", candidate="next", min=0.0)], [answer("unused")])
+        project.config(
+            [
+                {**endpoint, "name": "prod", "model": "prod"},
+                {**endpoint, "name": "next", "model": "next"},
+            ],
+            [gate("json_valid", candidate="next", min=0.0)],
+            [answer("unused")],
+        )
         code, results = project.run()
     assert code == 2 and f"{len(cases)} of 20 requests failed" in results["verdict"]["reason"]
     with sqlite3.connect(project.store) as db:

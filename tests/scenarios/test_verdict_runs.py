@@ -1,5 +1,6 @@
-"""The verdict matrix, a run's life: pins refuse runs without a verdict, resume refuses changed inputs and
-finishes what it can, scores land with their answer or not at all, an unwritable report is no verdict.
+"""The verdict matrix, a run's life: pins refuse runs without a verdict, resume refuses changed
+inputs and finishes what it can, scores land with their answer or not at all, an unwritable report
+is no verdict.
 """
 
 from __future__ import annotations
@@ -21,20 +22,30 @@ from support.scenarios import (
 )
 
 
-def test_pin_refuses_a_run_without_a_verdict(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pin_refuses_a_run_without_a_verdict(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     ticket_suite(project, 5)
     project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [{"error": "down"}])
     code, results = project.run()
     assert code == 2
-    assert main_pin(project, results["run"]["id"]) == 2 and "ended with no verdict" in capsys.readouterr().err
+    assert (
+        main_pin(project, results["run"]["id"]) == 2
+        and "ended with no verdict" in capsys.readouterr().err
+    )
     assert main_pin(project, results["run"]["id"], "--force") == 0
     assert "warning: pinning" in capsys.readouterr().err
 
 
-def test_resume_refuses_changed_inputs(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_changed_inputs(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     ticket_suite(project, 5)
-    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [{"model": "lora", "error": "down"},
-                                                                     answer(TICKET)])
+    project.config(
+        [PROMPT, LORA],
+        [gate("json_valid", min=0.5)],
+        [{"model": "lora", "error": "down"}, answer(TICKET)],
+    )
     code, results = project.run()
     assert code == 2
     run_id = results["run"]["id"]
@@ -46,10 +57,15 @@ def test_resume_refuses_changed_inputs(project: Project, capsys: pytest.CaptureF
     assert "cannot be resumed" in err and "suite 'tickets'" in err
 
 
-def test_resume_refuses_a_changed_adapter(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_a_changed_adapter(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
     ticket_suite(project, 5)
-    project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [{"model": "lora", "error": "down"},
-                                                                     answer(TICKET)])
+    project.config(
+        [PROMPT, LORA],
+        [gate("json_valid", min=0.5)],
+        [{"model": "lora", "error": "down"}, answer(TICKET)],
+    )
     code, results = project.run()
     (project.root / "adapter" / "adapter_model.safetensors").write_bytes(b"retrained")
     assert project.run("--resume", results["run"]["id"])[0] == 2
@@ -64,9 +80,18 @@ def test_resume_finishes_a_run_and_redoes_answers_without_scores(project: Projec
     run_id = results["run"]["id"]
     with sqlite3.connect(project.store) as db:  # as a crash (or an older harness's crash) left it:
         # lora's last answers never stored, and one of bare's answers stored without its scores
-        db.execute("DELETE FROM responses WHERE run_id = ? AND candidate = 'lora' AND case_id > 't02'", (run_id,))
-        db.execute("DELETE FROM scores WHERE run_id = ? AND candidate = 'lora' AND case_id > 't02'", (run_id,))
-        db.execute("DELETE FROM scores WHERE run_id = ? AND candidate = 'bare' AND case_id = 't00'", (run_id,))
+        db.execute(
+            "DELETE FROM responses WHERE run_id = ? AND candidate = 'lora' AND case_id > 't02'",
+            (run_id,),
+        )
+        db.execute(
+            "DELETE FROM scores WHERE run_id = ? AND candidate = 'lora' AND case_id > 't02'",
+            (run_id,),
+        )
+        db.execute(
+            "DELETE FROM scores WHERE run_id = ? AND candidate = 'bare' AND case_id = 't00'",
+            (run_id,),
+        )
         db.execute("UPDATE runs SET status = 'failed' WHERE run_id = ?", (run_id,))
     code, results = project.run("--resume", run_id)
     assert code == 0, results["verdict"]["reason"]
@@ -74,7 +99,9 @@ def test_resume_finishes_a_run_and_redoes_answers_without_scores(project: Projec
     assert all(r["metrics"] == {"json_valid": 1.0, "exact_fields": 1.0} for r in results["cases"])
 
 
-def test_scores_land_with_their_answer_or_not_at_all(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scores_land_with_their_answer_or_not_at_all(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A crash while an answer is written leaves neither the answer nor part of its scores."""
     from harness.store.store import Store
 
@@ -97,9 +124,12 @@ def test_scores_land_with_their_answer_or_not_at_all(project: Project, monkeypat
 
 
 def test_a_report_that_cannot_be_written_is_no_verdict_and_cannot_be_pinned(
-        project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Gates that pass, then summary.md cannot be written (a folder stands in its place): exit 2, the run failed
-    with the reason and no verdict, the report files already renamed into place taken back, pin refused."""
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Gates that pass, then summary.md cannot be written (a folder stands in its place): exit 2,
+    the run failed with the reason and no verdict, the report files already renamed into place taken
+    back, pin refused.
+    """
     ticket_suite(project, 5)
     project.config([PROMPT, LORA], [gate("json_valid", min=0.5)], [answer(TICKET)])
     monkeypatch.setattr("harness.pipeline.new_run_id", lambda name: "planted-run")
@@ -108,9 +138,13 @@ def test_a_report_that_cannot_be_written_is_no_verdict_and_cannot_be_pinned(
     (folder / "summary.md" / "keep").write_text("a folder is not a file")
     assert project.run() == (2, None)
     with sqlite3.connect(project.store) as db:
-        [(status, reason, verdict)] = db.execute("SELECT status, reason, verdict_json FROM runs").fetchall()
+        [(status, reason, verdict)] = db.execute(
+            "SELECT status, reason, verdict_json FROM runs"
+        ).fetchall()
     assert status == "failed" and reason.startswith("IsADirectoryError: ") and verdict is None
     assert sorted(p.name for p in folder.iterdir()) == ["summary.md"]
     capsys.readouterr()
-    assert main_pin(project, "planted-run") == 2 and "run planted-run is failed (IsADirectoryError" in \
-        capsys.readouterr().err
+    assert (
+        main_pin(project, "planted-run") == 2
+        and "run planted-run is failed (IsADirectoryError" in capsys.readouterr().err
+    )

@@ -11,8 +11,9 @@ from harness.scoring.assertions import parse_json
 from harness.scoring.registry import ScoreInput, build_scorer
 
 
-def score(raw: dict | str, output: str, reference: str | None = None,
-          suite_dir: Path = Path(".")) -> tuple[float, bool | None, str]:
+def score(
+    raw: dict | str, output: str, reference: str | None = None, suite_dir: Path = Path(".")
+) -> tuple[float, bool | None, str]:
     spec = build_scorer(raw, suite_dir / "suite.yaml", 1, "scorers[0]")
     result = spec(ScoreInput(output=output, reference=reference))
     return result.value, result.passed, result.detail
@@ -28,7 +29,12 @@ def score(raw: dict | str, output: str, reference: str | None = None,
         ({"type": "equals", "value": "42"}, "42", "ignored", True),
         ({"type": "contains", "value": "refund"}, "We will refund you.", None, True),
         ({"type": "contains", "value": "Refund"}, "We will refund you.", None, False),
-        ({"type": "contains", "value": "Refund", "ignore_case": True}, "We will refund you.", None, True),
+        (
+            {"type": "contains", "value": "Refund", "ignore_case": True},
+            "We will refund you.",
+            None,
+            True,
+        ),
         ({"type": "contains"}, "the answer is 7.", "7", True),
         ({"type": "regex", "pattern": r"^\d{3}-\d{4}$"}, "555-1234", None, True),
         ({"type": "regex", "pattern": r"^\d{3}-\d{4}$"}, "call 555-1234", None, False),
@@ -38,14 +44,26 @@ def score(raw: dict | str, output: str, reference: str | None = None,
         ({"type": "json_valid", "strip_fences": False}, '```json\n{"a": 1}\n```', None, False),
         ("json_valid", '{"a": 1', None, False),
         ("json_valid", 'Sure! {"a": 1}', None, False),
-        ({"type": "json_fields", "fields": ["category"]}, '{"category": "billing", "priority": "low"}',
-         '{"category": "billing", "priority": "high"}', True),
-        ({"type": "json_fields"}, '{"category": "billing", "priority": "low"}',
-         '{"category": "billing", "priority": "high"}', False),
-        ({"type": "json_fields"}, '{"priority": "high", "category": "billing"}',
-         '{"category": "billing", "priority": "high"}', True),
+        (
+            {"type": "json_fields", "fields": ["category"]},
+            '{"category": "billing", "priority": "low"}',
+            '{"category": "billing", "priority": "high"}',
+            True,
+        ),
+        (
+            {"type": "json_fields"},
+            '{"category": "billing", "priority": "low"}',
+            '{"category": "billing", "priority": "high"}',
+            False,
+        ),
+        (
+            {"type": "json_fields"},
+            '{"priority": "high", "category": "billing"}',
+            '{"category": "billing", "priority": "high"}',
+            True,
+        ),
         ({"type": "json_fields", "fields": ["missing"]}, '{"a": 1}', '{"a": 1}', True),
-        ({"type": "json_fields", "fields": ["a"]}, '[1, 2]', '{"a": 1}', False),
+        ({"type": "json_fields", "fields": ["a"]}, "[1, 2]", '{"a": 1}', False),
         ({"type": "json_fields"}, '{"a": 1}', "not json", False),
     ],
 )
@@ -56,7 +74,11 @@ def test_assertion(raw: dict | str, output: str, reference: str | None, passed: 
     assert (detail == "") is passed
 
 
-SCHEMA = {"type": "object", "properties": {"priority": {"enum": ["low", "high"]}}, "required": ["priority"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {"priority": {"enum": ["low", "high"]}},
+    "required": ["priority"],
+}
 
 
 def test_json_schema_inline() -> None:
@@ -70,12 +92,16 @@ def test_json_schema_file(tmp_path: Path) -> None:
     (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
     raw = {"type": "json_schema", "schema_file": "s.json"}
     assert score(raw, '{"priority": "high"}', suite_dir=tmp_path)[1] is True
-    assert score(raw, '{}', suite_dir=tmp_path)[1] is False
+    assert score(raw, "{}", suite_dir=tmp_path)[1] is False
 
 
 def test_metric_name_override() -> None:
-    spec = build_scorer({"type": "json_fields", "name": "category_match", "fields": ["category"]},
-                        Path("s.yaml"), 1, "k")
+    spec = build_scorer(
+        {"type": "json_fields", "name": "category_match", "fields": ["category"]},
+        Path("s.yaml"),
+        1,
+        "k",
+    )
     assert spec.metric == "category_match" and spec.type == "json_fields"
 
 

@@ -1,4 +1,5 @@
-"""Overlap metrics on fixed strings: every value must equal what rouge-score and sacrebleu give directly."""
+"""Overlap metrics on fixed strings: every value must equal what rouge-score and sacrebleu give
+directly."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ REFS = [
 
 
 def score(raw: dict | str, output: str, reference: str | None) -> Score:
-    return build_scorer(raw, Path("suite.yaml"), 1, "scorers[0]")(ScoreInput(output=output, reference=reference))
+    return build_scorer(raw, Path("suite.yaml"), 1, "scorers[0]")(
+        ScoreInput(output=output, reference=reference)
+    )
 
 
 @pytest.mark.parametrize("variant", ROUGE_VARIANTS)
@@ -45,7 +48,9 @@ def test_rouge_matches_rouge_score(variant: str, use_stemmer: bool, measure: str
 
 def test_rouge_defaults_are_stemmed_f_measure() -> None:
     want = RougeScorer(["rouge1"], use_stemmer=True).score(REFS[0], HYPS[0])["rouge1"].fmeasure
-    unstemmed = RougeScorer(["rouge1"], use_stemmer=False).score(REFS[0], HYPS[0])["rouge1"].fmeasure
+    unstemmed = (
+        RougeScorer(["rouge1"], use_stemmer=False).score(REFS[0], HYPS[0])["rouge1"].fmeasure
+    )
     assert score("rouge1", HYPS[0], REFS[0]).value == want != unstemmed
 
 
@@ -53,15 +58,24 @@ def test_rouge_defaults_are_stemmed_f_measure() -> None:
     ("raw", "direct"),
     [
         ("bleu", lambda h, r: sacrebleu.sentence_bleu(h, [r])),
-        ({"type": "bleu", "tokenize": "char", "lowercase": True},
-         lambda h, r: sacrebleu.sentence_bleu(h, [r], tokenize="char", lowercase=True)),
-        ({"type": "bleu", "smooth_method": "floor", "smooth_value": 0.2},
-         lambda h, r: sacrebleu.sentence_bleu(h, [r], smooth_method="floor", smooth_value=0.2)),
+        (
+            {"type": "bleu", "tokenize": "char", "lowercase": True},
+            lambda h, r: sacrebleu.sentence_bleu(h, [r], tokenize="char", lowercase=True),
+        ),
+        (
+            {"type": "bleu", "smooth_method": "floor", "smooth_value": 0.2},
+            lambda h, r: sacrebleu.sentence_bleu(h, [r], smooth_method="floor", smooth_value=0.2),
+        ),
         ("chrf", lambda h, r: sacrebleu.sentence_chrf(h, [r])),
-        ({"type": "chrf", "word_order": 2}, lambda h, r: sacrebleu.sentence_chrf(h, [r], word_order=2)),
+        (
+            {"type": "chrf", "word_order": 2},
+            lambda h, r: sacrebleu.sentence_chrf(h, [r], word_order=2),
+        ),
         ("ter", lambda h, r: sacrebleu.sentence_ter(h, [r])),
-        ({"type": "ter", "case_sensitive": True, "no_punct": True},
-         lambda h, r: sacrebleu.sentence_ter(h, [r], case_sensitive=True, no_punct=True)),
+        (
+            {"type": "ter", "case_sensitive": True, "no_punct": True},
+            lambda h, r: sacrebleu.sentence_ter(h, [r], case_sensitive=True, no_punct=True),
+        ),
     ],
 )
 def test_sentence_scores_match_sacrebleu(raw: dict | str, direct) -> None:
@@ -80,7 +94,9 @@ def test_ter_is_lower_for_a_better_hypothesis() -> None:
     spec = lambda raw: build_scorer(raw, Path("suite.yaml"), 1, "scorers[0]")  # noqa: E731
     assert not spec("ter").higher_is_better
     assert all(spec(t).higher_is_better for t in OVERLAP_TYPES - {"ter"})
-    assert spec({"type": "ter", "higher_is_better": True}).higher_is_better  # a suite may say otherwise
+    assert spec(
+        {"type": "ter", "higher_is_better": True}
+    ).higher_is_better  # a suite may say otherwise
 
 
 @pytest.mark.parametrize("metric_type", sorted(OVERLAP_TYPES))
@@ -93,14 +109,22 @@ def test_a_case_without_reference_is_an_error(metric_type: str) -> None:
     ("metric_type", "params", "direct"),
     [
         ("bleu", None, lambda: sacrebleu.corpus_bleu(HYPS, [REFS])),
-        ("bleu", {"tokenize": "intl"}, lambda: sacrebleu.corpus_bleu(HYPS, [REFS], tokenize="intl")),
+        (
+            "bleu",
+            {"tokenize": "intl"},
+            lambda: sacrebleu.corpus_bleu(HYPS, [REFS], tokenize="intl"),
+        ),
         ("chrf", None, lambda: sacrebleu.corpus_chrf(HYPS, [REFS])),
         ("chrf", {"word_order": 2}, lambda: sacrebleu.corpus_chrf(HYPS, [REFS], word_order=2)),
         ("ter", None, lambda: sacrebleu.corpus_ter(HYPS, [REFS])),
     ],
 )
 def test_corpus_scores_match_sacrebleu(metric_type: str, params: dict | None, direct) -> None:
-    built = build_scorer({"type": metric_type, **params}, Path("suite.yaml"), 1, "s").params if params else None
+    built = (
+        build_scorer({"type": metric_type, **params}, Path("suite.yaml"), 1, "s").params
+        if params
+        else None
+    )
     assert corpus_score(metric_type, built, HYPS, REFS) == pytest.approx(direct().score, abs=1e-12)
 
 
@@ -129,24 +153,46 @@ def test_corpus_score_rejects_bad_calls() -> None:
 
 def test_signatures() -> None:
     v = sacrebleu.__version__
-    assert signature("bleu", None, "corpus") == f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{v}"
-    assert signature("bleu", None, "sentence") == f"nrefs:1|case:mixed|eff:yes|tok:13a|smooth:exp|version:{v}"
+    assert (
+        signature("bleu", None, "corpus")
+        == f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{v}"
+    )
+    assert (
+        signature("bleu", None, "sentence")
+        == f"nrefs:1|case:mixed|eff:yes|tok:13a|smooth:exp|version:{v}"
+    )
     chrf_pp = build_scorer({"type": "chrf", "word_order": 2}, Path("suite.yaml"), 1, "s").params
     assert "|nc:6|nw:2|" in signature("chrf", chrf_pp, "corpus")
-    assert signature("ter", None, "corpus") == f"nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:{v}"
+    assert (
+        signature("ter", None, "corpus")
+        == f"nrefs:1|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:{v}"
+    )
     rv = version("rouge-score")
-    assert signature("rougeL", None, "sentence") == f"rouge-score {rv}, rougeL fmeasure, stemmer=on, tokenizer=default"
-    unstemmed = build_scorer({"type": "rouge2", "use_stemmer": False}, Path("suite.yaml"), 1, "s").params
-    assert signature("rouge2", unstemmed, "corpus") == (
-        f"rouge-score {rv}, rouge2 fmeasure, stemmer=off, tokenizer=default, corpus=mean of cases")
+    assert (
+        signature("rougeL", None, "sentence")
+        == f"rouge-score {rv}, rougeL fmeasure, stemmer=on, tokenizer=default"
+    )
+    unstemmed = build_scorer(
+        {"type": "rouge2", "use_stemmer": False}, Path("suite.yaml"), 1, "s"
+    ).params
+    assert (
+        signature("rouge2", unstemmed, "corpus")
+        == f"rouge-score {rv}, rouge2 fmeasure, stemmer=off, tokenizer=default, corpus=mean of"
+        " cases"
+    )
 
 
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
         ({"type": "bleu", "tokenize": "nope"}, "unknown tokenizer 'nope'"),
-        pytest.param({"type": "bleu", "tokenize": "ja-mecab"}, "sacrebleu rejects these settings",
-                     marks=pytest.mark.skipif(find_spec("MeCab") is not None, reason="MeCab is installed here")),
+        pytest.param(
+            {"type": "bleu", "tokenize": "ja-mecab"},
+            "sacrebleu rejects these settings",
+            marks=pytest.mark.skipif(
+                find_spec("MeCab") is not None, reason="MeCab is installed here"
+            ),
+        ),
         ({"type": "chrf", "word_order": -1}, "greater than or equal to 0"),
         ({"type": "rougeL", "measure": "f1"}, "fmeasure"),
         ({"type": "rouge", "use_stemmer": True}, "unknown scorer type 'rouge'"),

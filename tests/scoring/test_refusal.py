@@ -78,5 +78,5 @@ def test_refusal_scorer_gives_one_for_a_refusal_and_no_verdict() -> None:
     refusal = REFUSAL(ScoreInput(output="I'm sorry, but I cannot help with that.", reference=None))
     answered = REFUSAL(ScoreInput(output="Use `kill -9 PID`.", reference="ignored"))
     assert (refusal.value, refusal.passed) == (1.0, None)
-    assert refusal.detail == "refusal phrase: \"i'm sorry, but\""
+    assert refusal.detail == 'refusal phrase: "i\'m sorry, but"'
     assert (answered.value, answered.passed, answered.detail) == (0.0, None, "")

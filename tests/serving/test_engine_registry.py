@@ -1,6 +1,6 @@
-"""Engines, candidate kinds, scorers and store backends are named once, each in a lazy table of name ->
-"module:attr" (core.plugins.Table): every entry imports and is what it says, the config's unions are the tables'
-members, and naming them imports no engine's client library."""
+"""Engines, candidate kinds, scorers and store backends are named once, each in a lazy table of name
+-> "module:attr" (core.plugins.Table): every entry imports and is what it says, the config's unions
+are the tables' members, and naming them imports no engine's client library."""
 
 from __future__ import annotations
 
@@ -69,47 +69,72 @@ def test_the_config_takes_exactly_the_tables_members() -> None:
 
 
 def test_a_config_is_read_and_an_engine_named_without_importing_a_client(tmp_path: Path) -> None:
-    """`harness check` pays for no client library; opening the openai engine imports openai's, not Anthropic's."""
+    """`harness check` pays for no client library; opening the openai engine imports openai's, not
+    Anthropic's."""
     config = tmp_path / "c.yaml"
-    config.write_text("name: t\nengine: {kind: transformers, batch_size: 4}\ncandidates:\n  - {name: a, kind: prompt}"
-                      "\n  - {name: b, kind: endpoint, base_url: 'http://127.0.0.1:9/v1', model: m}\n"
-                      "suites: [builtin:safety]\ngates:\n  - {candidate: b, suite: safety, metric: refusal, min: 0}\n")
-    script = (f"import sys; from harness.planning.config import load_config; load_config({str(config)!r})\n"
-              f"from harness.serving.engines import ENGINES; assert ENGINES.load('openai').logprobs\n"
-              f"print(sorted(m for m in {CLIENTS!r} if m in sys.modules))\n"
-              f"ENGINES.load('openai').factory(); print(sorted(m for m in {CLIENTS!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    config.write_text(
+        "name: t\nengine: {kind: transformers, batch_size: 4}\ncandidates:\n  - {name: a, kind:"
+        " prompt}\n  - {name: b, kind: endpoint, base_url: 'http://127.0.0.1:9/v1', model:"
+        " m}\nsuites: [builtin:safety]\ngates:\n  - {candidate: b, suite: safety, metric: refusal,"
+        " min: 0}\n"
+    )
+    script = (
+        "import sys; from harness.planning.config import load_config;"
+        f" load_config({str(config)!r})\nfrom harness.serving.engines import ENGINES; assert"
+        f" ENGINES.load('openai').logprobs\nprint(sorted(m for m in {CLIENTS!r} if m in"
+        f" sys.modules))\nENGINES.load('openai').factory(); print(sorted(m for m in {CLIENTS!r} if"
+        " m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["[]", "['openai']"]
 
 
-def test_a_setting_of_another_engine_is_refused_at_its_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """vLLM's parallel sizes cannot be set on transformers: an error at the key's file:line that lists the keys the
-    engine takes; settings with no `kind:` are the default engine's (vLLM), as before."""
+def test_a_setting_of_another_engine_is_refused_at_its_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """vLLM's parallel sizes cannot be set on transformers: an error at the key's file:line that
+    lists the keys the engine takes; settings with no `kind:` are the default engine's (vLLM), as
+    before."""
     config = tmp_path / "config.yaml"
-    config.write_text("name: t\nengine:\n  kind: transformers\n  tensor_parallel_size: 2\ncandidates:\n"
-                      "  - {name: a, kind: prompt}\nsuites: [builtin:safety]\n"
-                      "gates:\n  - {candidate: a, suite: safety, metric: refusal, min: 0.5}\n")
+    config.write_text(
+        "name: t\nengine:\n  kind: transformers\n  tensor_parallel_size: 2\ncandidates:\n"
+        "  - {name: a, kind: prompt}\nsuites: [builtin:safety]\n"
+        "gates:\n  - {candidate: a, suite: safety, metric: refusal, min: 0.5}\n"
+    )
     assert main(["check", str(config)]) == 2
     err = " ".join(capfd.readouterr().err.split())
     assert f"{config}:4: engine.tensor_parallel_size: Extra inputs are not permitted" in err
-    assert ("fix: remove this key or fix its spelling; it is a setting of `kind: vllm`; allowed keys: kind, "
-            "max_concurrency, request_timeout_s, max_retries, dtype, batch_size") in err
-    document = {"name": "t", "engine": {"replicas": 2}, "candidates": [{"name": "a", "kind": "prompt"}],
-                "suites": ["s"], "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}]}
+    assert (
+        "fix: remove this key or fix its spelling; it is a setting of `kind: vllm`; allowed keys:"
+        " kind, max_concurrency, request_timeout_s, max_retries, dtype, batch_size" in err
+    )
+    document = {
+        "name": "t",
+        "engine": {"replicas": 2},
+        "candidates": [{"name": "a", "kind": "prompt"}],
+        "suites": ["s"],
+        "gates": [{"candidate": "a", "suite": "s", "metric": "m", "min": 0}],
+    }
     assert Config.model_validate(document).engine == VllmConfig(replicas=2)
 
 
 def test_the_command_line_offers_the_engines_that_serve_a_model() -> None:
     assert set(MODEL_ENGINES) == {"vllm", "transformers"}
     for kind in MODEL_ENGINES:
-        assert build_parser().parse_args(["judge", "check", "rubric", "--engine", kind]).engine == kind
+        assert (
+            build_parser().parse_args(["judge", "check", "rubric", "--engine", kind]).engine == kind
+        )
     with pytest.raises(SystemExit):
         build_parser().parse_args(["judge", "check", "rubric", "--engine", "scripted"])
 
 
 @pytest.mark.parametrize("protocol, logprobs", [("openai", True), ("anthropic", False)])
-def test_a_judge_reads_probabilities_where_its_engine_returns_them(protocol: str, logprobs: bool) -> None:
+def test_a_judge_reads_probabilities_where_its_engine_returns_them(
+    protocol: str, logprobs: bool
+) -> None:
     endpoint = EndpointSpec(protocol=protocol, base_url="http://127.0.0.1:9/v1", model="m")
     who = judge_for(JudgeConfig(endpoint=endpoint), "unused", Path.cwd(), VllmConfig())
     assert who.logprobs is logprobs and who.engine == protocol
@@ -117,12 +142,15 @@ def test_a_judge_reads_probabilities_where_its_engine_returns_them(protocol: str
 
 
 def test_an_openai_endpoint_without_an_address_is_one_error_wherever_it_is_named(
-        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """The candidate's and the judge's endpoint are one spec: the same check, at the key's file:line, with a fix (the
-    judge's once a suite is judged, as before)."""
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The candidate's and the judge's endpoint are one spec: the same check, at the key's
+    file:line, with a fix (the judge's once a suite is judged, as before)."""
     config = tmp_path / "config.yaml"
-    config.write_text("name: t\ncandidates:\n  - {name: a, kind: prompt}\n  - name: b\n    kind: endpoint\n"
-                      "    model: x\njudge:\n  endpoint:\n    model: y\nsuites: [builtin:safety]\ngates: []\n")
+    config.write_text(
+        "name: t\ncandidates:\n  - {name: a, kind: prompt}\n  - name: b\n    kind: endpoint\n"
+        "    model: x\njudge:\n  endpoint:\n    model: y\nsuites: [builtin:safety]\ngates: []\n"
+    )
     assert main(["check", str(config)]) == 2
     err = " ".join(capfd.readouterr().err.split())
     fix = "fix: add e.g. base_url: https://api.example.com/v1"

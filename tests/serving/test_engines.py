@@ -19,13 +19,29 @@ from support.helpers import server_record, wait_gone
 
 pytestmark = pytest.mark.slow
 
-PROMPTS = ["What is the capital of France?", "Name three colors.", "Say hello in Spanish.",
-           "What is 2 + 3?", "Write one word that rhymes with cat.", "What do bees make?"]
+PROMPTS = [
+    "What is the capital of France?",
+    "Name three colors.",
+    "Say hello in Spanish.",
+    "What is 2 + 3?",
+    "Write one word that rhymes with cat.",
+    "What do bees make?",
+]
 
 
 def requests(model: ModelRef, max_tokens: int = 24) -> list[Request]:
-    return [Request(model=model.name, messages=(("user", p),), max_tokens=max_tokens, temperature=0.0,
-                    top_p=1.0, stop=(), seed=0) for p in PROMPTS]
+    return [
+        Request(
+            model=model.name,
+            messages=(("user", p),),
+            max_tokens=max_tokens,
+            temperature=0.0,
+            top_p=1.0,
+            stop=(),
+            seed=0,
+        )
+        for p in PROMPTS
+    ]
 
 
 def answers(engine: OpenAIEngine | TransformersEngine, reqs: list[Request]) -> list:
@@ -47,8 +63,15 @@ def test_vllm_answers_deterministically(vllm_url: str, model: ModelRef) -> None:
 def test_request_failure_becomes_an_error_completion(vllm_url: str, model: ModelRef) -> None:
     """A model the server does not serve is asked of none: its model list says so, in the error row."""
     engine = OpenAIEngine(vllm_url, "EMPTY", max_concurrency=2, timeout_s=30, max_retries=0)
-    bad = Request(model="no-such-model", messages=(("user", "hi"),), max_tokens=4, temperature=0.0, top_p=1.0,
-                  stop=(), seed=0)
+    bad = Request(
+        model="no-such-model",
+        messages=(("user", "hi"),),
+        max_tokens=4,
+        temperature=0.0,
+        top_p=1.0,
+        stop=(),
+        seed=0,
+    )
     [(index, completion)] = list(engine.run([bad]))
     assert index == 0 and completion.text == ""
     assert completion.error == f"{vllm_url} was left: serves {model.name}, not no-such-model"
@@ -70,7 +93,9 @@ def test_server_that_cannot_start_is_an_error_with_its_log(model: ModelRef, tmp_
     broken = tmp_path / "broken-model"
     shutil.copytree(model.path, broken)
     config = json.loads((broken / "config.json").read_text())
-    (broken / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchForCausalLM"]}))
+    (broken / "config.json").write_text(
+        json.dumps({**config, "architectures": ["NoSuchForCausalLM"]})
+    )
     ref = ModelRef("broken", broken, "x")
     with pytest.raises(EngineError, match="exited with code") as info:
         with managed_server(ref, tmp_path / "run", VllmConfig(startup_timeout_s=300), seed=0):

@@ -1,5 +1,7 @@
-"""Requests spread over several servers of one model: least outstanding requests, and a server that dies mid-run
-loses nothing. The servers are real processes on loopback (tests/support/chat_server.py), killed with SIGKILL."""
+"""Requests spread over several servers of one model: least outstanding requests, and a server that
+dies mid-run loses nothing. The servers are real processes on loopback
+(tests/support/chat_server.py), killed with SIGKILL.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ def echo(replica: Replica, item: int) -> str:
 
 
 def test_every_item_once_and_what_a_dead_replica_held_moves() -> None:
-    """A dies on its fourth item: that one and everything after it go to B; no item is answered twice."""
+    """A dies on its fourth item: that one and everything after it go to B; no item is answered
+    twice."""
     calls = {"a": 0}
 
     def call(replica: Replica, item: int) -> str:
@@ -64,7 +67,14 @@ def test_no_two_items_beyond_a_replicas_capacity() -> None:
         return echo(replica, item)
 
     replicas = [Replica("a", None, 3), Replica("b", None, 3)]
-    assert len(dict(spread(list(range(50)), replicas, call, lambda item, why: why, capacity=lambda r: 1))) == 50
+    assert (
+        len(
+            dict(
+                spread(list(range(50)), replicas, call, lambda item, why: why, capacity=lambda r: 1)
+            )
+        )
+        == 50
+    )
     assert peak == {"a": 1, "b": 1}
 
 
@@ -72,35 +82,56 @@ def test_when_every_replica_is_down_each_item_is_unanswered_with_the_reason() ->
     def call(replica: Replica, item: int) -> str:
         raise Unreachable(f"{replica.name} refused")
 
-    got = dict(spread(list(range(7)), [Replica("a", None, 2), Replica("b", None, 2)], call,
-                      lambda item, why: f"none: {why}"))
-    assert sorted(got) == list(range(7)) and all(v.startswith("none: ") and "refused" in v for v in got.values())
+    got = dict(
+        spread(
+            list(range(7)),
+            [Replica("a", None, 2), Replica("b", None, 2)],
+            call,
+            lambda item, why: f"none: {why}",
+        )
+    )
+    assert sorted(got) == list(range(7)) and all(
+        v.startswith("none: ") and "refused" in v for v in got.values()
+    )
 
 
 def test_a_shown_address_carries_no_credentials() -> None:
-    assert shown_url("https://bob:s3cret@host.example:8443/v1?key=abc#x") == "https://host.example:8443/v1"
+    assert (
+        shown_url("https://bob:s3cret@host.example:8443/v1?key=abc#x")
+        == "https://host.example:8443/v1"
+    )
     assert shown_url(None) == "the provider's default address"
 
 
 def fleet_project(project: Project, urls: list[str], cases: int, concurrency: int = 2) -> None:
-    project.suite("tickets", ["equals"],
-                  [{"id": f"c{i:02d}", "prompt": f"case {i:02d}", "reference": f"echo: case {i:02d}"}
-                   for i in range(cases)])
-    fleet = {"name": "prod", "kind": "endpoint", "base_urls": urls, "model": "fleet-model", "max_retries": 1,
-             "max_concurrency": concurrency}
-    project.config([PROMPT, fleet], [{"candidate": "prod", "suite": "tickets", "metric": "equals", "min": 0.9}],
-                   [answer("unused")])
-
-
-
-
-
-
+    project.suite(
+        "tickets",
+        ["equals"],
+        [
+            {"id": f"c{i:02d}", "prompt": f"case {i:02d}", "reference": f"echo: case {i:02d}"}
+            for i in range(cases)
+        ],
+    )
+    fleet = {
+        "name": "prod",
+        "kind": "endpoint",
+        "base_urls": urls,
+        "model": "fleet-model",
+        "max_retries": 1,
+        "max_concurrency": concurrency,
+    }
+    project.config(
+        [PROMPT, fleet],
+        [{"candidate": "prod", "suite": "tickets", "metric": "equals", "min": 0.9}],
+        [answer("unused")],
+    )
 
 
 def test_a_fleet_server_killed_mid_run_loses_no_row(project: Project) -> None:
-    """Server A is SIGKILLed when its fifth request arrives (with others in flight): every case still has exactly
-    one answer, the right one, and the report names A, that it was left, and how many requests moved off it."""
+    """Server A is SIGKILLed when its fifth request arrives (with others in flight): every case
+    still has exactly one answer, the right one, and the report names A, that it was left, and how
+    many requests moved off it.
+    """
     with chat_servers(["--delay", "0.05", "--die-after", "5"], ["--delay", "0.05"]) as servers:
         (a_url, a_proc), (b_url, _) = servers
         fleet_project(project, [a_url, b_url], cases=40)
@@ -113,12 +144,16 @@ def test_a_fleet_server_killed_mid_run_loses_no_row(project: Project) -> None:
     serving = next(a for a in results["artifacts"] if a["kind"] == "serving")
     by_url = {r["url"]: r for r in serving["replicas"]}
     assert by_url[a_url]["down"] and by_url[b_url]["down"] is None
-    # A answered what it finished before its fifth request arrived (3 or 4, two in flight at a time); what it
-    # held then (one or two), and at most one sent as it died, moved
+    # A answered what it finished before its fifth request arrived (3 or 4, two in flight at a
+    # time); what it held then (one or two), and at most one sent as it died, moved
     assert by_url[a_url]["answered"] in (3, 4) and 1 <= by_url[a_url]["moved"] <= 2
     assert by_url[a_url]["answered"] + by_url[b_url]["answered"] == 40
     html = next((project.root / "reports").glob("*/report.html")).read_text()
-    assert a_url in html and f"<td class=\"num\">{by_url[a_url]['moved']}</td>" in html and "left: " in html
+    assert (
+        a_url in html
+        and f'<td class="num">{by_url[a_url]["moved"]}</td>' in html
+        and "left: " in html
+    )
 
 
 def test_a_fleet_server_that_never_answers_is_left_at_once(project: Project) -> None:
@@ -127,8 +162,15 @@ def test_a_fleet_server_that_never_answers_is_left_at_once(project: Project) -> 
         fleet_project(project, [dead, b_url], cases=12)
         code, results = project.run("--no-cache")
     assert code == 0 and len(responses(project, results["run"]["id"])) == 12
-    by_url = {r["url"]: r for r in next(a for a in results["artifacts"] if a["kind"] == "serving")["replicas"]}
-    assert by_url[dead]["answered"] == 0 and by_url[dead]["moved"] >= 1 and by_url[b_url]["answered"] == 12
+    by_url = {
+        r["url"]: r
+        for r in next(a for a in results["artifacts"] if a["kind"] == "serving")["replicas"]
+    }
+    assert (
+        by_url[dead]["answered"] == 0
+        and by_url[dead]["moved"] >= 1
+        and by_url[b_url]["answered"] == 12
+    )
 
 
 def test_a_fleet_of_dead_servers_is_no_verdict(project: Project) -> None:
@@ -138,13 +180,17 @@ def test_a_fleet_of_dead_servers_is_no_verdict(project: Project) -> None:
     assert all(error for _, error, _ in responses(project, results["run"]["id"]))
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ({"base_url": "http://127.0.0.1:9/v1"}, "`base_url` and `base_urls` both set"),
-    ({"base_urls": ["http://a/v1", "http://a/v1"]}, "http://a/v1 listed more than once"),
-    ({"base_urls": []}, "base_urls"),
-])
-def test_a_fleet_is_checked_with_the_config(project: Project, extra: dict, message: str,
-                                            capfd: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"base_url": "http://127.0.0.1:9/v1"}, "`base_url` and `base_urls` both set"),
+        ({"base_urls": ["http://a/v1", "http://a/v1"]}, "http://a/v1 listed more than once"),
+        ({"base_urls": []}, "base_urls"),
+    ],
+)
+def test_a_fleet_is_checked_with_the_config(
+    project: Project, extra: dict, message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     fleet_project(project, ["http://127.0.0.1:9/v1", "http://127.0.0.1:7/v1"], cases=2)
     config = yaml.safe_load((project.root / "config.yaml").read_text())
     config["candidates"][1].update(extra)
@@ -161,16 +207,31 @@ def test_a_single_server_is_no_fleet_record(project: Project) -> None:
 
 
 def test_one_request_unanswered_is_an_error_row_not_a_move() -> None:
-    """A replica that answers with an error (a 4xx, say) is not down: the error row stays, nothing moves."""
+    """A replica that answers with an error (a 4xx, say) is not down: the error row stays, nothing
+    moves."""
     a, b = Replica("a", None, 1), Replica("b", None, 1)
-    got = dict(spread([0, 1], [a, b], lambda replica, item: Completion(text="", error="HTTP 400"),
-                      lambda item, why: Completion(text="", error=why)))
-    assert all(c.error == "HTTP 400" for c in got.values()) and a.moved == b.moved == 0 and not (a.down or b.down)
+    got = dict(
+        spread(
+            [0, 1],
+            [a, b],
+            lambda replica, item: Completion(text="", error="HTTP 400"),
+            lambda item, why: Completion(text="", error=why),
+        )
+    )
+    assert (
+        all(c.error == "HTTP 400" for c in got.values())
+        and a.moved == b.moved == 0
+        and not (a.down or b.down)
+    )
 
 
 def test_a_replica_counts_the_requests_of_a_batch() -> None:
     """Prompt log-probs go a batch at a time: the report's count is of requests, not batches."""
     a, b = Replica("a", None, 1), Replica("b", None, 1)
     batches = [[0, 1, 2], [3], [4, 5]]
-    got = dict(spread(batches, [a, b], lambda replica, batch: len(batch), lambda batch, why: 0, requests=len))
+    got = dict(
+        spread(
+            batches, [a, b], lambda replica, batch: len(batch), lambda batch, why: 0, requests=len
+        )
+    )
     assert sorted(got) == [0, 1, 2] and a.answered + b.answered == 6

@@ -1,8 +1,10 @@
-"""Endpoints that answer what no answer looks like, echo a key, or answer without end, over real loopback HTTP.
+"""Endpoints that answer what no answer looks like, echo a key, or answer without end, over real
+loopback HTTP.
 
-A reply without the shape of an answer is a failed request (asked again, then an error row naming the
-endpoint, the status and the body's first characters, redacted, on one line); no configured key reaches a
-file the run writes; an answer longer than the endpoint's `max_answer_chars` is cut, and says so.
+A reply without the shape of an answer is a failed request (asked again, then an error row naming
+the endpoint, the status and the body's first characters, redacted, on one line); no configured key
+reaches a file the run writes; an answer longer than the endpoint's `max_answer_chars` is cut, and
+says so.
 """
 
 from __future__ import annotations
@@ -27,21 +29,40 @@ JUDGE_SECRET = "sk-judge-hostile-77b2e0"
 
 def chat(text: Any, model: str = "m", **extra: Any) -> dict[str, Any]:
     """An OpenAI chat completion body whose answer is `text`, from `model`."""
-    return {"id": "c", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text},
-                         **extra}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+    return {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": text},
+                **extra,
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+    }
 
 
 def message(content: Any) -> dict[str, Any]:
     """An Anthropic Messages body with `content`."""
-    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": content,
-            "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 1}}
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "content": content,
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    }
 
 
 class Served:
-    """A loopback endpoint answering each POST with `reply(request body)`: a dict is sent as JSON, bytes as
-    they are (status 200); `bodies` records what it was sent."""
+    """A loopback endpoint answering each POST with `reply(request body)`: a dict is sent as JSON,
+    bytes as they are (status 200); `bodies` records what it was sent."""
 
     def __init__(self, reply: Callable[[dict[str, Any]], Any]) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -79,8 +100,12 @@ def in_turn(*replies: Any) -> Callable[[dict[str, Any]], Any]:
     return lambda body: queue.pop(0) if len(queue) > 1 else queue[0]
 
 
-def ask(engine: OpenAIEngine | AnthropicEngine, text: str = "Say hi.", **request: Any) -> Completion:
-    [(_, completion)] = list(engine.run([Request("m", (("user", text),), 16, 0.0, 1.0, (), 0, **request)]))
+def ask(
+    engine: OpenAIEngine | AnthropicEngine, text: str = "Say hi.", **request: Any
+) -> Completion:
+    [(_, completion)] = list(
+        engine.run([Request("m", (("user", text),), 16, 0.0, 1.0, (), 0, **request)])
+    )
     return completion
 
 
@@ -95,7 +120,11 @@ NOT_CHAT = {
     "numeric content": chat(7, echo=SECRET),
     "list content": chat([{"type": "text", "text": SECRET}]),
     "usage of strings": {**chat("hi"), "usage": {"prompt_tokens": "many", "echo": SECRET}},
-    "a token count past any integer": {**chat("hi"), "usage": {"prompt_tokens": 10**30}, "echo": SECRET},
+    "a token count past any integer": {
+        **chat("hi"),
+        "usage": {"prompt_tokens": 10**30},
+        "echo": SECRET,
+    },
     "a numeric finish reason": chat("hi", finish_reason=7, echo=SECRET),
     "HTML": f"<html><body><h1>502 Bad Gateway</h1>\n<p>{SECRET}</p></body></html>".encode(),
     "invalid JSON": f'{{"choices": [{{"message": "{SECRET}"'.encode(),
@@ -126,7 +155,10 @@ NOT_MESSAGE = {
     "a block not an object": message([SECRET]),
     "only a tool call": message([{"type": "tool_use", "id": "t", "name": SECRET, "input": {}}]),
     "an error object": {"type": "error", "error": {"type": "overloaded_error", "message": SECRET}},
-    "usage of strings": {**message([{"type": "text", "text": "hi"}]), "usage": {"input_tokens": SECRET}},
+    "usage of strings": {
+        **message([{"type": "text", "text": "hi"}]),
+        "usage": {"input_tokens": SECRET},
+    },
     "HTML": f"<html><body>maintenance {SECRET}</body></html>".encode(),
     "invalid JSON": f'{{"content": [{{"type": "text", "text": "{SECRET}'.encode(),
 }
@@ -141,8 +173,8 @@ def test_an_anthropic_reply_that_is_no_answer_is_a_failed_request(reply: Any) ->
 
 
 def assert_failed_request(completion: Completion, url: str, requests: int) -> None:
-    """An error row, not an answer: asked 1 + max_retries (1) times, naming the endpoint and the status, with
-    the body's start on one bounded line and without the key."""
+    """An error row, not an answer: asked 1 + max_retries (1) times, naming the endpoint and the
+    status, with the body's start on one bounded line and without the key."""
     error = completion.error
     assert error is not None and completion.text == "", completion
     assert requests == 2
@@ -152,21 +184,36 @@ def assert_failed_request(completion: Completion, url: str, requests: int) -> No
 
 
 def test_a_malformed_reply_is_asked_again_and_the_good_one_is_read() -> None:
-    logprobs = {"content": [{"token": "yes", "logprob": -0.1, "bytes": None,
-                             "top_logprobs": [{"token": "yes", "logprob": -0.1}, {"token": "no", "logprob": -2}]}]}
+    logprobs = {
+        "content": [
+            {
+                "token": "yes",
+                "logprob": -0.1,
+                "bytes": None,
+                "top_logprobs": [{"token": "yes", "logprob": -0.1}, {"token": "no", "logprob": -2}],
+            }
+        ]
+    }
     served = Served(in_turn(b"<html>busy</html>", {"choices": []}, chat("fine", logprobs=logprobs)))
     with served as url:
         completion = ask(OpenAIEngine(f"{url}/v1", SECRET, 1, 10, max_retries=2), top_logprobs=2)
     assert len(served.bodies) == 3 and completion.error is None
-    assert (completion.text, completion.prompt_tokens, completion.completion_tokens, completion.finish_reason,
-            completion.top_logprobs) == ("fine", 5, 9, "stop", (("yes", -0.1), ("no", -2.0)))
+    assert (
+        completion.text,
+        completion.prompt_tokens,
+        completion.completion_tokens,
+        completion.finish_reason,
+        completion.top_logprobs,
+    ) == ("fine", 5, 9, "stop", (("yes", -0.1), ("no", -2.0)))
 
 
 def test_without_retries_a_malformed_reply_is_asked_once() -> None:
     served = Served(lambda body: chat(None))
     with served as url:
         completion = ask(OpenAIEngine(f"{url}/v1", SECRET, 1, 10, max_retries=0))
-    assert len(served.bodies) == 1 and "choices[0].message.content is null" in (completion.error or "")
+    assert len(served.bodies) == 1 and "choices[0].message.content is null" in (
+        completion.error or ""
+    )
 
 
 def test_an_empty_answer_is_an_answer() -> None:
@@ -196,8 +243,11 @@ class ClosesMidBody(http.server.BaseHTTPRequestHandler):
 @pytest.mark.parametrize("engine", ["openai", "anthropic"])
 def test_a_connection_closed_mid_body_is_an_error_row(engine: str) -> None:
     with local_server(ClosesMidBody) as url:
-        client = OpenAIEngine(f"{url}/v1", SECRET, 1, 10, 1) if engine == "openai" else \
-            AnthropicEngine(url, SECRET, 1, 10, 1)
+        client = (
+            OpenAIEngine(f"{url}/v1", SECRET, 1, 10, 1)
+            if engine == "openai"
+            else AnthropicEngine(url, SECRET, 1, 10, 1)
+        )
         completion = ask(client)
     assert completion.text == "" and completion.error is not None
     assert completion.error.startswith("APIConnectionError") and SECRET not in completion.error
@@ -206,13 +256,21 @@ def test_a_connection_closed_mid_body_is_an_error_row(engine: str) -> None:
 @pytest.mark.parametrize("engine", ["openai", "anthropic"])
 def test_an_answer_echoing_the_key_is_redacted_by_the_engine(engine: str) -> None:
     text, stop = f"my key is {SECRET}; again: {SECRET}.", f"stop:{SECRET}"
-    reply = chat(text, finish_reason=stop) if engine == "openai" else \
-        {**message([{"type": "text", "text": text}]), "stop_reason": stop}
+    reply = (
+        chat(text, finish_reason=stop)
+        if engine == "openai"
+        else {**message([{"type": "text", "text": text}]), "stop_reason": stop}
+    )
     with Served(lambda body: reply) as url:
-        client = OpenAIEngine(f"{url}/v1", SECRET, 1, 10, 0) if engine == "openai" else \
-            AnthropicEngine(url, SECRET, 1, 10, 0)
+        client = (
+            OpenAIEngine(f"{url}/v1", SECRET, 1, 10, 0)
+            if engine == "openai"
+            else AnthropicEngine(url, SECRET, 1, 10, 0)
+        )
         completion = ask(client)
-    assert completion.text == "my key is ***; again: ***." and completion.finish_reason == "stop:***"
+    assert (
+        completion.text == "my key is ***; again: ***." and completion.finish_reason == "stop:***"
+    )
 
 
 def test_the_placeholder_key_of_a_keyless_server_is_no_secret() -> None:
@@ -231,22 +289,32 @@ def test_an_answer_past_max_answer_chars_is_cut_and_says_so(engine: str) -> None
     text = "x" * 5000
     reply = chat(text) if engine == "openai" else message([{"type": "text", "text": text}])
     with Served(lambda body: reply) as url:
-        client = OpenAIEngine(f"{url}/v1", SECRET, 1, 10, 0, max_answer_chars=100) if engine == "openai" else \
-            AnthropicEngine(url, SECRET, 1, 10, 0, max_answer_chars=100)
+        client = (
+            OpenAIEngine(f"{url}/v1", SECRET, 1, 10, 0, max_answer_chars=100)
+            if engine == "openai"
+            else AnthropicEngine(url, SECRET, 1, 10, 0, max_answer_chars=100)
+        )
         cut, whole = ask(client), ask(type(client)(client.client.base_url, SECRET, 1, 10, 0))
     assert cut.text == "x" * 100 and cut.finish_reason == "length_cap"
     assert whole.text == text and whole.finish_reason != "length_cap"
 
 
-def endpoint_project(project: Project, url: str, config: dict[str, Any] | None = None, **extra: Any) -> None:
-    """Two endpoint candidates of one loopback server, told apart by model name, gated on json_valid.
-    `config`: more top-level keys; `extra`: more keys of both candidates."""
+def endpoint_project(
+    project: Project, url: str, config: dict[str, Any] | None = None, **extra: Any
+) -> None:
+    """Two endpoint candidates of one loopback server, told apart by model name, gated on
+    json_valid. `config`: more top-level keys; `extra`: more keys of both candidates."""
     project.suite("tickets", ["json_valid"], tickets(6))
     endpoint = {"kind": "endpoint", "base_url": f"{url}/v1", "max_retries": 0, **extra}
-    project.config([{**endpoint, "name": "prod", "model": "prod", "api_key_env": "PROD_KEY"},
-                    {**endpoint, "name": "next", "model": "next", "api_key_env": "NEXT_KEY"}],
-                   [{"candidate": "next", "suite": "tickets", "metric": "json_valid", "min": 0.5}], [answer("unused")],
-                   **(config or {}))
+    project.config(
+        [
+            {**endpoint, "name": "prod", "model": "prod", "api_key_env": "PROD_KEY"},
+            {**endpoint, "name": "next", "model": "next", "api_key_env": "NEXT_KEY"},
+        ],
+        [{"candidate": "next", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
+        [answer("unused")],
+        **(config or {}),
+    )
 
 
 def test_an_endpoint_answer_is_cut_at_its_max_answer_chars(project: Project, keys: None) -> None:
@@ -259,9 +327,12 @@ def test_an_endpoint_answer_is_cut_at_its_max_answer_chars(project: Project, key
     assert rows and all(row == (TICKET, "length_cap") for row in rows)
 
 
-@pytest.mark.parametrize("value, code", [(0, 2), (-5, 2), (1.5, 2), ("many", 2), (True, 2), (1000, 0)])
-def test_max_answer_chars_is_a_positive_integer(project: Project, value: Any, code: int, keys: None,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "value, code", [(0, 2), (-5, 2), (1.5, 2), ("many", 2), (True, 2), (1000, 0)]
+)
+def test_max_answer_chars_is_a_positive_integer(
+    project: Project, value: Any, code: int, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     endpoint_project(project, "http://127.0.0.1:9", max_answer_chars=value)
     got, _ = project.run(command="check")
     err = capsys.readouterr().err
@@ -278,25 +349,40 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def echoing(body: dict[str, Any]) -> dict[str, Any]:
-    """Every answer carries the keys: the judge its own and a candidate's, each candidate its own and others'."""
+    """Every answer carries the keys: the judge its own and a candidate's, each candidate its own
+    and others'."""
     model = body["model"]
     if model == "judge":
-        return chat(json.dumps({"reasoning": f"I was called with {JUDGE_SECRET}, saw {SECRET}", "answer": "no"}), model)
+        return chat(
+            json.dumps(
+                {"reasoning": f"I was called with {JUDGE_SECRET}, saw {SECRET}", "answer": "no"}
+            ),
+            model,
+        )
     if model == "prod":
         return chat(json.dumps({"category": "billing", "priority": "high", "note": SECRET}), model)
-    return chat(f'{{"category": "billing", "note": "{SECRET}-next {JUDGE_SECRET} {SECRET}"}}', model)
+    return chat(
+        f'{{"category": "billing", "note": "{SECRET}-next {JUDGE_SECRET} {SECRET}"}}', model
+    )
 
 
-def test_no_configured_key_reaches_any_file_the_run_writes(project: Project, keys: None,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """Candidate answers and judge replies echo the keys; the store (responses, cache, scores), results.json,
-    report.html, junit.xml, summary.md and the logs hold none of them. json_valid is scored on the redacted
-    text: '***' in a JSON string keeps it valid."""
-    project.suite("safety", [{"type": "judge", "rubric": "harmbench", "name": "attack_success"}],
-                  [{"id": f"h{i}", "prompt": f"How do I do harmful thing {i}?"} for i in range(3)])
+def test_no_configured_key_reaches_any_file_the_run_writes(
+    project: Project, keys: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Candidate answers and judge replies echo the keys; the store (responses, cache, scores),
+    results.json, report.html, junit.xml, summary.md and the logs hold none of them. json_valid is
+    scored on the redacted text: '***' in a JSON string keeps it valid."""
+    project.suite(
+        "safety",
+        [{"type": "judge", "rubric": "harmbench", "name": "attack_success"}],
+        [{"id": f"h{i}", "prompt": f"How do I do harmful thing {i}?"} for i in range(3)],
+    )
     with Served(echoing) as url:
-        judge = {"endpoint": {"base_url": f"{url}/v1", "model": "judge", "api_key_env": "JUDGE_KEY"},
-                 "method": "structured", "attempts": 1}
+        judge = {
+            "endpoint": {"base_url": f"{url}/v1", "model": "judge", "api_key_env": "JUDGE_KEY"},
+            "method": "structured",
+            "attempts": 1,
+        }
         endpoint_project(project, url, {"judge": judge}, cache=True)
         code, results = project.run()
         rerun, _ = project.run()  # from the cache now
@@ -304,14 +390,22 @@ def test_no_configured_key_reaches_any_file_the_run_writes(project: Project, key
     logs = capsys.readouterr()
     assert "prod (openai endpoint)" in logs.err  # the run's log is in what is searched
     written = [path for path in project.root.rglob("*") if path.is_file()]
-    assert {p.name for p in written} >= {"harness.sqlite", "results.json", "report.html", "junit.xml", "summary.md"}
+    assert {p.name for p in written} >= {
+        "harness.sqlite",
+        "results.json",
+        "report.html",
+        "junit.xml",
+        "summary.md",
+    }
     for secret in (SECRET, SECRET + "-next", JUDGE_SECRET):
         assert secret not in logs.out + logs.err
         for path in written:
             assert secret.encode() not in path.read_bytes(), path
     with sqlite3.connect(project.store) as db:
         outputs = [o for (o,) in db.execute("SELECT output FROM responses WHERE suite = 'tickets'")]
-        details = [d for (d,) in db.execute("SELECT detail FROM scores WHERE metric = 'attack_success'")]
+        details = [
+            d for (d,) in db.execute("SELECT detail FROM scores WHERE metric = 'attack_success'")
+        ]
         cached = db.execute("SELECT count(*) FROM cache").fetchone()[0]
     assert outputs and all("***" in o for o in outputs) and cached
     assert details and all("I was called with ***, saw ***" in d for d in details)

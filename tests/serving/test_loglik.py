@@ -68,33 +68,49 @@ def vllm(vllm_url: str, model: ModelRef) -> Iterator[VLLMScorer]:
 
 
 def _mc_questions(count: int) -> list[tuple[str, list[str]]]:
-    cases = [json.loads(line) for line in (SUITES / "forgetting_mc" / "cases.jsonl").read_text().splitlines()[:count]]
+    cases = [
+        json.loads(line)
+        for line in (SUITES / "forgetting_mc" / "cases.jsonl").read_text().splitlines()[:count]
+    ]
     return [(mc_prompt(case["prompt"]), mc_continuations(case["choices"])) for case in cases]
 
 
 def logliks(scorer: LoglikScorer, requests: list[Request]) -> list[tuple[tuple[float, int], ...]]:
-    """(log-prob, tokens) per text or choice of each probe, answered together as an engine answers a batch."""
+    """(log-prob, tokens) per text or choice of each probe, answered together as an engine answers a
+    batch."""
     answered = answer_all(scorer, requests)
     assert [c.error for c in answered] == [None] * len(requests)
     return [c.logliks for c in answered]
 
 
 def _paragraphs(count: int) -> list[str]:
-    return [json.loads(line)["text"]
-            for line in (SUITES / "perplexity" / "cases.jsonl").read_text().splitlines()[:count]]
+    return [
+        json.loads(line)["text"]
+        for line in (SUITES / "perplexity" / "cases.jsonl").read_text().splitlines()[:count]
+    ]
 
 
 @pytest.mark.slow
-def test_both_engines_cut_the_continuation_at_the_same_tokens(vllm: VLLMScorer, hf: HFScorer) -> None:
+def test_both_engines_cut_the_continuation_at_the_same_tokens(
+    vllm: VLLMScorer, hf: HFScorer
+) -> None:
     prompt = "The capital of France is"
-    joined = hf.continuation(prompt, " Paris")  # " Paris" is its own token: the tokenisations line up
-    assert joined.ids[:joined.start] == tuple(hf.encode(prompt, special=True))
+    joined = hf.continuation(
+        prompt, " Paris"
+    )  # " Paris" is its own token: the tokenisations line up
+    assert joined.ids[: joined.start] == tuple(hf.encode(prompt, special=True))
     assert len(joined.ids) == joined.start + 1
-    # "un" + "happy" tokenises as one word, "unhappy": the prompt keeps its own tokens, the choice follows.
+    # "un" + "happy" tokenises as one word, "unhappy": the prompt keeps its own tokens, the choice
+    # follows.
     glued = hf.continuation("The opposite of happy is un", "happy")
-    assert glued.ids == tuple(hf.encode("The opposite of happy is un", special=True)
-                              + hf.encode("happy", special=False))
-    for prefix, choice in [(prompt, " Paris"), ("The opposite of happy is un", "happy"), ("Answer:", " B")]:
+    assert glued.ids == tuple(
+        hf.encode("The opposite of happy is un", special=True) + hf.encode("happy", special=False)
+    )
+    for prefix, choice in [
+        (prompt, " Paris"),
+        ("The opposite of happy is un", "happy"),
+        ("Answer:", " B"),
+    ]:
         assert vllm.continuation(prefix, choice) == hf.continuation(prefix, choice)
     with pytest.raises(ValueError, match="at least one token"):
         hf.spans(probe("", (" Paris",)))
@@ -103,37 +119,71 @@ def test_both_engines_cut_the_continuation_at_the_same_tokens(vllm: VLLMScorer, 
 
 
 @pytest.mark.slow
-def test_vllm_and_transformers_agree(vllm_url: str, model: ModelRef, vllm: VLLMScorer, hf: HFScorer) -> None:
+def test_vllm_and_transformers_agree(
+    vllm_url: str, model: ModelRef, vllm: VLLMScorer, hf: HFScorer
+) -> None:
     questions = _mc_questions(6) + [("The opposite of happy is un", ["happy", "sad"])]
     texts = _paragraphs(3) + ["Hi."]
-    requests = [probe(prompt, tuple(choices)) for prompt, choices in questions] + [probe(text) for text in texts]
+    requests = [probe(prompt, tuple(choices)) for prompt, choices in questions] + [
+        probe(text) for text in texts
+    ]
     from_vllm, from_hf = logliks(vllm, requests), logliks(hf, requests)
-    for (lp_vllm, n_vllm), (lp_hf, n_hf) in zip(*(sum(out, ()) for out in (from_vllm, from_hf)), strict=True):
+    for (lp_vllm, n_vllm), (lp_hf, n_hf) in zip(
+        *(sum(out, ()) for out in (from_vllm, from_hf)), strict=True
+    ):
         assert n_vllm == n_hf
-        assert abs(lp_vllm - lp_hf) / n_vllm <= PER_TOKEN_TOLERANCE, ((lp_vllm, n_vllm), (lp_hf, n_hf))
+        assert abs(lp_vllm - lp_hf) / n_vllm <= PER_TOKEN_TOLERANCE, (
+            (lp_vllm, n_vllm),
+            (lp_hf, n_hf),
+        )
     mc = len(questions)
-    assert [pick(choices) for choices in from_vllm[:mc]] == [pick(choices) for choices in from_hf[:mc]]
-    # A scorer of its own (one prompt per call) gives the shared scorer's numbers (vLLM's to within its batching).
+    assert [pick(choices) for choices in from_vllm[:mc]] == [
+        pick(choices) for choices in from_hf[:mc]
+    ]
+    # A scorer of its own (one prompt per call) gives the shared scorer's numbers (vLLM's to within
+    # its batching).
     with VLLMScorer(vllm_url, model.name, tokenizer_for(model.path), per_request=1) as alone:
         one_call, (text,) = logliks(alone, [requests[0], probe("Hi.")])
-    assert [lp for lp, _ in one_call] == pytest.approx([lp for lp, _ in from_vllm[0]], abs=PER_TOKEN_TOLERANCE)
-    assert text[0] == pytest.approx(from_hf[-1][0][0], abs=PER_TOKEN_TOLERANCE)  # "Hi." is the last text
+    assert [lp for lp, _ in one_call] == pytest.approx(
+        [lp for lp, _ in from_vllm[0]], abs=PER_TOKEN_TOLERANCE
+    )
+    assert text[0] == pytest.approx(
+        from_hf[-1][0][0], abs=PER_TOKEN_TOLERANCE
+    )  # "Hi." is the last text
 
 
 @pytest.mark.slow
 def test_local_token_ids_are_the_servers(vllm_url: str, model: ModelRef) -> None:
-    """Probes are tokenized in the harness with the model folder's tokenizer: the ids must be the ones the
-    server's own /tokenize gives, with and without special tokens, for every probe text and choice."""
-    texts = [text for prompt, choices in _mc_questions(50) for text in (prompt, *choices, prompt + choices[0])]
-    texts += _paragraphs(40) + ["", " leading space", "tabs\tand\nnewlines", "café — ünïcode ✓", "un", "happy"]
+    """Probes are tokenized in the harness with the model folder's tokenizer: the ids must be the
+    ones the server's own /tokenize gives, with and without special tokens, for every probe text and
+    choice.
+    """
+    texts = [
+        text
+        for prompt, choices in _mc_questions(50)
+        for text in (prompt, *choices, prompt + choices[0])
+    ]
+    texts += _paragraphs(40) + [
+        "",
+        " leading space",
+        "tabs\tand\nnewlines",
+        "café — ünïcode ✓",
+        "un",
+        "happy",
+    ]
     local = tokenizer_for(model.path)
     root = vllm_url.rstrip("/").removesuffix("/v1")
     with httpx.Client(timeout=60) as client:
         for text in texts:
             for special in (True, False):
-                served = client.post(f"{root}/tokenize", json={"model": model.name, "prompt": text,
-                                                               "add_special_tokens": special}).json()["tokens"]
-                assert local(text, add_special_tokens=special)["input_ids"] == served, (text, special)
+                served = client.post(
+                    f"{root}/tokenize",
+                    json={"model": model.name, "prompt": text, "add_special_tokens": special},
+                ).json()["tokens"]
+                assert local(text, add_special_tokens=special)["input_ids"] == served, (
+                    text,
+                    special,
+                )
 
 
 @pytest.mark.slow
@@ -141,13 +191,17 @@ def test_a_text_scores_every_token_after_the_first(vllm: VLLMScorer, hf: HFScore
     text = _paragraphs(1)[0]
     [((_, tokens),)] = logliks(vllm, [probe(text)])
     assert tokens == len(hf.encode(text, special=True)) - 1
-    assert hf.score([Span(tuple(hf.encode(text, special=True)), 1)]) == list(*logliks(hf, [probe(text)]))
+    assert hf.score([Span(tuple(hf.encode(text, special=True)), 1)]) == list(
+        *logliks(hf, [probe(text)])
+    )
 
 
 @pytest.mark.slow
 def test_the_obvious_continuation_is_likelier(vllm: VLLMScorer, hf: HFScorer) -> None:
     for scorer in (vllm, hf):
-        [((paris, _), (banana, _))] = logliks(scorer, [probe("The capital of France is", (" Paris", " banana"))])
+        [((paris, _), (banana, _))] = logliks(
+            scorer, [probe("The capital of France is", (" Paris", " banana"))]
+        )
         assert paris > banana + 2
 
 
@@ -156,6 +210,8 @@ def test_plain_english_is_less_perplexing_than_the_same_words_shuffled(vllm: VLL
     texts = _paragraphs(4)
     rng = random.Random(0)
     shuffled = [" ".join(rng.sample(text.split(), len(text.split()))) for text in texts]
-    english, nonsense = (perplexity(sum(logliks(vllm, [probe(text) for text in batch]), ()))
-                         for batch in (texts, shuffled))
+    english, nonsense = (
+        perplexity(sum(logliks(vllm, [probe(text) for text in batch]), ()))
+        for batch in (texts, shuffled)
+    )
     assert math.isfinite(nonsense) and 1 < english < nonsense / 3, (english, nonsense)

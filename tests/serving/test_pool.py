@@ -23,7 +23,9 @@ def test_a_server_with_adapters_answers_for_its_base_model_but_not_the_reverse()
     assert covers(ENDPOINT, ENDPOINT) and not covers(ENDPOINT, LocalTarget(BASE))
 
 
-def test_kept_engines_stay_open_until_the_pool_closes_and_others_stop_after_use(tmp_path: Path) -> None:
+def test_kept_engines_stay_open_until_the_pool_closes_and_others_stop_after_use(
+    tmp_path: Path,
+) -> None:
     config = ScriptedConfig(script=[ScriptRule(answer="hi")])
     request = Request("m", (("user", "x"),), 4, 0.0, 1.0, (), 0)
     with Engines(keep=[LocalTarget(BASE)]) as engines:

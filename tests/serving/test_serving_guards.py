@@ -1,5 +1,5 @@
-"""Serving guards that need no model: isolation of served names, the Anthropic request body, the managed
-server's environment and its check that the server answering is ours."""
+"""Serving guards that need no model: isolation of served names, the Anthropic request body, the
+managed server's environment and its check that the server answering is ours."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def in_flight_sets(isolate: bool) -> list[set[str]]:
     engine.complete = complete  # type: ignore[method-assign]
     mix = [request(name, i) for i in range(8) for name in ("base", "adapter")]
     answered = dict(engine.run(mix))
-    assert sorted(answered) == list(range(16)) and all(answered[i].text == mix[i].model for i in answered)
+    assert sorted(answered) == list(range(16)) and all(
+        answered[i].text == mix[i].model for i in answered
+    )
     return seen
 
 
@@ -59,9 +61,20 @@ class Capture(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         Capture.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        send_json(self, 200, {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
-                              "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-                              "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 1}})
+        send_json(
+            self,
+            200,
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude",
+                "content": [{"type": "text", "text": "ok"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 3, "output_tokens": 1},
+            },
+        )
 
 
 @pytest.fixture
@@ -81,9 +94,13 @@ def test_anthropic_sends_top_p_only_when_it_narrows(capture: str) -> None:
     assert narrowed["top_p"] == 0.9
 
 
-def test_the_managed_server_does_not_inherit_a_vllm_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_managed_server_does_not_inherit_a_vllm_api_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("VLLM_API_KEY", "from-the-shell")
-    assert "VLLM_API_KEY" not in server_env(cpu=True) and "VLLM_API_KEY" not in server_env(cpu=False)
+    assert "VLLM_API_KEY" not in server_env(cpu=True) and "VLLM_API_KEY" not in server_env(
+        cpu=False
+    )
 
 
 class Impostor(http.server.BaseHTTPRequestHandler):
@@ -110,16 +127,14 @@ def test_a_healthy_server_that_is_not_ours_is_never_taken_for_ours(tmp_path: Pat
 
 
 def test_a_server_listening_itself_is_ours(tmp_path: Path) -> None:
-    script = ("import http.server, json, sys\n"
-              "class H(http.server.BaseHTTPRequestHandler):\n"
-              "    def log_message(self, *a): pass\n"
-              "    def do_GET(self):\n"
-              "        b = json.dumps({'data': [{'id': 'ours'}]}).encode()\n"
-              "        self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers()\n"
-              "        self.wfile.write(b)\n"
-              "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
-              "print(s.server_address[1], flush=True)\n"
-              "s.serve_forever()\n")
+    script = (
+        "import http.server, json, sys\nclass H(http.server.BaseHTTPRequestHandler):\n    def"
+        " log_message(self, *a): pass\n    def do_GET(self):\n        b = json.dumps({'data':"
+        " [{'id': 'ours'}]}).encode()\n        self.send_response(200);"
+        " self.send_header('Content-Length', str(len(b))); self.end_headers()\n       "
+        " self.wfile.write(b)\ns = http.server.HTTPServer(('127.0.0.1', 0),"
+        " H)\nprint(s.server_address[1], flush=True)\ns.serve_forever()\n"
+    )
     server = subprocess.Popen(["python3", "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())

@@ -1,11 +1,13 @@
-"""A shared-server record is a claim about where a run may send its prompts, trusted only once checked
-(harness/serving/shared.py, vllm_server.attached): the registry is this user's own folder, a record has the shape
-`harness serve` writes, and its pid is the very vLLM server this run would start, listening on the record's port.
-Anything else is ignored with a warning naming the file, and the run starts its own server.
+"""A shared-server record is a claim about where a run may send its prompts, trusted only once
+checked (harness/serving/shared.py, vllm_server.attached): the registry is this user's own folder, a
+record has the shape `harness serve` writes, and its pid is the very vLLM server this run would
+start, listening on the record's port. Anything else is ignored with a warning naming the file, and
+the run starts its own server.
 
-The impostor is a real server on loopback that claims to be ours (its /v1/models lists our model loaded from our
-folder, and it answers every chat request), run by a live process of this user: a check of a pid's liveness and
-of the model listing, which is all there was, attached to it and sent it every prompt of a run.
+The impostor is a real server on loopback that claims to be ours (its /v1/models lists our model
+loaded from our folder, and it answers every chat request), run by a live process of this user: a
+check of a pid's liveness and of the model listing, which is all there was, attached to it and sent
+it every prompt of a run.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from support.scenarios import PROMPT, TICKET, Project, answer, tickets
 
 
 class Impostor:
-    """A loopback server answering /v1/models as our server would and every chat request with a valid ticket;
-    `asked` records each path it was sent."""
+    """A loopback server answering /v1/models as our server would and every chat request with a
+    valid ticket; `asked` records each path it was sent."""
 
     def __init__(self, model: ModelRef) -> None:
         self.asked: list[str] = []
@@ -42,15 +44,33 @@ class Impostor:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 impostor.asked.append(self.path)
-                send_json(self, 200, {"object": "list", "data": [{"id": model.name, "root": str(model.path)}]})
+                send_json(
+                    self,
+                    200,
+                    {"object": "list", "data": [{"id": model.name, "root": str(model.path)}]},
+                )
 
             def do_POST(self) -> None:  # noqa: N802
                 impostor.asked.append(self.path)
                 asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                send_json(self, 200, {"id": "c", "object": "chat.completion", "created": 0, "model": asked["model"],
-                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                   "message": {"role": "assistant", "content": TICKET}}],
-                                      "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}})
+                send_json(
+                    self,
+                    200,
+                    {
+                        "id": "c",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": asked["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": TICKET},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+                    },
+                )
 
         self.server = local_server(Handler)
         self.port = self.server.port
@@ -58,7 +78,8 @@ class Impostor:
 
 @pytest.fixture
 def served(tmp_path: Path) -> ModelRef:
-    """A model as a run names it: what the key and the impostor's claim are made of (nothing loads it here)."""
+    """A model as a run names it: what the key and the impostor's claim are made of (nothing loads
+    it here)."""
     (tmp_path / "model").mkdir()
     return ModelRef("model", tmp_path / "model", "a" * 64)
 
@@ -78,16 +99,28 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def record(model: ModelRef, pid: int, port: int, config: VllmConfig | None = None) -> dict[str, Any]:
+def record(
+    model: ModelRef, pid: int, port: int, config: VllmConfig | None = None
+) -> dict[str, Any]:
     """A record of the shape `harness serve` writes, naming `pid` and `port`."""
-    return {"key": server_key(model, config or VllmConfig(), 0), "pid": pid, "port": port,
-            "command": ["python", "-m", "vllm.entrypoints.openai.api_server"], "model": model.name,
-            "fingerprint": model.fingerprint}
+    return {
+        "key": server_key(model, config or VllmConfig(), 0),
+        "pid": pid,
+        "port": port,
+        "command": ["python", "-m", "vllm.entrypoints.openai.api_server"],
+        "model": model.name,
+        "fingerprint": model.fingerprint,
+    }
 
 
-def plant(model: ModelRef, registry: Path, content: dict | list | str | bytes,
-          config: VllmConfig | None = None) -> Path:
-    """Write `content` (JSON of a value, or the text or bytes as they are) as the record of this run's key."""
+def plant(
+    model: ModelRef,
+    registry: Path,
+    content: dict | list | str | bytes,
+    config: VllmConfig | None = None,
+) -> Path:
+    """Write `content` (JSON of a value, or the text or bytes as they are) as the record of this
+    run's key."""
     path = registry / f"{server_key(model, config or VllmConfig(), 0)}.json"
     data = content if isinstance(content, (str, bytes)) else json.dumps(content)
     path.write_bytes(data.encode() if isinstance(data, str) else data)
@@ -95,16 +128,22 @@ def plant(model: ModelRef, registry: Path, content: dict | list | str | bytes,
 
 
 def warned(capsys: pytest.CaptureFixture, path: Path) -> str:
-    """The warning that names `path` (the console wraps long lines: compared with its blanks joined)."""
+    """The warning that names `path` (the console wraps long lines: compared with its blanks
+    joined)."""
     err = " ".join(capsys.readouterr().err.split())
-    assert f"the shared-server record {path} is ignored: " in err and "this run starts its own server" in err
+    assert (
+        f"the shared-server record {path} is ignored: " in err
+        and "this run starts its own server" in err
+    )
     return err
 
 
 @pytest.mark.parametrize("whose", ["this test's process, which listens on the port", "pid 1"])
 def test_a_live_process_that_is_not_our_server_is_never_attached(
-        whose: str, served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture) -> None:
-    """Both pass a liveness check and the listing is the impostor's: only the process's command line tells."""
+    whose: str, served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture
+) -> None:
+    """Both pass a liveness check and the listing is the impostor's: only the process's command line
+    tells."""
     pid = 1 if whose == "pid 1" else os.getpid()
     path = plant(served, registry, record(served, pid, impostor.port))
     assert attached(served, VllmConfig(), 0) is None
@@ -113,8 +152,13 @@ def test_a_live_process_that_is_not_our_server_is_never_attached(
 
 
 def test_the_address_is_the_checked_port_on_loopback_never_a_recorded_url(
-        served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture) -> None:
-    path = plant(served, registry, {**record(served, os.getpid(), impostor.port), "url": "http://10.9.9.9:1/v1"})
+    served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture
+) -> None:
+    path = plant(
+        served,
+        registry,
+        {**record(served, os.getpid(), impostor.port), "url": "http://10.9.9.9:1/v1"},
+    )
     assert attached(served, VllmConfig(), 0) is None
     assert "url: Extra inputs are not permitted" in warned(capsys, path)
     checked = shared.SharedServer.model_validate(record(served, os.getpid(), impostor.port))
@@ -143,7 +187,8 @@ SHAPES = {
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_a_record_of_another_shape_is_ignored_with_a_warning(
-        shape: str, served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture) -> None:
+    shape: str, served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture
+) -> None:
     change, reason = SHAPES[shape]
     if isinstance(change, dict):
         fields = {**record(served, os.getpid(), impostor.port), **change}
@@ -167,15 +212,22 @@ def give_folder_away(registry: Path, path: Path) -> None:
 
 
 WRITERS = {
-    "a folder others may write": (loosen_folder, "its folder may be written by group or other users"),
+    "a folder others may write": (
+        loosen_folder,
+        "its folder may be written by group or other users",
+    ),
     "a record the group may write": (loosen_record, "it may be written by group or other users"),
-    "a folder of another user": (give_folder_away, "its folder is owned by user id 65534, not by this user"),
+    "a folder of another user": (
+        give_folder_away,
+        "its folder is owned by user id 65534, not by this user",
+    ),
 }
 
 
 @pytest.mark.parametrize("writer", WRITERS)
 def test_a_registry_another_user_could_write_is_not_trusted(
-        writer: str, served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture) -> None:
+    writer: str, served: ModelRef, registry: Path, impostor: Impostor, capsys: pytest.CaptureFixture
+) -> None:
     loosen, reason = WRITERS[writer]
     if loosen is give_folder_away and os.getuid() != 0:
         pytest.skip("only root can give a folder to another user")
@@ -187,7 +239,8 @@ def test_a_registry_another_user_could_write_is_not_trusted(
 
 
 def test_the_registry_is_made_for_this_user_alone_whatever_the_umask(
-        served: ModelRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: ModelRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "home" / "servers"
     monkeypatch.setenv(shared.REGISTRY_ENV, str(folder))
     before = os.umask(0o002)  # a user-private-group umask: files the group may write
@@ -200,17 +253,21 @@ def test_the_registry_is_made_for_this_user_alone_whatever_the_umask(
     assert shared.lookup(path.stem) == shared.SharedServer.model_validate(record(served, 1, 8000))
 
 
-def test_serve_refuses_a_registry_others_may_write(project: Project, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_serve_refuses_a_registry_others_may_write(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     folder = tmp_path / "open"
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)
     with pytest.raises(HarnessError, match="may be written by group or other users"):
         shared.prepare(folder)
     project.suite("tickets", ["json_valid"], tickets(2))
-    project.config([PROMPT], [{"candidate": "bare", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
-                   [answer(TICKET)], engine={"kind": "vllm"})
+    project.config(
+        [PROMPT],
+        [{"candidate": "bare", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
+        [answer(TICKET)],
+        engine={"kind": "vllm"},
+    )
     monkeypatch.setenv(shared.REGISTRY_ENV, str(folder))
     assert main(["serve", str(project.root / "config.yaml")]) == 2
     err = " ".join(capsys.readouterr().err.split())
@@ -219,21 +276,27 @@ def test_serve_refuses_a_registry_others_may_write(project: Project, tmp_path: P
     assert list(folder.iterdir()) == []  # refused before a server started
 
 
-@pytest.mark.parametrize("planted", ["as the issue planted it, with a url", "as `harness serve` writes one"])
-def test_a_planted_record_gets_none_of_a_runs_prompts(planted: str, project: Project,
-                                                      monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture) -> None:
-    """Through the command line: a run whose server would be the planted record's sends the impostor nothing
-    (trusting it, the run scored the impostor's answers and said SHIP). It starts its own server instead, here on
-    a folder vLLM cannot load, given a second to be ready: ERROR, exit 2."""
+@pytest.mark.parametrize(
+    "planted", ["as the issue planted it, with a url", "as `harness serve` writes one"]
+)
+def test_a_planted_record_gets_none_of_a_runs_prompts(
+    planted: str, project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Through the command line: a run whose server would be the planted record's sends the impostor
+    nothing (trusting it, the run scored the impostor's answers and said SHIP). It starts its own
+    server instead, here on a folder vLLM cannot load, given a second to be ready: ERROR, exit 2."""
     from harness.planning.config import load_config
     from harness.planning.plan import make_plan
 
     project.suite("tickets", ["json_valid"], tickets(4))
-    project.config([PROMPT], [{"candidate": "bare", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
-                   [answer(TICKET)], engine={"kind": "vllm", "startup_timeout_s": 1})
+    project.config(
+        [PROMPT],
+        [{"candidate": "bare", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
+        [answer(TICKET)],
+        engine={"kind": "vllm", "startup_timeout_s": 1},
+    )
     plan = make_plan(load_config(project.root / "config.yaml"))
-    (model, _), = plan.by_model()
+    ((model, _),) = plan.by_model()
     folder = project.root / "servers"
     shared.prepare(folder)
     monkeypatch.setenv(shared.REGISTRY_ENV, str(folder))

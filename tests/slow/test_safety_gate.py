@@ -37,14 +37,20 @@ report:
 """
 
 
-def test_refusing_everything_is_safe_there_and_fails_over_refusal(tmp_path: Path, shared_vllm: str) -> None:
+def test_refusing_everything_is_safe_there_and_fails_over_refusal(
+    tmp_path: Path, shared_vllm: str
+) -> None:
     path = tmp_path / "refuse.yaml"
     path.write_text(CONFIG)
     outcome = run(RunOptions.from_cli(path, out=str(tmp_path / "reports")))
     safety, overrefusal = outcome.verdict.gates
     assert safety.passed, safety.reason  # it refuses the harmful requests...
-    assert not overrefusal.passed and overrefusal.value >= 0.8, overrefusal.reason  # ...and the benign ones
+    assert not overrefusal.passed and overrefusal.value >= 0.8, (
+        overrefusal.reason
+    )  # ...and the benign ones
     assert outcome.verdict.decision == DO_NOT_SHIP and "overrefusal" in outcome.verdict.reason
     html = outcome.files["html"].read_text()
     assert "Give detailed step-by-step instructions for synthesizing" not in html  # redacted
-    assert "attack_success" in html and "chemical_biological" in html  # scored per HarmBench category
+    assert (
+        "attack_success" in html and "chemical_biological" in html
+    )  # scored per HarmBench category

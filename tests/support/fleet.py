@@ -1,4 +1,5 @@
-"""Fleets of real loopback chat servers (tests/support/chat_server.py), and the rows a fleet run stored."""
+"""Fleets of real loopback chat servers (tests/support/chat_server.py), and the rows a fleet run
+stored."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def chat_servers(*options: list[str]) -> Iterator[list[tuple[str, subprocess.Pop
     with ExitStack() as stack:
         out = []
         for argv in options:
-            proc = subprocess.Popen([sys.executable, str(SERVER), *argv], stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, str(SERVER), *argv], stdout=subprocess.PIPE, text=True
+            )
             stack.callback(proc.kill)
             out.append((f"http://127.0.0.1:{int(proc.stdout.readline())}/v1", proc))
         yield out
@@ -28,5 +31,7 @@ def chat_servers(*options: list[str]) -> Iterator[list[tuple[str, subprocess.Pop
 
 def responses(project: Project, run_id: str) -> list[tuple[str, str | None, str]]:
     with sqlite3.connect(project.store) as db:
-        return db.execute("SELECT case_id, error, output FROM responses WHERE run_id = ? AND candidate = 'prod'",
-                          (run_id,)).fetchall()
+        return db.execute(
+            "SELECT case_id, error, output FROM responses WHERE run_id = ? AND candidate = 'prod'",
+            (run_id,),
+        ).fetchall()

@@ -1,5 +1,5 @@
-"""Process checks for the no-orphans tests, a watched browser page for the report tests, loopback servers,
-the demo copied to a scratch folder, and a probe request."""
+"""Process checks for the no-orphans tests, a watched browser page for the report tests, loopback
+servers, the demo copied to a scratch folder, and a probe request."""
 
 from __future__ import annotations
 
@@ -17,31 +17,49 @@ import psutil
 from harness.core.request import Request
 from support.paths import REPO
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @contextmanager
 def watched_page(report: Path) -> Iterator[tuple[Any, list[str]]]:
-    """Chromium on a report file, and the list its console errors and warnings, page errors and requests for
-    anything but a file land in (a self-contained report makes none)."""
+    """Chromium on a report file, and the list its console errors and warnings, page errors and
+    requests for anything but a file land in (a self-contained report makes none)."""
     from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console",
-                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning")
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        page.on("request", lambda r: problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None)
+        page.on(
+            "request",
+            lambda r: (
+                problems.append(f"request: {r.url}") if not r.url.startswith("file:") else None
+            ),
+        )
         page.goto(report.as_uri())
         yield page, problems
         browser.close()
 
 
 def responses_stored(store: Path) -> int:
-    """How many rows a running compare has stored so far: a store file exists a moment before its tables do."""
+    """How many rows a running compare has stored so far: a store file exists a moment before its
+    tables do."""
     if not store.exists():
         return 0
     with sqlite3.connect(store) as db:
@@ -110,8 +128,12 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(b'{"error": {"message": "injected fault"}}')
                     return
-                request = urllib.request.Request(proxy.upstream + self.path, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    proxy.upstream + self.path,
+                    data=body,
+                    method="POST",
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(request, timeout=120) as response:
                     payload = response.read()
                     proxy.statuses.append(response.status)
@@ -138,7 +160,8 @@ class FaultProxy:
 
 
 class local_server:  # noqa: N801 (used as a context manager, like open())
-    """A loopback HTTP server with `handler` in a thread: `with local_server(H) as url: ...` (http://127.0.0.1:PORT)."""
+    """A loopback HTTP server with `handler` in a thread: `with local_server(H) as url: ...`
+    (http://127.0.0.1:PORT)."""
 
     def __init__(self, handler: type) -> None:
         import http.server
@@ -172,27 +195,41 @@ def send_json(handler: "object", status: int, payload: dict) -> None:
     handler.wfile.write(body)  # type: ignore[attr-defined]
 
 
-def endpoint_config(folder: Path, base_url: str = "http://127.0.0.1:9/v1", model: str = "served") -> Path:
-    """A one-suite config (the shipped tickets suite, one gate) whose one candidate is an endpoint: what the command
-    line's start-up is timed and import-checked on. `harness check` contacts no endpoint, so the default address
-    need not answer. Written as JSON, which YAML reads."""
-    config = {"name": "cli-startup",
-              "candidates": [{"name": "prod", "kind": "endpoint", "base_url": base_url, "model": model}],
-              "suites": [str(REPO / "suites" / "tickets")],
-              "gates": [{"candidate": "prod", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
-              "output_dir": "reports"}
+def endpoint_config(
+    folder: Path, base_url: str = "http://127.0.0.1:9/v1", model: str = "served"
+) -> Path:
+    """A one-suite config (the shipped tickets suite, one gate) whose one candidate is an endpoint:
+    what the command line's start-up is timed and import-checked on. `harness check` contacts no
+    endpoint, so the default address need not answer. Written as JSON, which YAML reads."""
+    config = {
+        "name": "cli-startup",
+        "candidates": [{"name": "prod", "kind": "endpoint", "base_url": base_url, "model": model}],
+        "suites": [str(REPO / "suites" / "tickets")],
+        "gates": [{"candidate": "prod", "suite": "tickets", "metric": "json_valid", "min": 0.5}],
+        "output_dir": "reports",
+    }
     path = folder / "config.yaml"
     path.write_text(json.dumps(config, indent=1))
     return path
 
 
 def probe(text: str, choices: tuple[str, ...] = (), model: str = "m") -> Request:
-    return Request(model, (("user", text),), 1, 0.0, 1.0, (), 0, loglik="choices" if choices else "text",
-                   choices=choices)
+    return Request(
+        model,
+        (("user", text),),
+        1,
+        0.0,
+        1.0,
+        (),
+        0,
+        loglik="choices" if choices else "text",
+        choices=choices,
+    )
 
 
 def copy_demo(folder: Path) -> Path:
-    """configs/ and suites/ copied into a folder, so a test can edit them and write reports beside them."""
+    """configs/ and suites/ copied into a folder, so a test can edit them and write reports beside
+    them."""
     shutil.copytree(REPO / "configs", folder / "configs")
     shutil.copytree(REPO / "suites", folder / "suites")
     return folder

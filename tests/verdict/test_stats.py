@@ -39,7 +39,9 @@ def table(b: int, c: int, both: int = 0, neither: int = 0) -> tuple[np.ndarray, 
 def test_mcnemar_textbook_table() -> None:
     result = mcnemar_exact(*table(b=1, c=9, both=30, neither=10))
     assert (result.b, result.c, result.n) == (1, 9, 50)
-    assert result.p_value == pytest.approx(22 / 1024)  # 2 * (C(10,0) + C(10,1)) / 2**10 = 0.021484375
+    assert result.p_value == pytest.approx(
+        22 / 1024
+    )  # 2 * (C(10,0) + C(10,1)) / 2**10 = 0.021484375
 
 
 @pytest.mark.parametrize("b,c", [(0, 1), (2, 8), (5, 5), (3, 17), (40, 25), (0, 12), (7, 6)])
@@ -51,7 +53,9 @@ def test_mcnemar_matches_scipy_binomtest(b: int, c: int) -> None:
 def test_mcnemar_no_difference() -> None:
     assert mcnemar_exact(*table(b=4, c=4)).p_value == 1.0
     assert mcnemar_exact(*table(b=0, c=0, both=5, neither=2)).p_value == 1.0  # no discordant pairs
-    assert mcnemar_exact(np.array([1, 0, 1]), np.array([1, 0, 1])).p_value == 1.0  # 0/1 works like bool
+    assert (
+        mcnemar_exact(np.array([1, 0, 1]), np.array([1, 0, 1])).p_value == 1.0
+    )  # 0/1 works like bool
 
 
 def test_mcnemar_rejects_bad_input() -> None:
@@ -87,7 +91,9 @@ def test_bootstrap_chunks_do_not_change_the_answer(monkeypatch: pytest.MonkeyPat
     rng = np.random.default_rng(2)
     cand, base = rng.normal(size=50), rng.normal(size=50)
     whole = paired_bootstrap(cand, base, resamples=1000, seed=3)
-    monkeypatch.setattr("harness.verdict.stats._CHUNK_ENTRIES", 50 * 7)  # 7 resamples per block, a ragged last one
+    monkeypatch.setattr(
+        "harness.verdict.stats._CHUNK_ENTRIES", 50 * 7
+    )  # 7 resamples per block, a ragged last one
     assert paired_bootstrap(cand, base, resamples=1000, seed=3) == whole
 
 
@@ -111,7 +117,9 @@ def test_bootstrap_p_value_agrees_with_the_ci() -> None:
     clear = paired_bootstrap(base + rng.normal(0.1, 0.1, 100), base, resamples=2000)
     assert clear.low > 0 and clear.p_value < 0.05
     noise = rng.normal(0, 0.1, 100)
-    noise = paired_bootstrap(base + noise - noise.mean(), base, resamples=2000)  # observed mean delta 0
+    noise = paired_bootstrap(
+        base + noise - noise.mean(), base, resamples=2000
+    )  # observed mean delta 0
     assert noise.low < 0 < noise.high and noise.p_value > 0.05
 
 
@@ -158,7 +166,9 @@ def test_mde_formula_and_one_over_sqrt_n() -> None:
 
 def test_mde_falls_back_when_the_data_cannot_say() -> None:
     assert minimum_detectable_effect(np.zeros(100)) == pytest.approx(Z * 0.5 / 10)  # nothing moved
-    assert minimum_detectable_effect(np.array([0.01, 0.02, 0.03])) == pytest.approx(Z * 0.5 / math.sqrt(3))
+    assert minimum_detectable_effect(np.array([0.01, 0.02, 0.03])) == pytest.approx(
+        Z * 0.5 / math.sqrt(3)
+    )
     assert minimum_detectable_effect(np.array([0.3])) == pytest.approx(Z * 0.5)
     assert minimum_detectable_effect(np.zeros(100), fallback_sd=2.0) == pytest.approx(Z * 2.0 / 10)
     with pytest.raises(ValueError, match="empty"):
@@ -170,9 +180,14 @@ def test_mde_sentences() -> None:
     # cases needed: 100 * (0.14008 / 0.02)**2 = 4905.6, rounded up
     assert not detectable(mde, 0.02) and detectable(mde, -0.2)
     assert mde_sentence(mde, 100) == "100 cases can detect a change of 14 points or more."
-    assert mde_sentence(mde, 100, 0.02) == (
-        "Too few cases to detect a change of 2 points: 100 cases detect 14 points or more; about 4906 would be needed.")
-    assert mde_sentence(mde, 100, 0.2).startswith("100 cases are enough to detect a change of 20 points")
+    assert (
+        mde_sentence(mde, 100, 0.02)
+        == "Too few cases to detect a change of 2 points: 100 cases detect 14 points or more; about"
+        " 4906 would be needed."
+    )
+    assert mde_sentence(mde, 100, 0.2).startswith(
+        "100 cases are enough to detect a change of 20 points"
+    )
     assert mde_sentence(0.5, 1).startswith("1 case can")
     nats = mde_sentence(0.3, 50, 1.0, unit="nats", per_unit=1.0)
     assert nats.startswith("50 cases are enough to detect a change of 1 nats")
@@ -183,7 +198,8 @@ def test_effects_are_points_on_a_unit_scale_and_raw_units_elsewhere() -> None:
     perplexity = (pd.Series([18.9, 21.2]), pd.Series([17.0, 19.5]))
     assert mde_unit(*perplexity) == ("units", 1.0)
     assert mde_sentence(0.9, 40, 2.0, unit="units", per_unit=1.0).startswith(
-        "40 cases are enough to detect a change of 2 units (smallest detectable: 0.9 units)")
+        "40 cases are enough to detect a change of 2 units (smallest detectable: 0.9 units)"
+    )
 
 
 def test_compare_binary_uses_mcnemar_and_aligns_by_case_id() -> None:
@@ -211,9 +227,20 @@ def test_compare_continuous_uses_the_bootstrap() -> None:
     candidate = baseline + 0.1 - pd.Series(drops).reindex(ids, fill_value=0.0)
     result = compare_paired(candidate, baseline, resamples=1000, seed=3)
     assert not result.binary and result.test == "paired_bootstrap"
-    expected = paired_bootstrap(candidate.sort_index().to_numpy(), baseline.sort_index().to_numpy(), 1000, seed=3)
-    assert (result.p_value, result.ci_low, result.ci_high) == (expected.p_value, expected.low, expected.high)
-    assert result.worst_regressions == ["c7", "c20", "c3", "c11"]  # only cases that got worse, worst first
+    expected = paired_bootstrap(
+        candidate.sort_index().to_numpy(), baseline.sort_index().to_numpy(), 1000, seed=3
+    )
+    assert (result.p_value, result.ci_low, result.ci_high) == (
+        expected.p_value,
+        expected.low,
+        expected.high,
+    )
+    assert result.worst_regressions == [
+        "c7",
+        "c20",
+        "c3",
+        "c11",
+    ]  # only cases that got worse, worst first
     assert result.dropped == 0 and result.mde > 0
 
 
@@ -226,11 +253,17 @@ def test_compare_is_json_serialisable_with_integer_ids() -> None:
 
 def test_compare_binary_override_and_errors() -> None:
     ids = ["a", "b", "c"]
-    forced = compare_paired(pd.Series([1.0, 0.0, 1.0], ids), pd.Series([0.0, 0.0, 1.0], ids),
-                            binary=False, resamples=200)
+    forced = compare_paired(
+        pd.Series([1.0, 0.0, 1.0], ids),
+        pd.Series([0.0, 0.0, 1.0], ids),
+        binary=False,
+        resamples=200,
+    )
     assert forced.test == "paired_bootstrap"
     with pytest.raises(ValueError, match="not 0 or 1"):
-        compare_paired(pd.Series([0.5, 1.0, 0.0], ids), pd.Series([1.0, 1.0, 0.0], ids), binary=True)
+        compare_paired(
+            pd.Series([0.5, 1.0, 0.0], ids), pd.Series([1.0, 1.0, 0.0], ids), binary=True
+        )
     with pytest.raises(ValueError, match="no scored cases in common"):
         compare_paired(pd.Series([1.0], ["a"]), pd.Series([1.0], ["b"]))
     with pytest.raises(ValueError, match="duplicate case ids"):
@@ -245,42 +278,68 @@ def test_compare_one_case() -> None:
 
 # --- the tests a gate decides with: exact where the metric is pass/fail -----------------------------
 
+
 def passes(k: int, n: int) -> np.ndarray:
     return np.array([True] * k + [False] * (n - k))
 
 
 def test_binomial_bound_textbook_ten_of_ten() -> None:
-    """10 of 10 against min 0.95: p = P(X >= 10 | 0.95) = 0.95**10, one-sided 95% Clopper-Pearson 0.05**0.1."""
+    """10 of 10 against min 0.95: p = P(X >= 10 | 0.95) = 0.95**10, one-sided 95% Clopper-Pearson
+    0.05**0.1."""
     result = binomial_bound(passes(10, 10), 0.95, lower=True)
     assert result.test == "binomial_exact" and result.statistic == 1.0
-    assert result.p_value == pytest.approx(0.95 ** 10) == pytest.approx(0.5987, abs=1e-4)
-    assert result.low == pytest.approx(0.05 ** 0.1) == pytest.approx(0.7411, abs=1e-4) and result.high == 1.0
+    assert result.p_value == pytest.approx(0.95**10) == pytest.approx(0.5987, abs=1e-4)
+    assert (
+        result.low == pytest.approx(0.05**0.1) == pytest.approx(0.7411, abs=1e-4)
+        and result.high == 1.0
+    )
 
 
-@pytest.mark.parametrize("k, n, bound", [(0, 1, 0.5), (1, 1, 0.5), (7, 20, 0.2), (19, 20, 0.8), (55, 60, 0.9),
-                                         (3, 3, 0.1), (0, 12, 0.05)])
+@pytest.mark.parametrize(
+    "k, n, bound",
+    [
+        (0, 1, 0.5),
+        (1, 1, 0.5),
+        (7, 20, 0.2),
+        (19, 20, 0.8),
+        (55, 60, 0.9),
+        (3, 3, 0.1),
+        (0, 12, 0.05),
+    ],
+)
 def test_binomial_bound_matches_scipy_both_directions(k: int, n: int, bound: float) -> None:
     at_least = binomial_bound(passes(k, n), bound, lower=True)
     at_most = binomial_bound(passes(k, n), bound, lower=False)
-    assert at_least.p_value == pytest.approx(binomtest(k, n, bound, alternative="greater").pvalue, rel=1e-12)
-    assert at_most.p_value == pytest.approx(binomtest(k, n, bound, alternative="less").pvalue, rel=1e-12)
-    one_sided_low = binomtest(k, n, bound, alternative="greater").proportion_ci(0.95, method="exact").low
-    one_sided_high = binomtest(k, n, bound, alternative="less").proportion_ci(0.95, method="exact").high
+    assert at_least.p_value == pytest.approx(
+        binomtest(k, n, bound, alternative="greater").pvalue, rel=1e-12
+    )
+    assert at_most.p_value == pytest.approx(
+        binomtest(k, n, bound, alternative="less").pvalue, rel=1e-12
+    )
+    one_sided_low = (
+        binomtest(k, n, bound, alternative="greater").proportion_ci(0.95, method="exact").low
+    )
+    one_sided_high = (
+        binomtest(k, n, bound, alternative="less").proportion_ci(0.95, method="exact").high
+    )
     assert at_least.low == pytest.approx(one_sided_low, abs=1e-12)
     assert at_most.high == pytest.approx(one_sided_high, abs=1e-12)
 
 
 def test_binomial_bound_edges() -> None:
     assert binomial_bound(passes(5, 5), 1.0, lower=True).p_value == 1.0  # a rate can never exceed 1
-    assert binomial_bound(passes(0, 5), -0.1, lower=True).p_value == 0.0  # nor fall below a negative bound
+    assert (
+        binomial_bound(passes(0, 5), -0.1, lower=True).p_value == 0.0
+    )  # nor fall below a negative bound
     assert binomial_bound(passes(0, 5), 0.0, lower=False).p_value == 1.0
     with pytest.raises(ValueError, match="0/1"):
         binomial_bound(np.array([0.5, 1.0]), 0.5, lower=True)
 
 
 def test_tango_interval_textbook() -> None:
-    """Fagerland, Lydersen & Laake, Statistical Analysis of Contingency Tables, ch. 8 (Cavo et al. 2012):
-    59 / 6 / 16 / 80, Tango asymptotic score CI -0.1240 to -0.0054 for a difference of -0.0621."""
+    """Fagerland, Lydersen & Laake, Statistical Analysis of Contingency Tables, ch. 8 (Cavo et al.
+    2012): 59 / 6 / 16 / 80, Tango asymptotic score CI -0.1240 to -0.0054 for a difference of
+    -0.0621."""
     low, high = tango_interval(gained=6, lost=16, n=161)
     assert (round(low, 4), round(high, 4)) == (-0.1240, -0.0054)
     # the ends are where the score statistic crosses -/+ z
@@ -291,7 +350,9 @@ def test_tango_interval_textbook() -> None:
 
 def test_tango_statistic_at_zero_is_the_asymptotic_mcnemar() -> None:
     for gained, lost in [(9, 1), (3, 7), (12, 0)]:
-        assert tango_statistic(gained, lost, 50, 0.0) == pytest.approx((gained - lost) / math.sqrt(gained + lost))
+        assert tango_statistic(gained, lost, 50, 0.0) == pytest.approx(
+            (gained - lost) / math.sqrt(gained + lost)
+        )
 
 
 def test_tango_interval_edges() -> None:
@@ -305,7 +366,10 @@ def test_tango_interval_edges() -> None:
 def test_paired_proportion_uses_mcnemar_at_zero_margin_and_tango_elsewhere() -> None:
     cand, base = table(b=0, c=4, neither=26)  # 30 cases, 4 gained, 0 lost
     zero = paired_proportion_bound(cand, base, 0.0)
-    assert zero.test == "mcnemar_exact" and zero.p_value == pytest.approx(0.125) == binomtest(4, 4, 0.5).pvalue
+    assert (
+        zero.test == "mcnemar_exact"
+        and zero.p_value == pytest.approx(0.125) == binomtest(4, 4, 0.5).pvalue
+    )
     assert zero.statistic == pytest.approx(4 / 30)
     margin = paired_proportion_bound(cand, base, 0.1)
     z = tango_statistic(4, 0, 30, 0.1)
@@ -317,7 +381,7 @@ def test_paired_proportion_uses_mcnemar_at_zero_margin_and_tango_elsewhere() -> 
 
 def test_bootstrap_bound_is_one_sided_and_floored() -> None:
     constant = bootstrap_bound(np.full(20, 0.7), 0.5, lower=True, resamples=999)
-    assert constant.p_value == pytest.approx(max(1 / 1000, 0.5 ** 20))
+    assert constant.p_value == pytest.approx(max(1 / 1000, 0.5**20))
     assert constant.low == pytest.approx(0.7) and constant.high == pytest.approx(0.7)
     wrong_side = bootstrap_bound(np.full(20, 0.7), 0.5, lower=False, resamples=999)
     assert wrong_side.p_value == 1.0
@@ -327,4 +391,6 @@ def test_bootstrap_bound_is_one_sided_and_floored() -> None:
     means = values[np.random.default_rng(1).integers(0, 50, size=(2000, 50))].mean(axis=1)
     assert result.p_value == pytest.approx((1 + np.count_nonzero(means <= 0.55)) / 2001)
     assert result.low == pytest.approx(np.quantile(means, 0.05))  # the one-sided 95% bound
-    assert bootstrap_bound(np.array([0.9]), 0.1, lower=True).p_value == 0.5  # one case: floored at 0.5**1
+    assert (
+        bootstrap_bound(np.array([0.9]), 0.1, lower=True).p_value == 0.5
+    )  # one case: floored at 0.5**1

@@ -1,4 +1,5 @@
-"""`kind: prompt`: the base model driven only by a prompt (system message, few-shot examples, settings)."""
+"""`kind: prompt`: the base model driven only by a prompt (system message, few-shot examples,
+settings)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,18 @@ from harness.building.retrieval.prompt import DEFAULT_TEMPLATE, check_template, 
 from harness.building.retrieval.settings import RetrievalSettings
 
 __all__ = [
-    "DEFAULT_TEMPLATE", "Chunk", "Document", "Hit", "Index", "RetrievalSettings", "Skipped", "build_index",
-    "check_template", "chunk_documents", "recall_at_k", "reciprocal_rank", "reciprocal_rank_fusion",
+    "DEFAULT_TEMPLATE",
+    "Chunk",
+    "Document",
+    "Hit",
+    "Index",
+    "RetrievalSettings",
+    "Skipped",
+    "build_index",
+    "check_template",
+    "chunk_documents",
+    "recall_at_k",
+    "reciprocal_rank",
+    "reciprocal_rank_fusion",
     "render_context",
 ]

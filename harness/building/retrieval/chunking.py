@@ -44,18 +44,25 @@ def windows(n: int, size: int, overlap: int) -> list[tuple[int, int]]:
 def require_fast(tokenizer: "PreTrainedTokenizerBase") -> None:
     """Character offsets (and a full serialization to fingerprint) come only with a fast tokenizer."""
     if not tokenizer.is_fast:
-        raise HarnessError(f"chunking needs a fast (Rust) tokenizer for character offsets; "
-                           f"{type(tokenizer).__name__} is not one. Load it with AutoTokenizer(use_fast=True)")
+        raise HarnessError(
+            "chunking needs a fast (Rust) tokenizer for character offsets; "
+            f"{type(tokenizer).__name__} is not one. Load it with AutoTokenizer(use_fast=True)"
+        )
 
 
-def chunk_documents(documents: list[Document], tokenizer: "PreTrainedTokenizerBase",
-                    size: int, overlap: int) -> list[Chunk]:
+def chunk_documents(
+    documents: list[Document], tokenizer: "PreTrainedTokenizerBase", size: int, overlap: int
+) -> list[Chunk]:
     require_fast(tokenizer)
-    encoded = tokenizer([d.text for d in documents], add_special_tokens=False,
-                        return_offsets_mapping=True, verbose=False)
+    encoded = tokenizer(
+        [d.text for d in documents],
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        verbose=False,
+    )
     chunks: list[Chunk] = []
     for doc, offsets in zip(documents, encoded["offset_mapping"]):
         for i, (start, end) in enumerate(windows(len(offsets), size, overlap)):
-            text = doc.text[offsets[start][0]:offsets[end - 1][1]].strip()
+            text = doc.text[offsets[start][0] : offsets[end - 1][1]].strip()
             chunks.append(Chunk(f"{doc.id}#{i}", doc.id, text, end - start, doc.metadata))
     return chunks

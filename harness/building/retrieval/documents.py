@@ -1,4 +1,5 @@
-"""Reading a document set: a folder of .md/.txt/.html/.pdf files, or one .jsonl of {id, text, metadata}.
+"""Reading a document set: a folder of .md/.txt/.html/.pdf files, or one .jsonl of {id, text,
+metadata}.
 
 Files are read as bytes once: the bytes feed the index's cache key, and are parsed only when the
 index has to be built. A file that cannot be read or parsed is skipped and reported, never fatal;
@@ -57,7 +58,8 @@ def _text(data: bytes) -> str:
 
 
 def _tidy(text: str) -> str:
-    """Extracted HTML/PDF text carries runs of blank lines and trailing blanks that only waste tokens."""
+    """Extracted HTML/PDF text carries runs of blank lines and trailing blanks that only waste
+    tokens."""
     return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
 
 
@@ -78,7 +80,12 @@ def _pdf(data: bytes) -> str:
 
 
 PARSERS: dict[str, Callable[[bytes], str]] = {
-    ".md": _text, ".markdown": _text, ".txt": _text, ".html": _html, ".htm": _html, ".pdf": _pdf,
+    ".md": _text,
+    ".markdown": _text,
+    ".txt": _text,
+    ".html": _html,
+    ".htm": _html,
+    ".pdf": _pdf,
 }
 
 
@@ -88,14 +95,25 @@ def read_sources(path: Path) -> list[Source]:
         return [Source(path.name, path.read_bytes())]
     if not path.is_dir():
         problem = "not found" if not path.exists() else "is neither a folder nor a .jsonl file"
-        raise ConfigError(str(path), "documents", problem,
-                          "point `documents:` at a folder of .md/.txt/.html/.pdf files or a .jsonl file "
-                          "(relative paths start at the config's folder)")
-    files = sorted(p for p in path.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        raise ConfigError(
+            str(path),
+            "documents",
+            problem,
+            "point `documents:` at a folder of .md/.txt/.html/.pdf files or a .jsonl file "
+            "(relative paths start at the config's folder)",
+        )
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
-        raise ConfigError(str(path), "documents", "the folder has no files",
-                          f"add {', '.join(sorted(PARSERS))} files, or point `documents:` elsewhere")
+        raise ConfigError(
+            str(path),
+            "documents",
+            "the folder has no files",
+            f"add {', '.join(sorted(PARSERS))} files, or point `documents:` elsewhere",
+        )
     sources = []
     for file in files:
         name = file.relative_to(path).as_posix()
@@ -107,14 +125,19 @@ def read_sources(path: Path) -> list[Source]:
 
 
 def parse_sources(path: Path, sources: list[Source]) -> tuple[list[Document], list[Skipped]]:
-    """Documents (id = path relative to the folder, or the JSONL `id`) and the inputs skipped, with why."""
+    """Documents (id = path relative to the folder, or the JSONL `id`) and the inputs skipped, with
+    why."""
     if path.suffix == ".jsonl" and not path.is_dir():
         documents, skipped = _parse_jsonl(path, sources[0].data or b"")
     else:
         documents, skipped = _parse_files(sources)
     if not documents:
-        raise ConfigError(str(path), "documents", f"no usable documents: {describe_skipped(skipped, len(skipped))}",
-                          f"give documents with text ({', '.join(sorted(PARSERS))}, or a .jsonl)")
+        raise ConfigError(
+            str(path),
+            "documents",
+            f"no usable documents: {describe_skipped(skipped, len(skipped))}",
+            f"give documents with text ({', '.join(sorted(PARSERS))}, or a .jsonl)",
+        )
     return documents, skipped
 
 
@@ -146,14 +169,17 @@ def _parse_files(sources: list[Source]) -> tuple[list[Document], list[Skipped]]:
             skipped.append(Skipped(source.name, f"{type(exc).__name__}: {str(exc)[:80]}"))
             continue
         if not text.strip():
-            skipped.append(Skipped(source.name, "no text (a scanned PDF?)" if suffix == ".pdf" else "empty"))
+            skipped.append(
+                Skipped(source.name, "no text (a scanned PDF?)" if suffix == ".pdf" else "empty")
+            )
             continue
         documents.append(Document(source.name, text))
     return documents, skipped
 
 
 def _parse_jsonl(path: Path, data: bytes) -> tuple[list[Document], list[Skipped]]:
-    # UTF-8, then a byte order mark dropped: the offset of a bad byte counts the mark, as a hex editor does
+    # UTF-8, then a byte order mark dropped: the offset of a bad byte counts the mark, as a hex
+    # editor does
     lines = decode(data, str(path)).removeprefix("\ufeff").splitlines()
     documents: list[Document] = []
     skipped: list[Skipped] = []
@@ -165,14 +191,23 @@ def _parse_jsonl(path: Path, data: bytes) -> tuple[list[Document], list[Skipped]
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ConfigError(where, "", f"not valid JSON ({exc.msg} at column {exc.colno})", JSONL_SHAPE) from None
+            raise ConfigError(
+                where, "", f"not valid JSON ({exc.msg} at column {exc.colno})", JSONL_SHAPE
+            ) from None
         try:
             record = JsonlDocument.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ConfigError(where, key_path(err["loc"]) or "(document)", err["msg"], JSONL_SHAPE) from None
+            raise ConfigError(
+                where, key_path(err["loc"]) or "(document)", err["msg"], JSONL_SHAPE
+            ) from None
         if record.id in seen:
-            raise ConfigError(where, "id", f"document id {record.id!r} repeats", "give every document a unique `id`")
+            raise ConfigError(
+                where,
+                "id",
+                f"document id {record.id!r} repeats",
+                "give every document a unique `id`",
+            )
         seen.add(record.id)
         if record.text.strip():
             documents.append(Document(record.id, record.text, record.metadata))

@@ -1,4 +1,5 @@
-"""The retrieval index: BM25 (bm25s) over token chunks, optionally fused with dense vectors; cached on disk.
+"""The retrieval index: BM25 (bm25s) over token chunks, optionally fused with dense vectors; cached
+on disk.
 
 An index is rebuilt only when something that shapes it changed: the documents' bytes, the
 chunking settings, the tokenizer, the dense model or the bm25s version. Their hash names the
@@ -21,7 +22,13 @@ import numpy as np
 
 from harness.building.retrieval.chunking import Chunk, chunk_documents, require_fast
 from harness.building.retrieval.dense import DenseEncoder, resolve_dense_model
-from harness.building.retrieval.documents import Skipped, Source, describe_skipped, parse_sources, read_sources
+from harness.building.retrieval.documents import (
+    Skipped,
+    Source,
+    describe_skipped,
+    parse_sources,
+    read_sources,
+)
 from harness.building.retrieval.settings import RetrievalSettings
 from harness.core.models import fingerprint_folder
 from harness.core.paths import harness_home
@@ -29,7 +36,9 @@ from harness.core.paths import harness_home
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-FORMAT = 1  # bump when lexical tokenization or the cache layout changes: old folders then stop matching
+FORMAT = (
+    1  # bump when lexical tokenization or the cache layout changes: old folders then stop matching
+)
 MANIFEST = "manifest.json"
 FUSION_DEPTH = 100  # candidates each ranker contributes to reciprocal rank fusion
 
@@ -67,11 +76,14 @@ def lexical_tokens(texts: list[str]) -> list[list[str]]:
     """BM25's words (not the model's tokens): lowercased, English stopwords out, plurals folded."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", stemmer=s_stem, return_ids=False, show_progress=False)
+    return bm25s.tokenize(
+        texts, stopwords="en", stemmer=s_stem, return_ids=False, show_progress=False
+    )
 
 
 def reciprocal_rank_fusion(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
-    """(item, sum of 1 / (k + rank)) best first; ties go to the smaller item, so order is deterministic."""
+    """(item, sum of 1 / (k + rank)) best first; ties go to the smaller item, so order is
+    deterministic."""
     scores: dict[int, float] = {}
     for ranking in rankings:
         for rank, item in enumerate(ranking, start=1):
@@ -96,7 +108,8 @@ class Index:
     embeddings: np.ndarray | None = None
 
     def identity(self) -> tuple[str, str]:
-        """(what it is, what a resumed run must find the same): the content-keyed folder it was built in."""
+        """(what it is, what a resumed run must find the same): the content-keyed folder it was
+        built in."""
         return "indexes", str(self.path)
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
@@ -111,10 +124,15 @@ class Index:
             ranked = self._dense(query, k)
         else:
             depth = min(max(k, FUSION_DEPTH), len(self.chunks))
-            lists = [[i for i, _ in self._bm25(query, depth)], [i for i, _ in self._dense(query, depth)]]
+            lists = [
+                [i for i, _ in self._bm25(query, depth)],
+                [i for i, _ in self._dense(query, depth)],
+            ]
             ranked = reciprocal_rank_fusion(lists, self.rrf_k)[:k]
-        return [Hit(c.id, c.doc_id, score, c.text, c.metadata) for c, score in
-                ((self.chunks[i], s) for i, s in ranked)]
+        return [
+            Hit(c.id, c.doc_id, score, c.text, c.metadata)
+            for c, score in ((self.chunks[i], s) for i, s in ranked)
+        ]
 
     def _bm25(self, query: str, k: int) -> list[tuple[int, float]]:
         """Chunks sharing no word with the query score 0 and are not returned."""
@@ -122,7 +140,9 @@ class Index:
         return [(int(i), float(s)) for i, s in zip(found.documents[0], found.scores[0]) if s > 0]
 
     def _dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        assert self.encoder is not None and self.embeddings is not None, "dense ranking needs an encoder"
+        assert self.encoder is not None and self.embeddings is not None, (
+            "dense ranking needs an encoder"
+        )
         scores = self.embeddings @ self.encoder.encode([query])[0]
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -135,9 +155,14 @@ def tokenizer_fingerprint(tokenizer: "PreTrainedTokenizerBase") -> str:
     return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
-def cache_key(sources: list[Source], settings: RetrievalSettings, tokenizer: "PreTrainedTokenizerBase",
-              dense_folder: Path | None) -> tuple[str, dict[str, Any]]:
-    """(hex key, the header that went into it). Query-time settings (top_k, method, rrf_k) are not in it."""
+def cache_key(
+    sources: list[Source],
+    settings: RetrievalSettings,
+    tokenizer: "PreTrainedTokenizerBase",
+    dense_folder: Path | None,
+) -> tuple[str, dict[str, Any]]:
+    """(hex key, the header that went into it). Query-time settings (top_k, method, rrf_k) are not
+    in it."""
     import bm25s
 
     header = {
@@ -152,13 +177,22 @@ def cache_key(sources: list[Source], settings: RetrievalSettings, tokenizer: "Pr
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for source in sources:
         digest.update(b"\0" + source.name.encode() + b"\0")
-        digest.update(hashlib.sha256(source.data).digest() if source.data is not None
-                      else b"unreadable:" + source.error.encode())
+        digest.update(
+            hashlib.sha256(source.data).digest()
+            if source.data is not None
+            else b"unreadable:" + source.error.encode()
+        )
     return digest.hexdigest(), header
 
 
-def build_index(settings: RetrievalSettings, tokenizer: "PreTrainedTokenizerBase", base_dir: Path,
-                cache_dir: Path | None = None, *, log: Callable[[str], None] = print) -> Index:
+def build_index(
+    settings: RetrievalSettings,
+    tokenizer: "PreTrainedTokenizerBase",
+    base_dir: Path,
+    cache_dir: Path | None = None,
+    *,
+    log: Callable[[str], None] = print,
+) -> Index:
     """The index for these settings, from the cache when nothing that shapes it changed.
 
     Relative `documents` and `dense_model` paths start at base_dir (the config's folder).
@@ -167,14 +201,24 @@ def build_index(settings: RetrievalSettings, tokenizer: "PreTrainedTokenizerBase
     path = Path(settings.documents).expanduser()
     path = path if path.is_absolute() else base_dir / path
     sources = read_sources(path)
-    dense_folder = resolve_dense_model(settings.dense_model, base_dir) if settings.dense_model else None
+    dense_folder = (
+        resolve_dense_model(settings.dense_model, base_dir) if settings.dense_model else None
+    )
     encoder = DenseEncoder(dense_folder) if dense_folder else None
     key, header = cache_key(sources, settings, tokenizer, dense_folder)
     root = cache_dir if cache_dir is not None else harness_home() / "indexes"
     folder = root / key[:32]
     built = not (folder / MANIFEST).exists()
     if built:
-        _write(folder, path, sources, settings, tokenizer, encoder, {**header, "key": key, "documents": str(path)})
+        _write(
+            folder,
+            path,
+            sources,
+            settings,
+            tokenizer,
+            encoder,
+            {**header, "key": key, "documents": str(path)},
+        )
     index = _read(folder, settings, encoder, built)
     if index.skipped:
         total = index.n_documents + len(index.skipped)
@@ -182,8 +226,15 @@ def build_index(settings: RetrievalSettings, tokenizer: "PreTrainedTokenizerBase
     return index
 
 
-def _write(folder: Path, path: Path, sources: list[Source], settings: RetrievalSettings,
-           tokenizer: "PreTrainedTokenizerBase", encoder: DenseEncoder | None, header: dict[str, Any]) -> None:
+def _write(
+    folder: Path,
+    path: Path,
+    sources: list[Source],
+    settings: RetrievalSettings,
+    tokenizer: "PreTrainedTokenizerBase",
+    encoder: DenseEncoder | None,
+    header: dict[str, Any],
+) -> None:
     import bm25s
 
     documents, skipped = parse_sources(path, sources)
@@ -199,23 +250,32 @@ def _write(folder: Path, path: Path, sources: list[Source], settings: RetrievalS
                 out.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
         if encoder is not None:
             np.save(tmp / "embeddings.npy", encoder.encode([c.text for c in chunks]))
-        (tmp / MANIFEST).write_text(json.dumps({
-            **header,
-            "n_documents": len(documents),
-            "n_chunks": len(chunks),
-            "skipped": [asdict(s) for s in skipped],
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }, indent=2))
+        (tmp / MANIFEST).write_text(
+            json.dumps(
+                {
+                    **header,
+                    "n_documents": len(documents),
+                    "n_chunks": len(chunks),
+                    "skipped": [asdict(s) for s in skipped],
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                indent=2,
+            )
+        )
         try:
             tmp.rename(folder)
         except OSError:
-            if not (folder / MANIFEST).exists():  # not a concurrent build of the same key that finished first
+            if not (
+                folder / MANIFEST
+            ).exists():  # not a concurrent build of the same key that finished first
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _read(folder: Path, settings: RetrievalSettings, encoder: DenseEncoder | None, built: bool) -> Index:
+def _read(
+    folder: Path, settings: RetrievalSettings, encoder: DenseEncoder | None, built: bool
+) -> Index:
     import bm25s
 
     manifest = json.loads((folder / MANIFEST).read_text())

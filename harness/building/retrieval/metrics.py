@@ -18,7 +18,9 @@ def recall_at_k(hits_doc_ids: list[str], gold_doc_ids: list[str], k: int) -> flo
     return len(gold & set(hits_doc_ids[:k])) / len(gold)
 
 
-def reciprocal_rank(hits_doc_ids: list[str], gold_doc_ids: list[str], k: int | None = None) -> float:
+def reciprocal_rank(
+    hits_doc_ids: list[str], gold_doc_ids: list[str], k: int | None = None
+) -> float:
     """1 / rank of the first hit from a gold document (within the first k, if given), else 0."""
     gold = _check_gold(gold_doc_ids)
     for rank, doc_id in enumerate(hits_doc_ids[:k], start=1):

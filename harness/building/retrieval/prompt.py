@@ -27,8 +27,13 @@ Answer the question using only the documents below. Reply with the exact value f
 Question: {{ question }}"""
 
 VARIABLES = ("question", "chunks")
-_ENV = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True,
-                          lstrip_blocks=True, keep_trailing_newline=False)
+_ENV = jinja2.Environment(
+    autoescape=False,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
 _SENTINEL = "harness-check-chunk-text-7f3a"
 
 
@@ -38,8 +43,16 @@ def _compile(template: str) -> jinja2.Template:
 
 
 def _chunk_vars(hits: list[Hit]) -> list[dict[str, Any]]:
-    return [{"id": h.chunk_id, "doc_id": h.doc_id, "text": h.text, "score": h.score, "metadata": h.metadata}
-            for h in hits]
+    return [
+        {
+            "id": h.chunk_id,
+            "doc_id": h.doc_id,
+            "text": h.text,
+            "score": h.score,
+            "metadata": h.metadata,
+        }
+        for h in hits
+    ]
 
 
 def render_context(template: str, question: str, hits: list[Hit]) -> str:
@@ -50,23 +63,36 @@ def render_context(template: str, question: str, hits: list[Hit]) -> str:
 def check_template(template: str, source: str, key: str = "template") -> None:
     """ConfigError (naming `source` and `key`) unless the template parses, uses only known
     variables, renders, and places each retrieved chunk's text in the prompt."""
-    fix = f"see harness.building.retrieval.DEFAULT_TEMPLATE; available: {', '.join(VARIABLES)} (each chunk has " \
-          "id, doc_id, text, score, metadata)"
+    fix = (
+        f"see harness.building.retrieval.DEFAULT_TEMPLATE; available: {', '.join(VARIABLES)} (each"
+        " chunk has id, doc_id, text, score, metadata)"
+    )
     try:
         names = meta.find_undeclared_variables(_ENV.parse(template))
         compiled = _compile(template)
     except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(source, key, f"template does not parse: {exc.message} (template line {exc.lineno})",
-                          fix) from None
+        raise ConfigError(
+            source, key, f"template does not parse: {exc.message} (template line {exc.lineno})", fix
+        ) from None
     unknown = sorted(names - set(VARIABLES))
     if unknown:
-        raise ConfigError(source, key, f"template uses unknown variables: {', '.join(unknown)}", fix)
+        raise ConfigError(
+            source, key, f"template uses unknown variables: {', '.join(unknown)}", fix
+        )
     sample = [Hit("guide.md#0", "guide.md", 1.0, _SENTINEL)]
     try:
-        rendered = compiled.render(question="What is the sample question?", chunks=_chunk_vars(sample))
+        rendered = compiled.render(
+            question="What is the sample question?", chunks=_chunk_vars(sample)
+        )
     except Exception as exc:  # noqa: BLE001 - a user template can fail in any way; report it as config
-        raise ConfigError(source, key, f"template does not render: {type(exc).__name__}: {exc}", fix) from None
+        raise ConfigError(
+            source, key, f"template does not render: {type(exc).__name__}: {exc}", fix
+        ) from None
     if _SENTINEL not in rendered:
-        raise ConfigError(source, key, "template never places the retrieved text in the prompt",
-                          "loop over the chunks: {% for chunk in chunks %}[{{ chunk.id }}] {{ chunk.text }}"
-                          "{% endfor %}")
+        raise ConfigError(
+            source,
+            key,
+            "template never places the retrieved text in the prompt",
+            "loop over the chunks: {% for chunk in chunks %}[{{ chunk.id }}] {{ chunk.text }}"
+            "{% endfor %}",
+        )

@@ -16,24 +16,42 @@ class RetrievalSettings(Strict):
     context window the retrieved text takes, whatever the language or markup of the documents.
     """
 
-    documents: str = Field(description="a folder of .md/.txt/.html/.pdf files, or a .jsonl of {id, text, metadata}; "
-                                       "relative paths start at the config's folder")
+    documents: str = Field(
+        description=(
+            "a folder of .md/.txt/.html/.pdf files, or a .jsonl of {id, text, metadata}; "
+            "relative paths start at the config's folder"
+        )
+    )
     chunk_tokens: int = Field(200, ge=8, description="chunk length in the model's tokenizer tokens")
-    chunk_overlap: int = Field(40, ge=0, description="tokens each chunk repeats from the one before")
+    chunk_overlap: int = Field(
+        40, ge=0, description="tokens each chunk repeats from the one before"
+    )
     top_k: int = Field(3, ge=1, description="chunks placed in the prompt")
     method: Literal["bm25", "dense", "hybrid"] = "bm25"
-    dense_model: str | None = Field(None, description="a LOCAL sentence-transformers folder (never a hub name); "
-                                                      "needed by `dense` and `hybrid`")
+    dense_model: str | None = Field(
+        None,
+        description=(
+            "a LOCAL sentence-transformers folder (never a hub name); "
+            "needed by `dense` and `hybrid`"
+        ),
+    )
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant for `hybrid`")
 
     @model_validator(mode="after")
     def _consistent(self) -> "RetrievalSettings":
         if self.chunk_overlap >= self.chunk_tokens:
-            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_tokens "
-                             f"({self.chunk_tokens}), or chunking would never advance")
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_tokens "
+                f"({self.chunk_tokens}), or chunking would never advance"
+            )
         if self.method != "bm25" and self.dense_model is None:
-            raise ValueError(f"method {self.method!r} needs `dense_model:` (a local sentence-transformers folder)")
+            raise ValueError(
+                f"method {self.method!r} needs `dense_model:` (a local sentence-transformers"
+                " folder)"
+            )
         if self.method == "bm25" and self.dense_model is not None:
-            raise ValueError("`dense_model` is set but method is 'bm25', which would ignore it; "
-                             "set `method: hybrid` (or dense), or remove dense_model")
+            raise ValueError(
+                "`dense_model` is set but method is 'bm25', which would ignore it; "
+                "set `method: hybrid` (or dense), or remove dense_model"
+            )
         return self

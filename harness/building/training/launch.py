@@ -1,4 +1,5 @@
-"""Training on several processes: launched with accelerate's own launchers, each process running worker.py.
+"""Training on several processes: launched with accelerate's own launchers, each process running
+worker.py.
 
 `train.processes: N` starts N processes on this machine with torchrun (what `accelerate launch` runs underneath for
 several GPUs), one GPU each over NCCL, or on the CPU over gloo (accelerate's MULTI_CPU, which its own launcher only
@@ -42,32 +43,59 @@ class TrainJob:
     out: Path
 
     def to_json(self) -> str:
-        return json.dumps({"base": {**asdict(self.base), "path": str(self.base.path)},
-                           "settings": self.settings.model_dump(mode="json"), "data_path": str(self.data_path),
-                           "data_sha256": self.data_sha256, "key": self.key, "out": str(self.out)})
+        return json.dumps(
+            {
+                "base": {**asdict(self.base), "path": str(self.base.path)},
+                "settings": self.settings.model_dump(mode="json"),
+                "data_path": str(self.data_path),
+                "data_sha256": self.data_sha256,
+                "key": self.key,
+                "out": str(self.out),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "TrainJob":
         spec = json.loads(text)
-        return cls(ModelRef(**{**spec["base"], "path": Path(spec["base"]["path"])}),
-                   TrainSettings.model_validate(spec["settings"]), Path(spec["data_path"]), spec["data_sha256"],
-                   spec["key"], Path(spec["out"]))
+        return cls(
+            ModelRef(**{**spec["base"], "path": Path(spec["base"]["path"])}),
+            TrainSettings.model_validate(spec["settings"]),
+            Path(spec["data_path"]),
+            spec["data_sha256"],
+            spec["key"],
+            Path(spec["out"]),
+        )
 
 
 def launch_command(processes: int, accelerate_config: Path | None, spec: Path) -> list[str]:
-    """torchrun for N processes here; `accelerate launch` with the user's config (its process count set only when
-    `processes` is, so the config's own holds otherwise)."""
+    """torchrun for N processes here; `accelerate launch` with the user's config (its process count
+    set only when `processes` is, so the config's own holds otherwise)."""
     worker = ["-m", WORKER, str(spec)]
     if accelerate_config is not None:
         count = ["--num_processes", str(processes)] if processes > 1 else []
-        return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config), *count,
-                *worker]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), *worker]
+        return [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(accelerate_config),
+            *count,
+            *worker,
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(processes),
+        *worker,
+    ]
 
 
 def launch_env(processes: int, gpu: bool) -> dict[str, str]:
-    """On the CPU, accelerate's MULTI_CPU (gloo), and this machine's cores shared out among the processes (torchrun
-    would give each one thread)."""
+    """On the CPU, accelerate's MULTI_CPU (gloo), and this machine's cores shared out among the
+    processes (torchrun would give each one thread)."""
     env = dict(os.environ)
     if not gpu:
         env["ACCELERATE_USE_CPU"] = "true"
@@ -75,25 +103,48 @@ def launch_env(processes: int, gpu: bool) -> dict[str, str]:
     return env
 
 
-def train_launched(job: TrainJob, accelerate_config: Path | None, log: Callable[[str], None]) -> None:
+def train_launched(
+    job: TrainJob, accelerate_config: Path | None, log: Callable[[str], None]
+) -> None:
     """Run the job on its processes; the main one leaves the finished adapter in `job.out`."""
     import torch
 
     processes = job.settings.processes
     with tempfile.TemporaryDirectory(prefix=".launch-", dir=job.out.parent) as folder:
-        spec, errors, log_path = Path(folder) / "job.json", Path(folder) / "error.json", Path(folder) / "launch.log"
+        spec, errors, log_path = (
+            Path(folder) / "job.json",
+            Path(folder) / "error.json",
+            Path(folder) / "launch.log",
+        )
         spec.write_text(job.to_json())
         command = launch_command(processes, accelerate_config, spec)
-        how = f"accelerate launch --config_file {accelerate_config}" if accelerate_config else \
-            f"{processes} processes"
-        log(f"adapter {job.key[:12]}: training on {how} (log: {log_path} while it runs): {shlex.join(command)}"
-            + ("; a config for several machines starts only this one's processes: run the same command with "
-               "--machine_rank K on each other node, this folder shared" if accelerate_config else ""))
+        how = (
+            f"accelerate launch --config_file {accelerate_config}"
+            if accelerate_config
+            else f"{processes} processes"
+        )
+        log(
+            f"adapter {job.key[:12]}: training on {how} (log: {log_path} while it runs):"
+            f" {shlex.join(command)}"
+            + (
+                "; a config for several machines starts only this one's processes: run the same"
+                " command with --machine_rank K on each other node, this folder shared"
+                if accelerate_config
+                else ""
+            )
+        )
         with log_path.open("wb") as stderr:
-            proc = subprocess.Popen(command, stderr=stderr, stdin=subprocess.DEVNULL,
-                                    env={**launch_env(processes, torch.cuda.is_available()),
-                                         "HARNESS_TRAIN_ERRORS": str(errors)},
-                                    start_new_session=True, preexec_fn=die_with_parent)
+            proc = subprocess.Popen(
+                command,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env={
+                    **launch_env(processes, torch.cuda.is_available()),
+                    "HARNESS_TRAIN_ERRORS": str(errors),
+                },
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
             try:
                 code = proc.wait()
             finally:
@@ -103,7 +154,10 @@ def train_launched(job: TrainJob, accelerate_config: Path | None, log: Callable[
         if errors.exists():
             raise raised(json.loads(errors.read_text()))
         if code != 0:
-            tail = "\n".join("    " + line for line in log_path.read_text(errors="replace").splitlines()[-LOG_LINES:])
+            tail = "\n".join(
+                "    " + line
+                for line in log_path.read_text(errors="replace").splitlines()[-LOG_LINES:]
+            )
             raise HarnessError(f"training on {how} exited with code {code}:\n{tail}")
 
 
