@@ -12,7 +12,9 @@ import json
 import random
 from pathlib import Path
 
-INSTRUCTION = "Turn this support ticket into JSON with the fields category and priority.\n\nTicket: "
+INSTRUCTION = (
+    "Turn this support ticket into JSON with the fields category and priority.\n\nTicket: "
+)
 
 TEMPLATES: dict[tuple[str, str], list[str]] = {
     ("billing", "high"): [
@@ -74,7 +76,9 @@ FILL = {
 
 def render(template: str, rng: random.Random) -> str:
     return template.format(
-        n=rng.randint(2, 9), amount=rng.choice([19, 49, 99, 249]), order=rng.randint(10000, 99999),
+        n=rng.randint(2, 9),
+        amount=rng.choice([19, 49, 99, 249]),
+        order=rng.randint(10000, 99999),
         **{key: rng.choice(values) for key, values in FILL.items()},
     )
 
@@ -89,7 +93,9 @@ def build(seed: int = 7) -> tuple[list[dict], list[dict]]:
             split, copies = (test, 2) if t_index < 2 else (train, 16)
             for _ in range(copies):
                 ticket = render(template, rng)
-                split.append({"ticket": ticket, "label": label, "category": category, "priority": priority})
+                split.append(
+                    {"ticket": ticket, "label": label, "category": category, "priority": priority}
+                )
     rng.shuffle(test)
     rng.shuffle(train)
     return test, train
@@ -100,16 +106,30 @@ def main() -> None:
     test, train = build()
     with (here / "cases.jsonl").open("w") as handle:
         for i, row in enumerate(test, start=1):
-            handle.write(json.dumps({
-                "id": f"ticket-{i:03d}", "prompt": INSTRUCTION + row["ticket"], "reference": row["label"],
-                "tags": [row["category"], row["priority"]],
-            }) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"ticket-{i:03d}",
+                        "prompt": INSTRUCTION + row["ticket"],
+                        "reference": row["label"],
+                        "tags": [row["category"], row["priority"]],
+                    }
+                )
+                + "\n"
+            )
     with (here / "train.jsonl").open("w") as handle:
         for row in train:
-            handle.write(json.dumps({"messages": [
-                {"role": "user", "content": INSTRUCTION + row["ticket"]},
-                {"role": "assistant", "content": row["label"]},
-            ]}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": INSTRUCTION + row["ticket"]},
+                            {"role": "assistant", "content": row["label"]},
+                        ]
+                    }
+                )
+                + "\n"
+            )
     print(f"wrote {len(test)} test cases and {len(train)} training examples")
 
 
