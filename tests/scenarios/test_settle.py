@@ -14,7 +14,7 @@ import pytest
 
 from harness.planning.check import check
 from harness.verdict.gate import EXIT_CODES
-from support.helpers import local_server, send_json
+from support.helpers import chat, local_server, send_json
 from support.scenarios import LORA, PROMPT, TICKET, Project, answer, calibrated_rubric
 
 BROKEN = '{"category": '
@@ -328,24 +328,7 @@ class CountingEndpoint(http.server.BaseHTTPRequestHandler):
         number = int(prompt.split("Ticket ")[1][:3])
         type(self).asked.append(body["model"])
         text = BROKEN if body["model"] == "next" and number % 5 < 2 else TICKET
-        send_json(
-            self,
-            200,
-            {
-                "id": "c",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
-            },
-        )
+        send_json(self, 200, chat(text, body["model"]))
 
 
 def test_an_endpoint_is_asked_only_for_the_cases_the_waves_need(project: Project) -> None:

@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 import yaml
 
-from support.helpers import local_server, send_json
+from support.helpers import chat, local_server, send_json
 from support.scenarios import (
     BASE,
     LORA,
@@ -47,24 +47,7 @@ class FakeOpenAI(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = TICKET if body["model"] == "good" else "The category is billing, I think."
-        send_json(
-            self,
-            200,
-            {
-                "id": "c",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
-                ],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
-            },
-        )
+        send_json(self, 200, chat(text, body["model"]))
 
 
 @pytest.mark.parametrize("candidate_model, code", [("good", 0), ("bad", 1)])
@@ -144,19 +127,7 @@ class Misshapen(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(self.broken)
             return
-        send_json(
-            self,
-            200,
-            {
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": TICKET},
-                    }
-                ]
-            },
-        )
+        send_json(self, 200, chat(TICKET, body["model"]))
 
 
 NULL_CONTENT = json.dumps(

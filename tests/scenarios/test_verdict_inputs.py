@@ -9,7 +9,7 @@ import http.server
 
 import pytest
 
-from support.helpers import local_server, send_json
+from support.helpers import chat, local_server, send_json
 from support.scenarios import (
     LORA,
     PROMPT,
@@ -141,19 +141,7 @@ class Counting(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         Counting.arrived.append(self.path)
-        send_json(
-            self,
-            200,
-            {
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": TICKET},
-                    }
-                ]
-            },
-        )
+        send_json(self, 200, chat(TICKET))
 
 
 @pytest.mark.parametrize(

@@ -20,30 +20,11 @@ from harness.core.request import Completion, Request
 from harness.serving.anthropic_client import AnthropicEngine
 from harness.serving.limits import redact
 from harness.serving.openai_client import OpenAIEngine
-from support.helpers import local_server, send_json
+from support.helpers import chat, local_server, send_json
 from support.scenarios import TICKET, Project, answer, tickets
 
 SECRET = "sk-live-hostile-3f9a1c"
 JUDGE_SECRET = "sk-judge-hostile-77b2e0"
-
-
-def chat(text: Any, model: str = "m", **extra: Any) -> dict[str, Any]:
-    """An OpenAI chat completion body whose answer is `text`, from `model`."""
-    return {
-        "id": "c",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": text},
-                **extra,
-            }
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
-    }
 
 
 def message(content: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from harness.core.models import ModelRef
 from harness.serving import shared
 from harness.serving.settings import VllmConfig
 from harness.serving.vllm_server import attached, server_key
-from support.helpers import local_server, send_json
+from support.helpers import chat, local_server, send_json
 from support.scenarios import PROMPT, TICKET, Project, answer, tickets
 
 
@@ -53,24 +53,7 @@ class Impostor:
             def do_POST(self) -> None:  # noqa: N802
                 impostor.asked.append(self.path)
                 asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                send_json(
-                    self,
-                    200,
-                    {
-                        "id": "c",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": asked["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": TICKET},
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
-                    },
-                )
+                send_json(self, 200, chat(TICKET, asked["model"]))
 
         self.server = local_server(Handler)
         self.port = self.server.port

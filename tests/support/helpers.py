@@ -233,3 +233,22 @@ def copy_demo(folder: Path) -> Path:
     shutil.copytree(REPO / "configs", folder / "configs")
     shutil.copytree(REPO / "suites", folder / "suites")
     return folder
+
+
+def chat(text: Any, model: str = "m", **extra: Any) -> dict[str, Any]:
+    """An OpenAI chat completion body whose answer is `text`, from `model`."""
+    return {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": text},
+                **extra,
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+    }
