@@ -168,9 +168,8 @@ def raw_vllm(config: Path, results: dict[str, Any], store: Path) -> float:
             )
 
         started = time.perf_counter()
-        for served in dict.fromkeys(
-            r["model"] for r in requests
-        ):  # one served name at a time, as the harness
+        # one served name at a time, as the harness
+        for served in dict.fromkeys(r["model"] for r in requests):
             with ThreadPoolExecutor(in_flight) as pool:
                 list(pool.map(ask, [r for r in requests if r["model"] == served]))
         return time.perf_counter() - started

@@ -240,9 +240,8 @@ def ended_on_failure(run: Run, keys: tuple[str, ...], mode: str) -> Iterator[Non
         yield
     except BaseException as exc:
         for path in report_paths(run.run_dir).values():
-            with suppress(
-                OSError
-            ):  # what cannot be removed (a folder in a report's place) is no report
+            # what cannot be removed (a folder in a report's place) is no report
+            with suppress(OSError):
                 path.unlink(missing_ok=True)
         failed = exc if isinstance(exc, DBAPIError) else None
         try:

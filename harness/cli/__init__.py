@@ -56,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (
-        ProblemsFound
-    ) as exc:  # `harness check`, or a run refusing its config: each problem on its own
+    # `harness check`, or a run refusing its config: each problem on its own
+    except ProblemsFound as exc:
         _debug(args)
         err.print(styled((str(exc), "bold red"), ":"))
         for problem in exc.problems:

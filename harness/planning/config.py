@@ -216,9 +216,8 @@ class MlflowConfig(Strict):
         environment."""
         try:
             user, password = userinfo(uri) if "://" in uri else ("", "")
-        except (
-            ValueError
-        ):  # an MLflow URI of its own form (databricks://PROFILE:PREFIX) is MLflow's to read
+        # an MLflow URI of its own form (databricks://PROFILE:PREFIX) is MLflow's to read
+        except ValueError:
             parts = urlsplit(uri)
             user, password = parts.username or "", parts.password or ""
         if user or password:
@@ -497,9 +496,8 @@ def _partial(data: dict, path: Path, node: Any) -> LoadedConfig:
             items = [_validated(key, item, item=True) for item in data[key]]
             values[key] = [item for item in items if item is not _LEFT_OUT]
             broken[key] = tuple(i for i, item in enumerate(items) if item is _LEFT_OUT)
-            if (
-                _validated(key, values[key]) is _LEFT_OUT
-            ):  # the list's own constraints (at least one item)
+            # the list's own constraints (at least one item)
+            if _validated(key, values[key]) is _LEFT_OUT:
                 unread.add(key)
         elif not listed and (value := _validated(key, data[key])) is not _LEFT_OUT:
             values[key] = value

@@ -132,9 +132,8 @@ def build_results(store: Store, run_id: str) -> dict[str, Any]:
         else {k: v for k, v in run["verdict"].items() if k != "comparisons"}
     )
     compared = (run["verdict"] or {}).get("comparisons")
-    if (
-        compared is None
-    ):  # decided by a harness that did not keep them with the verdict, or not decided
+    # decided by a harness that did not keep them with the verdict, or not decided
+    if compared is None:
         pinned = store.table("scores", run["against"]) if run["against"] else None
         compared = (
             comparisons(

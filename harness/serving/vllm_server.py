@@ -157,9 +157,8 @@ def lora_target_modules(adapters: Sequence[Adapter]) -> list[str] | None:
     for adapter in adapters:
         config = json.loads((adapter.path / "adapter_config.json").read_text())
         targets = config.get("target_modules")
-        if not isinstance(
-            targets, list
-        ):  # peft keeps a regex as a string: which modules it hits is unknown here
+        # peft keeps a regex as a string: which modules it hits is unknown here
+        if not isinstance(targets, list):
             return None
         names |= {*targets, *(config.get("modules_to_save") or ())}
     return None if any(name.split(".")[-1] == "lm_head" for name in names) else sorted(names)

@@ -93,9 +93,8 @@ def transaction(conn: Connection, opening: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if (
-            not conn.invalidated
-        ):  # a lost connection has rolled back already; the first error is the news
+        # a lost connection has rolled back already; the first error is the news
+        if not conn.invalidated:
             with suppress(DBAPIError):
                 conn.exec_driver_sql("ROLLBACK")
         raise

@@ -89,9 +89,8 @@ def _flocked(store: Store, run_id: str) -> Iterator[None]:
         os.write(handle, Holder.this_process().label.encode())
         yield
     finally:
-        with suppress(
-            OSError
-        ):  # removed while still held: whoever opened it meanwhile sees it gone (_locked)
+        # removed while still held: whoever opened it meanwhile sees it gone (_locked)
+        with suppress(OSError):
             path.unlink()
         os.close(handle)
 

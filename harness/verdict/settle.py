@@ -244,9 +244,8 @@ def observations(
 ) -> np.ndarray:
     """What the check's sequence is fed, in stream order: a case's value, or its paired gain (the
     -1/0/+1 sign of the gain for the discordant test)."""
-    if base is None or not is_relative(
-        check.bound_kind
-    ):  # an absolute bound reads the candidate alone
+    # an absolute bound reads the candidate alone
+    if base is None or not is_relative(check.bound_kind):
         return cand.to_numpy(float)
     gain = cand.to_numpy(float) - base.to_numpy(float)
     gain = gain if higher else -gain
@@ -283,9 +282,8 @@ def _rule(
     if low is None or high is None:
         return None
     bound = getattr(gate, check.bound_kind)
-    if not is_relative(
-        check.bound_kind
-    ):  # absolute, also in a gate that has a relative bound besides
+    # absolute, also in a gate that has a relative bound besides
+    if not is_relative(check.bound_kind):
         check.lo, check.hi = low, high
         threshold, lower = float(scaled(bound, low, high)), check.bound_kind == "min"
         if check.significant:

@@ -452,9 +452,8 @@ def test_interrupted_training_leaves_no_finished_adapter(
     settings = TrainSettings(data="data.jsonl", **TINY)
     save = PeftModel.save_pretrained
 
-    def save_then_interrupt(
-        self, folder, **kwargs
-    ):  # Ctrl-C after the weights are written, before the manifest
+    # Ctrl-C after the weights are written, before the manifest
+    def save_then_interrupt(self, folder, **kwargs):
         save(self, folder, **kwargs)
         raise KeyboardInterrupt
 

@@ -560,9 +560,8 @@ def test_a_read_only_store_names_its_path_and_fix(
         result = harness_child(
             *store_command(project, run_id, command), cwd=project.root, prepare=file_modes_apply
         )
-    except (
-        subprocess.SubprocessError
-    ) as exc:  # the child could not drop them: root writes whatever the modes say
+    # the child could not drop them: root writes whatever the modes say
+    except subprocess.SubprocessError as exc:
         pytest.skip(
             "running as root without CAP_SETPCAP, file modes cannot make a file read-only here"
             f" ({exc})"

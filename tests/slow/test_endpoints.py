@@ -107,9 +107,8 @@ def test_pin_then_drift_with_history(demo_copy: Path, vllm_url: str, model: Mode
     assert len({h["run_id"] for h in history}) == 3
     html = (latest.parent / "report.html").read_text()
     assert "History" in html and "pinned" in html
-    for path in (demo_copy / "reports").rglob(
-        "*"
-    ):  # the key is read from the environment, written nowhere
+    # the key is read from the environment, written nowhere
+    for path in (demo_copy / "reports").rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
 
